@@ -1,0 +1,178 @@
+"""Orders and their facts in Postgres: import, lock-and-read for a unit of work, apply a change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+import asyncpg
+
+from service.domain.model import Actor, Change, OrderFacts, RuleSet
+from service.ordersfile import OrderRecord
+
+_FACTS_SQL = """
+SELECT o.order_id, o.order_type, o.client_id, o.status_id, o.version, o.payments_total,
+       ARRAY(SELECT note_ref FROM order_goods_out_notes g WHERE g.order_id = o.order_id ORDER BY note_ref) AS goods_out_notes,
+       ARRAY(SELECT reservation_ref FROM order_reservations r WHERE r.order_id = o.order_id ORDER BY reservation_ref) AS reservations,
+       ARRAY(SELECT coupon_code FROM order_coupons c WHERE c.order_id = o.order_id ORDER BY coupon_code) AS coupons
+  FROM orders o
+ WHERE o.order_id = ANY($1::bigint[])
+ ORDER BY o.order_id
+"""
+
+
+def _facts(row: asyncpg.Record) -> OrderFacts:
+    return OrderFacts(
+        order_id=row["order_id"],
+        order_type=row["order_type"],
+        status_id=row["status_id"],
+        version=row["version"],
+        client_id=row["client_id"],
+        payments_total=Decimal(row["payments_total"]),
+        goods_out_notes=tuple(row["goods_out_notes"]),
+        reservations=tuple(row["reservations"]),
+        coupons=tuple(row["coupons"]),
+    )
+
+
+async def lock_orders(conn: asyncpg.Connection, order_ids: Iterable[int]) -> dict[int, OrderFacts]:
+    """Lock the orders (ascending id, so concurrent units of work cannot deadlock) and read their facts."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    await conn.execute("SELECT 1 FROM orders WHERE order_id = ANY($1::bigint[]) ORDER BY order_id FOR UPDATE", ids)
+    return {row["order_id"]: _facts(row) for row in await conn.fetch(_FACTS_SQL, ids)}
+
+
+async def read_order(conn: asyncpg.Connection, order_id: int) -> OrderFacts | None:
+    rows = await conn.fetch(_FACTS_SQL, [order_id])
+    return _facts(rows[0]) if rows else None
+
+
+async def apply_change(
+    conn: asyncpg.Connection,
+    change: Change,
+    *,
+    event_id: UUID,
+    command_id: str,
+    actor: Actor,
+    occurred_at: datetime,
+) -> None:
+    """Write an accepted change: status and version, cancel side effects (R7) and the history note (R8)."""
+    updated = await conn.execute(
+        "UPDATE orders SET status_id = $2, version = $3, updated_at = $4 WHERE order_id = $1 AND version = $5",
+        change.order_id,
+        change.to_status.id,
+        change.version,
+        occurred_at,
+        change.version - 1,
+    )
+    if updated != "UPDATE 1":  # the row is locked, so this means a logic error, never a race
+        raise RuntimeError(f"order {change.order_id} changed under its lock")
+    if change.removed_reservations:
+        await conn.execute(
+            "DELETE FROM order_reservations WHERE order_id = $1 AND reservation_ref = ANY($2::text[])",
+            change.order_id,
+            list(change.removed_reservations),
+        )
+    if change.removed_coupons:
+        await conn.execute(
+            "DELETE FROM order_coupons WHERE order_id = $1 AND coupon_code = ANY($2::text[])",
+            change.order_id,
+            list(change.removed_coupons),
+        )
+    await conn.execute(
+        """
+        INSERT INTO order_history (order_id, version, event_id, command_id, from_status, to_status, override,
+                                   actor, note_text, is_public, file_id, removed_reservations, removed_coupons,
+                                   occurred_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        """,
+        change.order_id,
+        change.version,
+        event_id,
+        command_id,
+        change.from_status.ref(),
+        change.to_status.ref(),
+        change.override,
+        actor.as_dict(),
+        change.note.text,
+        change.note.is_public,
+        change.note.file_id,
+        list(change.removed_reservations),
+        list(change.removed_coupons),
+        occurred_at,
+    )
+
+
+async def upsert_orders(
+    conn: asyncpg.Connection, records: Sequence[tuple[OrderRecord, int | None]], rules: RuleSet
+) -> int:
+    """Upsert orders and replace their facts, all in one transaction. A status given in the file is
+    set as is (an administrative import); without one a new order starts in its type's initial status
+    and an existing order keeps its status."""
+    async with conn.transaction():
+        for record, status_id in records:
+            initial = rules.initial_status(record.order_type)
+            await conn.execute(
+                """
+                INSERT INTO orders (order_id, order_type, client_id, status_id, payments_total)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (order_id) DO UPDATE
+                   SET order_type = EXCLUDED.order_type, client_id = EXCLUDED.client_id,
+                       status_id = COALESCE($6, orders.status_id),
+                       payments_total = EXCLUDED.payments_total, updated_at = now()
+                """,
+                record.order_id,
+                record.order_type,
+                record.client_id,
+                status_id if status_id is not None else initial.id,
+                record.payments_total,
+                status_id,
+            )
+            oid = record.order_id
+            for table in ("order_contacts", "order_goods_out_notes", "order_reservations", "order_coupons"):
+                await conn.execute(f"DELETE FROM {table} WHERE order_id = $1", oid)
+            contacts = {c.email: c for c in record.contacts}  # one row per address; the last one wins
+            await conn.executemany(
+                "INSERT INTO order_contacts (order_id, email, name, kind) VALUES ($1, $2, $3, $4)",
+                [(oid, c.email, c.name, c.kind) for c in contacts.values()],
+            )
+            for table, column, values in (
+                ("order_goods_out_notes", "note_ref", record.goods_out_notes),
+                ("order_reservations", "reservation_ref", record.reservations),
+                ("order_coupons", "coupon_code", record.coupons),
+            ):
+                await conn.executemany(
+                    f"INSERT INTO {table} (order_id, {column}) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    [(oid, v) for v in values],
+                )
+    return len(records)
+
+
+async def fetch_contacts(conn: asyncpg.Connection, order_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT email, name, kind FROM order_contacts WHERE order_id = $1 ORDER BY kind, email", order_id
+    )
+
+
+async def fetch_history(conn: asyncpg.Connection, order_id: int) -> list[dict]:
+    rows = await conn.fetch("SELECT * FROM order_history WHERE order_id = $1 ORDER BY version", order_id)
+    return [
+        {
+            "version": r["version"],
+            "event_id": str(r["event_id"]),
+            "command_id": r["command_id"],
+            "from_status": r["from_status"],
+            "to_status": r["to_status"],
+            "override": r["override"],
+            "actor": r["actor"],
+            "note": {"text": r["note_text"], "is_public": r["is_public"], "file_id": r["file_id"]},
+            "removed_reservations": list(r["removed_reservations"]),
+            "removed_coupons": list(r["removed_coupons"]),
+            "occurred_at": r["occurred_at"].isoformat(),
+        }
+        for r in rows
+    ]

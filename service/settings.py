@@ -1,0 +1,63 @@
+"""Runtime configuration: the environment variables of DESIGN §3, read with pydantic-settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; names are the contract of DESIGN §3 (prefix ``ORDERSTATUS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERSTATUS_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@localhost:5432/orderstatus"
+    database_pool_size: int = Field(4, ge=1)
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_enable_idempotence: bool = True
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] = "PLAIN"
+    kafka_sasl_plain_username: str | None = None
+    kafka_sasl_plain_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_client_id: str = "orderstatus"
+    kafka_request_timeout_ms: int = 30_000
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    kafka_max_poll_interval_ms: int = 300_000
+    kafka_max_poll_records: int = Field(500, ge=1)
+    kafka_linger_ms: int = 5
+    kafka_compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+
+    commands_topic: str = "order-status.commands"
+    events_topic: str = "order-status.events"
+    dlq_topic: str = "order-status.commands.dlq"
+    worker_group: str = "orderstatus-worker"
+    notifier_group: str = "orderstatus-notifier"
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    smtp_timeout_s: float = 30.0
+    mail_from: str = "orders@localhost"
+
+    http_port: int = 8080
+    notifier_http_port: int = 8081
+    http_host: str = "0.0.0.0"
+
+    max_batch_items: int = Field(50, ge=1)
+
+    # how long readiness tolerates no poll/commit progress before it reports not ready
+    ready_stall_seconds: float = 60.0
+    # backoff for infrastructure outages (seconds)
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    log_level: str = "INFO"
