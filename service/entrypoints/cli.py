@@ -1,0 +1,225 @@
+"""The `orderstatus` command line (DESIGN §4). Errors print one line to stderr and exit non-zero."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from service.settings import Settings
+
+
+class UserError(click.ClickException):
+    """A mistake of the caller: one line, exit code 1, no traceback."""
+
+
+def _run(coro):
+    try:
+        return asyncio.run(coro)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise UserError(f"cannot reach a service: {exc}") from None
+    except Exception as exc:  # asyncpg / aiokafka connection failures carry their own classes
+        from aiokafka.errors import KafkaConnectionError, KafkaError
+        import asyncpg
+
+        if isinstance(exc, (KafkaConnectionError, asyncpg.exceptions.CannotConnectNowError)):
+            raise UserError(f"cannot reach a service: {exc}") from None
+        if isinstance(exc, asyncpg.exceptions.UndefinedTableError):
+            raise UserError(f"the database is not migrated ({exc}); run `orderstatus migrate`") from None
+        if isinstance(exc, (KafkaError, asyncpg.PostgresError)):
+            raise UserError(f"{type(exc).__name__}: {exc}") from None
+        raise
+
+
+def _print_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """orderstatus: the order-status service and its operator tools."""
+    from service.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+@main.command()
+@click.pass_obj
+def migrate(settings: Settings) -> None:
+    """Apply the database migrations (safe to run concurrently and repeatedly)."""
+    from service.adapters.database import migrate as run_migrations
+
+    try:
+        run_migrations(settings.database_url)
+    except Exception as exc:
+        raise UserError(f"migration failed: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    click.echo("database is up to date", err=True)
+
+
+# ---------------------------------------------------------------- rules
+
+
+@main.group()
+def rules() -> None:
+    """Check, load and draw the status rules."""
+
+
+def _read_rules(path: str):
+    from service.rulesfile import RulesFileError, load_rules_file
+
+    try:
+        return load_rules_file(path)
+    except RulesFileError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+@rules.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def rules_check(file: str) -> None:
+    """Validate a rules file without loading it."""
+    ruleset = _read_rules(file)
+    click.echo(f"{file}: ok ({len(ruleset.statuses)} statuses, {len(ruleset.transitions)} transitions)")
+
+
+@rules.command("load")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def rules_load(settings: Settings, file: str) -> None:
+    """Validate a rules file and atomically replace the stored rules with it."""
+    ruleset = _read_rules(file)
+    sha = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+
+    async def load() -> int:
+        from service.adapters.database import connect
+        from service.adapters.rules_store import replace_rules
+
+        conn = await connect(settings.database_url)
+        try:
+            return await replace_rules(conn, ruleset, sha)
+        finally:
+            await conn.close()
+
+    version = _run(load())
+    click.echo(f"{file}: loaded as rules version {version} ({len(ruleset.statuses)} statuses, {len(ruleset.transitions)} transitions)")
+
+
+@rules.command("graph")
+@click.option("--order-type", "order_type", default=None, help="Draw one order type only.")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "svg"]), default="mermaid", show_default=True)
+@click.option("-o", "output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option("--file", "rules_file", type=click.Path(dir_okay=False), default=None, help="Draw a rules file instead of the loaded rules.")
+@click.pass_obj
+def rules_graph(settings: Settings, order_type: str | None, fmt: str, output: str | None, rules_file: str | None) -> None:
+    """Draw the state machine as Mermaid or SVG."""
+    from service.graph import render_mermaid, render_svg
+
+    if rules_file:
+        ruleset = _read_rules(rules_file)
+    else:
+        ruleset = _run(_fetch_rules(settings))
+    if order_type is not None and order_type not in ruleset.order_types:
+        raise UserError(f"unknown order type {order_type!r} (known: {', '.join(sorted(ruleset.order_types))})")
+    text = render_mermaid(ruleset, order_type) if fmt == "mermaid" else render_svg(ruleset, order_type)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+async def _fetch_rules(settings: Settings):
+    from service.adapters.database import connect
+    from service.adapters.rules_store import fetch_rules
+
+    conn = await connect(settings.database_url)
+    try:
+        ruleset = await fetch_rules(conn)
+    finally:
+        await conn.close()
+    if ruleset is None:
+        raise UserError("no rules are loaded; run `orderstatus rules load FILE`")
+    return ruleset
+
+
+# ---------------------------------------------------------------- orders
+
+
+@main.group()
+def orders() -> None:
+    """Import orders and their facts."""
+
+
+@orders.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_obj
+def orders_import(settings: Settings, file: str) -> None:
+    """Upsert orders from JSON lines (all or nothing)."""
+    from service.ordersfile import OrdersFileError, parse_orders
+
+    try:
+        lines = (sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")).splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {file}: {exc}") from None
+
+    async def run() -> int:
+        from service.adapters.database import connect
+        from service.adapters.orders_store import upsert_orders
+
+        ruleset = await _fetch_rules(settings)
+        try:
+            records = parse_orders(lines, ruleset)
+        except OrdersFileError as exc:
+            raise UserError(f"{file}: {exc}") from None
+        conn = await connect(settings.database_url)
+        try:
+            return await upsert_orders(conn, records, ruleset)
+        finally:
+            await conn.close()
+
+    count = _run(run())
+    click.echo(f"{file}: imported {count} orders")
+
+
+# ---------------------------------------------------------------- topics
+
+
+@main.group()
+def topics() -> None:
+    """Manage the Kafka topics."""
+
+
+@topics.command("create")
+@click.option("--partitions", default=6, show_default=True, type=click.IntRange(min=1))
+@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(min=1))
+@click.pass_obj
+def topics_create(settings: Settings, partitions: int, replication_factor: int) -> None:
+    """Create the commands, events and DLQ topics (existing ones are left alone)."""
+    from service.adapters.kafka import create_topics
+
+    outcome = _run(create_topics(settings, partitions, replication_factor))
+    for name, what in outcome.items():
+        click.echo(f"{name}: {what}")
+
+
+# ---------------------------------------------------------------- dev
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Also send a scripted command per rule and print the outcomes.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=".orderstatus-dev", show_default=True)
+def dev(demo: bool, data_dir: str) -> None:
+    """Run everything on this machine with no Docker: Postgres, broker, SMTP sink, worker, notifier."""
+    from service.entrypoints.dev import run_dev
+
+    sys.exit(run_dev(Path(data_dir), demo=demo))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,160 @@
+"""Test infrastructure of DESIGN §8.
+
+Session fixtures start real services: embedded PostgreSQL, the tansu broker and an aiosmtpd sink.
+`ORDERSTATUS_TEST_DATABASE_URL` / `ORDERSTATUS_TEST_KAFKA_BOOTSTRAP_SERVERS` point them at existing
+servers instead, and `ORDERSTATUS_TEST_BACKEND=docker` uses testcontainers. When a service cannot
+start the fixture raises: integration tests fail loudly, they never skip. Unit tests request none
+of these fixtures, so they need no services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from service.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, scratch_dir
+from service.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parent.parent / "service" / "samples"
+BACKEND = os.environ.get("ORDERSTATUS_TEST_BACKEND", "embedded")
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a Postgres server (database part is replaced per test)."""
+    external = os.environ.get("ORDERSTATUS_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    if BACKEND == "docker":
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    server = EmbeddedPostgres(scratch_dir("orderstatus-test-pg-")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    external = os.environ.get("ORDERSTATUS_TEST_KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    if BACKEND == "docker":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = EmbeddedBroker(log_path=scratch_dir("orderstatus-test-broker-") / "tansu.log").start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink():
+    sink = SmtpSink().start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_sink):
+    """The SMTP sink, emptied for this test."""
+    assert smtp_sink.mailbox is not None
+    with smtp_sink.mailbox.lock:
+        smtp_sink.mailbox.messages.clear()
+        smtp_sink.mailbox.refuse.clear()
+    return smtp_sink
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_url) -> str:
+    """A migrated database used as the template of every test's own database."""
+    from service.adapters.database import migrate
+
+    name = f"orderstatus_template_{uuid.uuid4().hex[:8]}"
+    url = _with_database(postgres_url, name)
+    migrate(url)
+    return name
+
+
+@pytest.fixture
+def database_url(postgres_url, template_database) -> str:
+    """A fresh, migrated, empty database for this test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(_with_database(postgres_url, "postgres"))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return _with_database(postgres_url, name)
+
+
+@pytest.fixture
+def settings(database_url, kafka_bootstrap, smtp_sink) -> Settings:
+    """Settings for this test: its own database, its own topics and consumer groups."""
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(
+        database_url=database_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_enable_idempotence=False,
+        commands_topic=f"cmd-{suffix}",
+        events_topic=f"evt-{suffix}",
+        dlq_topic=f"dlq-{suffix}",
+        worker_group=f"worker-{suffix}",
+        notifier_group=f"notifier-{suffix}",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_sink.port,
+        http_port=0,
+        notifier_http_port=0,
+        retry_initial_s=0.05,
+        retry_max_s=0.5,
+    )
+
+
+@pytest.fixture
+def cli_env(settings) -> dict[str, str]:
+    """Environment for running `orderstatus` as a subprocess against this test's services."""
+    env = dict(os.environ)
+    for key, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"ORDERSTATUS_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+@pytest.fixture
+def sample_rules_path() -> Path:
+    return SAMPLES / "rules.yaml"
+
+
+@pytest.fixture
+def sample_orders_path() -> Path:
+    return SAMPLES / "orders.jsonl"
