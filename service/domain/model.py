@@ -90,8 +90,9 @@ class RuleSet:
             return self._by_id.get(ref)
         if ref in self._by_code:
             return self._by_code[ref]
-        if ref.strip().isdigit():
-            return self._by_id.get(int(ref))
+        digits = ref.strip()
+        if digits.isascii() and digits.isdigit():  # str.isdigit alone accepts "²", which int() refuses
+            return self._by_id.get(int(digits))
         return None
 
     def edge_roles(self, order_type: str, from_id: int, to_id: int) -> frozenset[str] | None:

@@ -208,6 +208,147 @@ def topics_create(settings: Settings, partitions: int, replication_factor: int) 
         click.echo(f"{name}: {what}")
 
 
+# ---------------------------------------------------------------- worker and operator tools
+
+
+@main.command()
+@click.pass_obj
+def worker(settings: Settings) -> None:
+    """Run the command worker until SIGTERM/SIGINT."""
+    from service.worker import main as run_worker
+
+    sys.exit(run_worker(settings))
+
+
+@main.command()
+@click.argument("command_json", required=False)
+@click.option("--file", "file", type=click.Path(dir_okay=False, allow_dash=True), help="JSON lines; - for stdin.")
+@click.option("--no-validate", is_flag=True, help="Publish even what the worker would dead-letter.")
+@click.pass_obj
+def send(settings: Settings, command_json: str | None, file: str | None, no_validate: bool) -> None:
+    """Publish commands: one JSON object, or JSON lines from --file (a missing command_id is generated)."""
+    from service.ops import OpsError, prepare_command, send_commands
+
+    if (command_json is None) == (file is None):
+        raise UserError("give either one JSON command or --file F")
+    if file is not None:
+        try:
+            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot read {file}: {exc.strerror}") from None
+        lines = [line for line in text.splitlines() if line.strip()]
+    else:
+        lines = [sys.stdin.read() if command_json == "-" else command_json]
+    try:
+        prepared = [prepare_command(line, n, not no_validate) for n, line in enumerate(lines, start=1)]
+    except OpsError as exc:
+        raise UserError(str(exc)) from None
+    for sent in _run(send_commands(settings, prepared)):
+        click.echo(json.dumps(sent))
+
+
+def _with_conn(settings: Settings, work):
+    async def run():
+        from service.adapters.database import connect
+
+        conn = await connect(settings.database_url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return _run(run())
+
+
+@main.command()
+@click.argument("order_id", type=int)
+@click.option("--role", required=True, type=click.Choice(["client", "staff", "manager", "system"]))
+@click.option("--client-id", default=None)
+@click.pass_obj
+def transitions(settings: Settings, order_id: int, role: str, client_id: str | None) -> None:
+    """Print the statuses an actor can move the order to (R13) as JSON."""
+    from service import views
+    from service.domain.model import Actor
+
+    found = _with_conn(settings, lambda conn: views.transitions(conn, order_id, Actor("cli", role, client_id)))
+    if found is None:
+        raise UserError(f"order {order_id} not found")
+    _print_json(found)
+
+
+@main.command()
+@click.argument("order_id", type=int)
+@click.pass_obj
+def history(settings: Settings, order_id: int) -> None:
+    """Print the order's status changes and notes as JSON."""
+    from service import views
+
+    found = _with_conn(settings, lambda conn: views.history(conn, order_id))
+    if found is None:
+        raise UserError(f"order {order_id} not found")
+    _print_json(found)
+
+
+def _parse_datetime(value: str, what: str):
+    from datetime import datetime, timezone
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{what}: not an ISO-8601 date-time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@main.command()
+@click.option("--group", required=True)
+@click.option("--topic", required=True)
+@click.option("--to-datetime", default=None, help="ISO-8601; first offset at or after it.")
+@click.option("--to-earliest", is_flag=True)
+@click.option("--to-offset", "to_offset", multiple=True, help="PARTITION:OFFSET, repeatable.")
+@click.option("--dry-run", is_flag=True)
+@click.pass_obj
+def replay(settings: Settings, group: str, topic: str, to_datetime: str | None, to_earliest: bool,
+           to_offset: tuple[str, ...], dry_run: bool) -> None:
+    """Reset an inactive group's offsets on a topic; prints partition: old -> new."""
+    from service.ops import OpsError, replay as reset_offsets
+
+    if sum([to_datetime is not None, to_earliest, bool(to_offset)]) != 1:
+        raise UserError("give exactly one of --to-datetime, --to-earliest, --to-offset")
+    offsets = {}
+    for item in to_offset:
+        try:
+            partition, offset = (int(x) for x in item.split(":"))
+        except ValueError:
+            raise UserError(f"--to-offset wants PARTITION:OFFSET, got {item!r}") from None
+        offsets[partition] = offset
+    when = _parse_datetime(to_datetime, "--to-datetime") if to_datetime else None
+    try:
+        moves = _run(reset_offsets(settings, group, topic, to_datetime=when, to_earliest=to_earliest,
+                                   to_offsets=offsets or None, dry_run=dry_run))
+    except OpsError as exc:
+        raise UserError(str(exc)) from None
+    for move in moves:
+        old = "none" if move.old is None else move.old
+        click.echo(f"{topic}:{move.partition}: {old} -> {move.new}{' (dry run)' if dry_run else ''}")
+
+
+@main.command()
+@click.option("--since", required=True, help="ISO-8601; events stored at or after it.")
+@click.option("--order-id", type=int, default=None)
+@click.pass_obj
+def republish(settings: Settings, since: str, order_id: int | None) -> None:
+    """Publish stored events again, with their original event ids, in their original order."""
+    from service.ops import republish as publish_again
+
+    when = _parse_datetime(since, "--since")
+    count = _with_conn(settings, lambda conn: publish_again(settings, conn, when, order_id))
+    click.echo(f"republished {count} events to {settings.events_topic}")
+
+
+# notifier commands register here (service/entrypoints/notifier_cli.py)
+# NOTIFIER-REGISTRATION
+
+
 # ---------------------------------------------------------------- dev
 
 
