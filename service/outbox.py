@@ -43,7 +43,7 @@ async def insert_outbox(conn: asyncpg.Connection, messages: list[OutboxMessage])
                 m.topic,
                 m.key,
                 m.value,
-                [[name, value.hex()] for name, value in m.headers]  # hex: header bytes survive exactly,
+                [[name, value.hex()] for name, value in m.headers],  # hex: header bytes survive exactly
                 m.order_id,
             )
             for m in messages
