@@ -42,7 +42,7 @@ def outage_retrying(initial: float, maximum: float, on_retry=None) -> AsyncRetry
     """Retry forever with jittered exponential backoff while the failure is an outage."""
     return AsyncRetrying(
         retry=retry_if_exception(is_outage),
-        wait=wait_exponential_jitter(initial=initial, max=maximum),
+        wait=wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial),
         stop=stop_never,
         reraise=True,
         before_sleep=on_retry,

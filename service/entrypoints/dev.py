@@ -1,0 +1,119 @@
+"""`orderstatus dev`: the embedded default. Postgres, broker and SMTP sink from wheels, the schema,
+the sample rules and orders, the topics, then the worker and notifier as child processes, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from service.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, free_port
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def _port(preferred: int) -> int:
+    """The usual port when it is free, so the defaults of DESIGN §3 just work; any free one otherwise."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def _cli(env: dict, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "service.entrypoints.cli", *args], env=env, check=True)
+
+
+def run_dev(data_dir: Path, demo: bool = False) -> int:
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    maildir = data_dir / "mail"
+    postgres = EmbeddedPostgres(data_dir / "postgres", port=_port(5432))
+    broker = EmbeddedBroker(port=_port(9092), log_path=data_dir / "broker.log")
+    smtp = SmtpSink(port=_port(2525), maildir=maildir)
+    children: list[subprocess.Popen] = []
+    stopping = {"now": False}
+
+    def ask_stop(*_):
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, ask_stop)
+    signal.signal(signal.SIGTERM, ask_stop)
+    try:
+        postgres.start()
+        broker.start()
+        smtp.start()
+        env = dict(os.environ)
+        env.update({
+            "ORDERSTATUS_DATABASE_URL": postgres.url,
+            "ORDERSTATUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "ORDERSTATUS_SMTP_HOST": "127.0.0.1",
+            "ORDERSTATUS_SMTP_PORT": str(smtp.port),
+            "ORDERSTATUS_HTTP_PORT": str(_port(8080)),
+            "ORDERSTATUS_NOTIFIER_HTTP_PORT": str(_port(8081)),
+        })
+        _cli(env, "migrate")
+        _cli(env, "rules", "load", str(SAMPLES / "rules.yaml"))
+        _cli(env, "orders", "import", str(SAMPLES / "orders.jsonl"))
+        _cli(env, "topics", "create", "--partitions", "3")
+        logs = data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for name in ("worker", "notifier"):
+            log = open(logs / f"{name}.log", "ab")
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "service.entrypoints.cli", name], env=env, stdout=log, stderr=log,
+            ))
+        exports = " ".join(
+            f"{k}={env[k]}" for k in ("ORDERSTATUS_DATABASE_URL", "ORDERSTATUS_KAFKA_BOOTSTRAP_SERVERS",
+                                      "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE")
+        )
+        click.echo(
+            "\norderstatus dev is up:\n"
+            f"  PostgreSQL   {postgres.url}\n"
+            f"  Kafka        {broker.bootstrap_servers} (tansu, memory storage)\n"
+            f"  SMTP sink    127.0.0.1:{smtp.port}; captured emails: {maildir}/*.eml\n"
+            f"  worker       http://127.0.0.1:{env['ORDERSTATUS_HTTP_PORT']}/readyz  (log: {logs}/worker.log)\n"
+            f"  notifier     http://127.0.0.1:{env['ORDERSTATUS_NOTIFIER_HTTP_PORT']}/readyz  (log: {logs}/notifier.log)\n"
+            f"\nIn another shell:\n  export {exports}\n"
+            "  .venv/bin/orderstatus send '{\"type\": \"ChangeOrderStatus\", \"order_id\": 1029, \"status\": 21, "
+            "\"actor\": {\"id\": \"u-7\", \"role\": \"client\", \"client_id\": \"c-1\"}}'\n"
+            "  .venv/bin/orderstatus history 1029\n"
+            "\nCtrl-C stops everything.\n"
+        )
+        if demo:
+            from service.demo import run_demo
+
+            asyncio.run(run_demo(env))
+        while not stopping["now"]:
+            for child in children:
+                if child.poll() is not None:
+                    click.echo(f"a child process exited with code {child.returncode}; see {logs}", err=True)
+                    stopping["now"] = True
+            time.sleep(0.2)
+        return 0
+    except subprocess.CalledProcessError as exc:
+        click.echo(f"dev set-up failed: {' '.join(exc.cmd[3:])} exited with {exc.returncode}", err=True)
+        return 1
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        smtp.stop()
+        broker.stop()
+        postgres.stop()
+        click.echo("orderstatus dev stopped", err=True)
