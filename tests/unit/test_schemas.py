@@ -1,0 +1,257 @@
+"""The committed JSON Schemas of the wire contract (schemas/) match the models, and the DESIGN §5.3
+sample commands are valid commands.
+
+`jsonschema` is not a dependency of the project, so a sample is checked twice: by the pydantic model
+the worker parses with, and against the committed schema file by the small validator below, which
+knows exactly the keywords the generated files use and fails on any other (so it never passes by
+ignoring a rule)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service import schemas_export
+from service.messages import (
+    COMMAND_ADAPTER,
+    ChangeOrderStatus,
+    OrderStatusChanged,
+    OrderStatusChangeRejected,
+    OrderStatusOverrideCompleted,
+    OverrideOrderStatuses,
+    OverrideResult,
+    event_json,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = REPO / "schemas"
+
+# DESIGN §5.3 as written (the ellipses are part of the sample ids), except that the placeholder
+# "optional ISO-8601" of issued_at is replaced by a timestamp
+SAMPLE_CHANGE = {
+    "type": "ChangeOrderStatus", "command_id": "6f1c…uuid", "order_id": 1029,
+    "status": 21, "expected_status": "Confirmed",
+    "note": {"text": "Customer asked to cancel", "is_public": True, "file_id": 28},
+    "notify": True,
+    "actor": {"id": "u-7", "role": "client", "client_id": "c-1"},
+    "correlation_id": "optional", "issued_at": "2024-05-01T10:00:00Z",
+}
+SAMPLE_OVERRIDE = {
+    "type": "OverrideOrderStatuses", "command_id": "…uuid",
+    "items": [{"order_id": 1, "status": "OnHold"}, {"order_id": 2, "status": 21}],
+    "actor": {"id": "ops-1", "role": "manager"}, "note": {"text": "bulk fix"}, "notify": False,
+}
+
+
+class SchemaError(AssertionError):
+    pass
+
+
+SUPPORTED = {
+    "$schema", "$defs", "$ref", "title", "description", "default", "format", "type", "properties", "required",
+    "items", "anyOf", "const", "enum", "minLength", "maxLength", "minItems", "exclusiveMinimum",
+    "additionalProperties", "if", "then",
+}
+TYPES = {
+    "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool), "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+
+
+def check(instance, schema: dict, root: dict, path: str = "$") -> None:
+    """Validate `instance` against the subset of JSON Schema 2020-12 the generated files use."""
+    unknown = set(schema) - SUPPORTED
+    if unknown:
+        raise AssertionError(f"validator does not know {sorted(unknown)} at {path}; extend it")
+    if "$ref" in schema:
+        name = re.fullmatch(r"#/\$defs/(.+)", schema["$ref"]).group(1)
+        check(instance, root["$defs"][name], root, path)
+    if "type" in schema and not TYPES[schema["type"]](instance):
+        raise SchemaError(f"{path}: {instance!r} is not of type {schema['type']}")
+    if "const" in schema and instance != schema["const"]:
+        raise SchemaError(f"{path}: {instance!r} is not {schema['const']!r}")
+    if "enum" in schema and instance not in schema["enum"]:
+        raise SchemaError(f"{path}: {instance!r} is not one of {schema['enum']}")
+    if isinstance(instance, str):
+        if len(instance) < schema.get("minLength", 0) or len(instance) > schema.get("maxLength", len(instance)):
+            raise SchemaError(f"{path}: length {len(instance)} is out of bounds")
+    if TYPES["number"](instance) and "exclusiveMinimum" in schema and not instance > schema["exclusiveMinimum"]:
+        raise SchemaError(f"{path}: {instance} is not > {schema['exclusiveMinimum']}")
+    if "anyOf" in schema:
+        errors = []
+        for option in schema["anyOf"]:
+            try:
+                check(instance, option, root, path)
+                break
+            except SchemaError as exc:
+                errors.append(str(exc))
+        else:
+            raise SchemaError(f"{path}: matches no alternative: {errors}")
+    if isinstance(instance, dict):
+        missing = [k for k in schema.get("required", []) if k not in instance]
+        if missing:
+            raise SchemaError(f"{path}: missing {missing}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in instance:
+                check(instance[key], sub, root, f"{path}.{key}")
+        if schema.get("additionalProperties") is False:
+            extra = set(instance) - set(schema.get("properties", {}))
+            if extra:
+                raise SchemaError(f"{path}: unexpected {sorted(extra)}")
+        if "if" in schema:
+            try:
+                check(instance, schema["if"], root, path)
+            except SchemaError:
+                pass
+            else:
+                check(instance, schema["then"], root, path)
+    if isinstance(instance, list):
+        if len(instance) < schema.get("minItems", 0):
+            raise SchemaError(f"{path}: fewer than {schema['minItems']} items")
+        for i, item in enumerate(instance):
+            if "items" in schema:
+                check(item, schema["items"], root, f"{path}[{i}]")
+
+
+def committed(rel: str) -> dict:
+    return json.loads((SCHEMAS / rel).read_text(encoding="utf-8"))
+
+
+def validate(instance, rel: str) -> None:
+    schema = committed(rel)
+    check(instance, schema, schema)
+
+
+def test_committed_schemas_are_up_to_date():
+    """Every committed schema file equals what the models generate now, and there is no stray one."""
+    expected = schemas_export.render_all()
+    assert set(expected) == {
+        "commands/ChangeOrderStatus.schema.json", "commands/OverrideOrderStatuses.schema.json",
+        "events/OrderStatusChanged.schema.json", "events/OrderStatusChangeRejected.schema.json",
+        "events/OrderStatusOverrideCompleted.schema.json",
+    }
+    stale = schemas_export.stale_files(SCHEMAS)
+    assert stale == [], f"stale schemas {stale}: run `python -m service.schemas_export` and commit schemas/"
+
+
+def test_check_flag_passes_on_the_repo_and_names_stale_files(tmp_path):
+    """`--check` exits 0 on the committed files, and 1 with one stderr line naming each stale file."""
+    ok = subprocess.run([sys.executable, "-m", "service.schemas_export", "--check"], cwd=REPO,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+
+    target = tmp_path / "schemas"
+    wrote = subprocess.run([sys.executable, "-m", "service.schemas_export", "--dir", str(target)], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+    assert wrote.returncode == 0, wrote.stderr
+    (target / "events" / "OrderStatusChanged.schema.json").write_text("{}\n")
+    (target / "commands" / "ChangeOrderStatus.schema.json").unlink()
+    (target / "commands" / "Retired.schema.json").write_text("{}\n")
+    stale = subprocess.run([sys.executable, "-m", "service.schemas_export", "--check", "--dir", str(target)],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert stale.returncode == 1
+    lines = stale.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stale.stderr
+    for name in ("OrderStatusChanged.schema.json", "ChangeOrderStatus.schema.json", "Retired.schema.json"):
+        assert name in lines[0]
+    assert "OverrideOrderStatuses" not in lines[0]
+
+
+def test_export_is_deterministic():
+    """Two renders give the same bytes, so the staleness check never flaps."""
+    assert schemas_export.render_all() == schemas_export.render_all()
+
+
+@pytest.mark.parametrize(
+    ("sample", "model", "rel"),
+    [
+        (SAMPLE_CHANGE, ChangeOrderStatus, "commands/ChangeOrderStatus.schema.json"),
+        (SAMPLE_OVERRIDE, OverrideOrderStatuses, "commands/OverrideOrderStatuses.schema.json"),
+    ],
+    ids=["ChangeOrderStatus", "OverrideOrderStatuses"],
+)
+def test_design_sample_commands_are_valid(sample, model, rel):
+    """The DESIGN §5.3 sample validates against its committed schema and parses to its model."""
+    validate(sample, rel)
+    parsed = COMMAND_ADAPTER.validate_python(sample)
+    assert isinstance(parsed, model)
+    assert parsed.command_id == sample["command_id"]
+
+
+def test_optional_fields_may_be_left_out_and_unknown_fields_pass():
+    """Only type, command_id, actor and order_id/status (or items) are required; unknown fields are allowed."""
+    minimal = {"type": "ChangeOrderStatus", "command_id": "c", "order_id": 7, "status": "OnHold",
+               "actor": {"id": "u", "role": "staff"}, "x-extra": 1}
+    validate(minimal, "commands/ChangeOrderStatus.schema.json")
+    assert ChangeOrderStatus.model_validate(minimal).notify is True
+    schema = committed("commands/OverrideOrderStatuses.schema.json")
+    assert sorted(schema["required"]) == ["actor", "command_id", "items", "type"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "rel"),
+    [
+        (lambda c: c["actor"].pop("client_id"), "commands/ChangeOrderStatus.schema.json"),
+        (lambda c: c.update(order_id=0), "commands/ChangeOrderStatus.schema.json"),
+        (lambda c: c.update(status=""), "commands/ChangeOrderStatus.schema.json"),
+        (lambda c: c.update(status=2.5), "commands/ChangeOrderStatus.schema.json"),
+        (lambda c: c["actor"].update(role="admin"), "commands/ChangeOrderStatus.schema.json"),
+        (lambda c: c.update(items=[]), "commands/OverrideOrderStatuses.schema.json"),
+        (lambda c: c["items"][0].pop("status"), "commands/OverrideOrderStatuses.schema.json"),
+        (lambda c: c.update(type="ChangeOrderStatus"), "commands/OverrideOrderStatuses.schema.json"),
+    ],
+    ids=["client-without-client_id", "order_id-zero", "empty-status", "float-status", "unknown-role",
+         "no-items", "item-without-status", "wrong-type"],
+)
+def test_broken_commands_fail_schema_and_model(mutate, rel):
+    """A command the worker would dead-letter is refused by the schema too (schema and model agree)."""
+    sample = copy.deepcopy(SAMPLE_CHANGE if rel.startswith("commands/Change") else SAMPLE_OVERRIDE)
+    mutate(sample)
+    with pytest.raises(SchemaError):
+        validate(sample, rel)
+    model = ChangeOrderStatus if rel.startswith("commands/Change") else OverrideOrderStatuses
+    with pytest.raises(ValidationError):
+        model.model_validate(sample)
+
+
+def test_emitted_events_validate_with_every_field_required():
+    """Events as the service serialises them validate against the event schemas, which require every field."""
+    now = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    actor = {"id": "u-7", "role": "client", "client_id": "c-1"}
+    ref = {"id": 2, "code": "Confirmed", "name": "Confirmed"}
+    events = [
+        OrderStatusChanged(
+            event_id="e1", command_id="c1", order_id=1029, order_type="SO", version=1, from_status=ref,
+            to_status={"id": 21, "code": "CancelledByClient", "name": "Cancelled"}, override=True, notify=False,
+            actor=actor, note={"text": "bulk fix", "is_public": False}, removed_reservations=["R-1"],
+            removed_coupons=[], occurred_at=now,
+        ),
+        OrderStatusChangeRejected(
+            event_id="e2", command_id="c1", order_id=None, requested_status=None, reason="batch_too_large",
+            message="too many", actor=None, occurred_at=now,
+        ),
+        OrderStatusOverrideCompleted(
+            event_id="e3", command_id="c1", occurred_at=now,
+            results=[OverrideResult(order_id=1, status="OnHold", success=True),
+                     OverrideResult(order_id=2, status=21, success=False, reason="order_not_found", error="gone")],
+        ),
+    ]
+    for event in events:
+        rel = f"events/{type(event).__name__}.schema.json"
+        schema = committed(rel)
+        assert sorted(schema["required"]) == sorted(schema["properties"]), rel
+        payload = json.loads(event_json(event))
+        check(payload, schema, schema)
+        del payload["correlation_id"]
+        with pytest.raises(SchemaError):
+            check(payload, schema, schema)
