@@ -105,7 +105,15 @@ class TopicReader:
             self.records.extend(messages)
 
     def values(self) -> list[dict]:
-        return [json.loads(r.value) for r in self.records]
+        """Each record's JSON value; a record that is not a JSON object (a dead letter) reads as {}."""
+        parsed = []
+        for record in self.records:
+            try:
+                value = json.loads(record.value)
+            except (ValueError, TypeError):
+                value = None
+            parsed.append(value if isinstance(value, dict) else {})
+        return parsed
 
     async def wait_for(self, predicate, timeout: float = 30.0, what: str = "records"):
         deadline = time.monotonic() + timeout
