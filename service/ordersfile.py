@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,7 +31,7 @@ class ContactRecord(BaseModel):
 
 class OrderRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    order_id: int = Field(gt=0)
+    order_id: int = Field(gt=0, le=2**63 - 1)  # orders.order_id is a bigint
     order_type: str = Field(min_length=1)
     status: int | str | None = None
     client_id: str | None = None
@@ -40,6 +40,29 @@ class OrderRecord(BaseModel):
     goods_out_notes: list[str] = Field(default_factory=list)
     reservations: list[str] = Field(default_factory=list)
     coupons: list[str] = Field(default_factory=list)
+
+    @field_validator("payments_total")
+    @classmethod
+    def _fits_numeric_18_4(cls, value: Decimal) -> Decimal:
+        # orders.payments_total is numeric(18, 4): refuse here (with the line number) what Postgres would
+        limit = Decimal(10) ** 14
+        if abs(value) >= limit or abs(value.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)) >= limit:
+            raise ValueError("must be less than 10^14 in absolute value")
+        return value
+
+
+def _unstorable_text(value) -> str | None:
+    """Postgres text cannot hold NUL, and lone surrogates (JSON "\\ud800") are not UTF-8: refuse both here."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "text must not contain NUL characters (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text must be valid Unicode (lone surrogate escape)"
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((problem for item in items if (problem := _unstorable_text(item))), None)
 
 
 def parse_orders(lines: list[str], rules: RuleSet) -> list[tuple[OrderRecord, int | None]]:
@@ -50,7 +73,11 @@ def parse_orders(lines: list[str], rules: RuleSet) -> list[tuple[OrderRecord, in
         if not line.strip():
             continue
         try:
-            record = OrderRecord.model_validate(json.loads(line))
+            data = json.loads(line)
+            problem = _unstorable_text(data)
+            if problem:
+                raise OrdersFileError(f"line {number}: {problem}")
+            record = OrderRecord.model_validate(data)
         except json.JSONDecodeError as exc:
             raise OrdersFileError(f"line {number}: not valid JSON: {exc.msg}") from None
         except ValidationError as exc:

@@ -1,0 +1,105 @@
+"""Drawings of the state machine (`orderstatus rules graph`): Mermaid text and a self-contained SVG."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from service.graph import render_mermaid, render_svg
+from service.rulesfile import load_rules_file, parse_rules
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+RULES = parse_rules(
+    """
+override_roles: [manager]
+statuses:
+  - {id: 1,  code: Draft,     name: Draft,          order_types: [SO, PO], initial: true}
+  - {id: 2,  code: Confirmed, name: Confirmed,      order_types: [SO, PO]}
+  - {id: 21, code: Cancelled, name: "Cancel <&> co", order_types: [SO], cancelled: true, can_override_to: true}
+  - {id: 40, code: Archived,  name: Archived,       order_types: [SO], hidden: true}
+transitions:
+  - {order_type: SO, from: Draft,     to: Confirmed, roles: [staff, manager]}
+  - {order_type: SO, from: Confirmed, to: Cancelled, roles: [client, staff]}
+  - {order_type: SO, from: Confirmed, to: Archived,  roles: [manager]}
+  - {order_type: PO, from: Draft,     to: Confirmed, roles: [staff]}
+"""
+)
+
+
+class TestMermaid:
+    def test_all_types(self):
+        """Every order type is a composite state with its statuses, initial marker and role-labelled edges."""
+        text = render_mermaid(RULES)
+        lines = text.splitlines()
+        assert lines[0] == "stateDiagram-v2"
+        assert "    state PO {" in lines and "    state SO {" in lines
+        assert lines.index("    state PO {") < lines.index("    state SO {")  # types sorted
+        assert "        SO_Draft : Draft (1) [initial]" in lines
+        assert "        SO_Cancelled : Cancel <&> co (21) [cancelled, can_override_to]" in lines
+        assert "        SO_Archived : Archived (40) [hidden]" in lines
+        assert "        [*] --> SO_Draft" in lines and "        [*] --> PO_Draft" in lines
+        assert "        SO_Draft --> SO_Confirmed : manager, staff" in lines
+        assert "        SO_Confirmed --> SO_Cancelled : client, staff" in lines
+        assert "        PO_Draft --> PO_Confirmed : staff" in lines
+        assert text.endswith("}\n")
+
+    def test_one_type(self):
+        """--order-type draws only that type's statuses and edges."""
+        text = render_mermaid(RULES, "PO")
+        assert "state PO {" in text and "state SO" not in text
+        assert "Cancelled" not in text and "Archived" not in text
+        assert text.count("-->") == 2  # the initial marker and the single PO edge
+
+    def test_edge_count_matches_rules(self):
+        """One arrow per transition plus one initial marker per type."""
+        text = render_mermaid(RULES)
+        assert text.count(" --> ") == len(RULES.transitions) + 2
+
+
+class TestSvg:
+    def test_well_formed_with_one_panel_per_type(self):
+        """The SVG parses as XML, has one panel per type, a box per status and a line per transition."""
+        root = ET.fromstring(render_svg(RULES))
+        assert root.tag == f"{SVG}svg"
+        assert int(root.get("width")) == 2 * 520
+        texts = [t.text for t in root.iter(f"{SVG}text")]
+        assert "PO" in texts and "SO" in texts
+        assert len(list(root.iter(f"{SVG}rect"))) == len(RULES.statuses_for("SO")) + len(RULES.statuses_for("PO"))
+        assert len(list(root.iter(f"{SVG}line"))) == len(RULES.transitions)
+
+    def test_names_are_escaped(self):
+        """Status names with markup characters are escaped, so the SVG stays well formed."""
+        text = render_svg(RULES)
+        assert "Cancel &lt;&amp;&gt; co (21)" in text
+        root = ET.fromstring(text)
+        assert "Cancel <&> co (21)" in [t.text for t in root.iter(f"{SVG}text")]
+
+    def test_flags_are_drawn(self):
+        """Hidden statuses are dashed, override targets have a thick border, manager-only edges are red."""
+        root = ET.fromstring(render_svg(RULES, "SO"))
+        rects = list(root.iter(f"{SVG}rect"))
+        assert sum(1 for r in rects if r.get("stroke-dasharray")) == 1
+        assert sum(1 for r in rects if r.get("stroke-width") == "3") == 1
+        lines = list(root.iter(f"{SVG}line"))
+        assert [line.get("stroke") for line in lines].count("#c0392b") == 1  # Confirmed -> Archived, manager only
+        assert {line.find(f"{SVG}title").text for line in lines} == {"manager, staff", "client, staff", "manager"}
+
+    def test_one_type(self):
+        """--order-type draws a single panel."""
+        root = ET.fromstring(render_svg(RULES, "PO"))
+        assert int(root.get("width")) == 520
+        assert len(list(root.iter(f"{SVG}line"))) == 1
+
+    @pytest.mark.parametrize("order_type", [None, "SO", "PO", "SC", "PC", "TR"])
+    def test_sample_rules_draw(self, order_type):
+        """The sample rule set draws in both formats for every type (and all types at once)."""
+        rules = load_rules_file(Path(__file__).resolve().parents[2] / "service" / "samples" / "rules.yaml")
+        ET.fromstring(render_svg(rules, order_type))
+        mermaid = render_mermaid(rules, order_type)
+        expected = [t for t in rules.transitions if order_type in (None, t.order_type)]
+        assert mermaid.count(" --> ") == len(expected) + sum(
+            1 for t in ([order_type] if order_type else rules.order_types) if rules.initial_status(t)
+        )
