@@ -87,12 +87,7 @@ class PostgresUnitOfWork:
 
     async def commit(self) -> None:
         conn = self.conn
-        for outcome in self._outcomes:
-            for applied in outcome.changes:
-                await orders_store.apply_change(
-                    conn, applied.change, event_id=applied.event_id, command_id=applied.command_id,
-                    actor=applied.actor, occurred_at=applied.occurred_at,
-                )
+        await orders_store.apply_changes(conn, [applied for o in self._outcomes for applied in o.changes])
         await insert_outbox(conn, [m for o in self._outcomes for m in o.messages])
         if self._outcomes:
             await conn.executemany(

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from uuid import UUID
 
 import asyncpg
 
-from service.domain.model import Actor, Change, OrderFacts, RuleSet
+from service.domain.model import OrderFacts, RuleSet
 from service.ordersfile import OrderRecord
 
 _FACTS_SQL = """
@@ -51,59 +50,58 @@ async def read_order(conn: asyncpg.Connection, order_id: int) -> OrderFacts | No
     return _facts(rows[0]) if rows else None
 
 
-async def apply_change(
-    conn: asyncpg.Connection,
-    change: Change,
-    *,
-    event_id: UUID,
-    command_id: str,
-    actor: Actor,
-    occurred_at: datetime,
-) -> None:
-    """Write an accepted change: status and version, cancel side effects (R7) and the history note (R8)."""
-    updated = await conn.execute(
-        "UPDATE orders SET status_id = $2, version = $3, updated_at = $4 WHERE order_id = $1 AND version = $5",
-        change.order_id,
-        change.to_status.id,
-        change.version,
-        occurred_at,
-        change.version - 1,
+async def apply_changes(conn: asyncpg.Connection, applied: Sequence) -> None:
+    """Write accepted changes set-based, a statement per kind rather than per change: the orders'
+    final status and version, the cancel side effects (R7) and one history note per change (R8).
+    `applied` holds AppliedChange items (change, event_id, command_id, actor, occurred_at) in order."""
+    if not applied:
+        return
+    final: dict[int, tuple[int, int, datetime, int]] = {}
+    for item in applied:
+        change = item.change
+        first_version = final.get(change.order_id, (0, 0, None, change.version - 1))[3]
+        final[change.order_id] = (change.to_status.id, change.version, item.occurred_at, first_version)
+    ids = list(final)
+    updated = await conn.fetchval(
+        """
+        WITH u AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::timestamptz[], $5::int[])
+                AS u(order_id, status_id, version, at, base_version))
+        , changed AS (
+            UPDATE orders o SET status_id = u.status_id, version = u.version, updated_at = u.at
+              FROM u WHERE o.order_id = u.order_id AND o.version = u.base_version
+            RETURNING 1)
+        SELECT count(*) FROM changed
+        """,
+        ids, [final[i][0] for i in ids], [final[i][1] for i in ids], [final[i][2] for i in ids],
+        [final[i][3] for i in ids],
     )
-    if updated != "UPDATE 1":  # the row is locked, so this means a logic error, never a race
-        raise RuntimeError(f"order {change.order_id} changed under its lock")
-    if change.removed_reservations:
-        await conn.execute(
-            "DELETE FROM order_reservations WHERE order_id = $1 AND reservation_ref = ANY($2::text[])",
-            change.order_id,
-            list(change.removed_reservations),
+    if updated != len(ids):  # the rows are locked, so this is a logic error, never a race
+        raise RuntimeError(f"{len(ids) - updated} orders changed under their lock")
+    removed = [(i.change.order_id, list(i.change.removed_reservations)) for i in applied if i.change.removed_reservations]
+    if removed:
+        await conn.executemany(
+            "DELETE FROM order_reservations WHERE order_id = $1 AND reservation_ref = ANY($2::text[])", removed
         )
-    if change.removed_coupons:
-        await conn.execute(
-            "DELETE FROM order_coupons WHERE order_id = $1 AND coupon_code = ANY($2::text[])",
-            change.order_id,
-            list(change.removed_coupons),
-        )
-    await conn.execute(
+    removed = [(i.change.order_id, list(i.change.removed_coupons)) for i in applied if i.change.removed_coupons]
+    if removed:
+        await conn.executemany("DELETE FROM order_coupons WHERE order_id = $1 AND coupon_code = ANY($2::text[])", removed)
+    await conn.executemany(
         """
         INSERT INTO order_history (order_id, version, event_id, command_id, from_status, to_status, override,
                                    actor, note_text, is_public, file_id, removed_reservations, removed_coupons,
                                    occurred_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         """,
-        change.order_id,
-        change.version,
-        event_id,
-        command_id,
-        change.from_status.ref(),
-        change.to_status.ref(),
-        change.override,
-        actor.as_dict(),
-        change.note.text,
-        change.note.is_public,
-        change.note.file_id,
-        list(change.removed_reservations),
-        list(change.removed_coupons),
-        occurred_at,
+        [
+            (
+                i.change.order_id, i.change.version, i.event_id, i.command_id, i.change.from_status.ref(),
+                i.change.to_status.ref(), i.change.override, i.actor.as_dict(), i.change.note.text,
+                i.change.note.is_public, i.change.note.file_id, list(i.change.removed_reservations),
+                list(i.change.removed_coupons), i.occurred_at,
+            )
+            for i in applied
+        ],
     )
 
 

@@ -31,7 +31,8 @@ def _run(coro):
         if isinstance(exc, asyncpg.exceptions.UndefinedTableError):
             raise UserError(f"the database is not migrated ({exc}); run `orderstatus migrate`") from None
         if isinstance(exc, (KafkaError, asyncpg.PostgresError)):
-            raise UserError(f"{type(exc).__name__}: {exc}") from None
+            first_line = (str(exc).splitlines() or [""])[0]  # Postgres appends DETAIL/HINT lines
+            raise UserError(f"{type(exc).__name__}: {first_line}") from None
         raise
 
 
