@@ -44,7 +44,7 @@ SCRIPT: list[tuple[str, str, dict]] = [
     ("R10", "client accepts a quote, notify false", _change(3001, "QuoteAccepted", "client", "c-4", notify=False)),
     ("R11", "manager overrides a dispatched order", _override([(1034, "OnHold")])),
     ("R11", "override to a non-overridable status", _override([(1033, "Dispatched")])),
-    ("R11", "staff may not override", _override([(2001, "OnHold")], role="staff")),
+    ("R11", "staff may not override", _override([(3003, "OnHold")], role="staff")),
     ("R12", "mixed batch (StoreFeeder sample)", _override([(2001, "OnHold"), (9999, "CancelledByClient"),
                                                           (3002, "Quoted")])),
     ("R12", "batch over the limit", _override([(2001, "OnHold")] * 51)),

@@ -25,8 +25,9 @@ class Progress:
         self.paused_reason: str | None = None
 
     def polled(self) -> None:
+        # not proof the broker is up: getmany also returns (empty) while it is unreachable;
+        # kafka_ok is the health probe's call
         self.last_poll = time.monotonic()
-        self.kafka_ok = True
 
     def committed(self) -> None:
         self.last_commit = time.monotonic()
