@@ -347,7 +347,10 @@ def republish(settings: Settings, since: str, order_id: int | None) -> None:
 
 
 # notifier commands register here (service/entrypoints/notifier_cli.py)
-# NOTIFIER-REGISTRATION
+from service.entrypoints import notifier_cli as _notifier_cli  # noqa: E402  (needs main defined above)
+
+main.add_command(_notifier_cli.notifier)
+main.add_command(_notifier_cli.notifications)
 
 
 # ---------------------------------------------------------------- dev
