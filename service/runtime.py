@@ -23,7 +23,7 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 class Retrying:
-    """Builds outage retries that log, count and stop waiting when the process is asked to stop."""
+    """Builds outage retries that log, count and mark the process paused (not ready) while they wait."""
 
     def __init__(self, settings: Settings, metrics: Metrics, progress: Progress) -> None:
         self.settings = settings
