@@ -10,7 +10,6 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-OUTBOX_CHANNEL = "orderstatus_outbox"
 # one relay at a time publishes, so two workers can never reorder one order's events
 RELAY_LOCK_KEY = 0x6F7574626F78  # "outbox"
 

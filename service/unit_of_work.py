@@ -14,7 +14,7 @@ from service.adapters import orders_store
 from service.adapters.rules_store import RulesCache
 from service.domain.model import OrderFacts, RuleSet
 from service.handlers import Outcome
-from service.outbox import OUTBOX_CHANNEL, insert_outbox
+from service.outbox import insert_outbox
 
 
 class RulesNotLoaded(RuntimeError):
@@ -94,6 +94,5 @@ class PostgresUnitOfWork:
                 "UPDATE processed_commands SET outcome = $2 WHERE command_id = $1",
                 [(o.command_id, o.outcome) for o in self._outcomes],
             )
-            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         await self._tx.commit()
         self._tx = None
