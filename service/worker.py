@@ -109,7 +109,8 @@ class CommandWorker:
             with attempt:
                 await self.consumer.start()
         self.retrying.resumed()
-        relay_task = asyncio.create_task(self.relay.run(stop, self.retrying), name="outbox-relay")
+        relay_stop = asyncio.Event()  # the relay outlives the consumer loop: it stops after the last batch
+        relay_task = asyncio.create_task(self.relay.run(relay_stop, self.retrying), name="outbox-relay")
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=self.settings.kafka_max_poll_records)
@@ -129,13 +130,36 @@ class CommandWorker:
                 await self.commit_pending()
         finally:
             await self.commit_pending()
-            await self.consumer.stop()
-            relay_task.cancel()
+            await _stop_consumer(self.consumer)
+            # let the relay finish the round in hand: cancelled between the broker's acks and marking the
+            # rows published, it would leave those rows to be published a second time
+            relay_stop.set()
+            self.relay.wakeup.set()
+            finished, _ = await asyncio.wait({relay_task}, timeout=10)
+            if not finished:  # stuck on an outage
+                relay_task.cancel()
             await asyncio.gather(relay_task, return_exceptions=True)
             try:  # publish what this process committed, but never hang the shutdown on a dead broker
+                if not finished:
+                    raise TimeoutError("the relay was stuck")
                 await asyncio.wait_for(self.relay.drain(), 10)
             except Exception as exc:
                 log.warning("outbox not drained at shutdown; the next relay publishes it", error=repr(exc))
+
+
+async def _stop_consumer(consumer) -> None:
+    """`consumer.stop()`, but a broker outage must not turn a clean shutdown into a crash: aiokafka's
+    fetcher re-raises the CancelledError of a fetch task sleeping in its retry backoff when the broker
+    is unreachable. Offsets are already committed (or redelivered and deduped), so log and go on."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # we ourselves are being cancelled
+        log.warning("consumer did not close cleanly (broker unreachable?)")
+    except Exception as exc:
+        log.warning("consumer did not close cleanly (broker unreachable?)", error=repr(exc))
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> int:
