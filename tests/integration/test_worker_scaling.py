@@ -1,0 +1,113 @@
+"""Scale-out (DESIGN §7.7): worker processes in one consumer group share a 4-partition commands topic;
+members joining, leaving and being killed -9 mid-stream lose nothing and apply nothing twice.
+
+The commands are chains of manager commands with `expected_status` (see test_worker_faults): one
+applied out of order or twice becomes a `stale_status` rejection, so "all applied" proves per-order order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from tests.integration.test_worker_faults import (
+    WorkerProcess,
+    alternating,
+    assert_exactly_once,
+    fast_group_env,
+    is_zero,
+    processed_count,
+    stream,
+    unpublished,
+    wait_processed,
+    wait_until,
+)
+from tests.support import TopicReader, events_for, seed
+
+PARTITIONS = 4
+# two orders on each of the four partitions (the producer's default murmur2 partitioner)
+ORDER_IDS = [7002, 7003, 7015, 7020, 7001, 7004, 7006, 7007]
+ORDERS = [
+    {"order_id": oid, "order_type": "SO", "status": "Confirmed", "client_id": f"c-{oid}",
+     "contacts": [], "payments_total": "0.00"}
+    for oid in ORDER_IDS
+]
+
+
+def test_the_orders_cover_every_partition():
+    """The scale-out scenarios put work on all four partitions, so every member has something to do."""
+    partitioner = DefaultPartitioner()
+    all_partitions = list(range(PARTITIONS))
+    assert {partitioner(str(o).encode(), all_partitions, all_partitions) for o in ORDER_IDS} == set(all_partitions)
+
+
+def processed_by(worker: WorkerProcess) -> int:
+    return worker.text().count('"command processed"')
+
+
+async def test_two_workers_share_the_partitions_and_a_kill_9_of_one_loses_nothing(settings, cli_env):
+    """Two workers split the work; one is SIGKILLed mid-stream; the survivor takes over its partitions in order."""
+    await seed(settings, ORDERS, partitions=PARTITIONS)
+    commands = alternating(ORDER_IDS, 40)
+    env = fast_group_env(cli_env)
+    a = WorkerProcess(env, "scale-a")
+    b = WorkerProcess(env, "scale-b")
+    try:
+        async with TopicReader(settings, settings.events_topic) as reader:
+            await a.wait_assigned()
+            await b.wait_assigned()
+            producing = asyncio.create_task(stream(settings, commands, chunk=8, gap=0.05))
+            await wait_processed(settings, 100, timeout=40)
+            # both members have been working before one of them dies
+            await wait_until(_both_busy(a, b), 15, "both workers to process commands")
+            a.kill9()
+            at_kill = await processed_count(settings)
+            assert at_kill < len(commands), "everything was done before the kill: the test proved nothing"
+            await producing
+            await events_for(reader, {c["command_id"] for c in commands}, timeout=45)
+            await wait_until(lambda: is_zero(unpublished(settings)), 10, "the outbox to drain")
+            assert processed_by(b) > 0
+            assert await b.terminate() == 0, b.tail()
+            await reader.poll()
+            events = [v for v in reader.values() if v.get("command_id")]
+        await assert_exactly_once(settings, commands, events)
+    finally:
+        a.close()
+        b.close()
+
+
+def _both_busy(a: WorkerProcess, b: WorkerProcess):
+    async def probe():
+        return processed_by(a) > 0 and processed_by(b) > 0
+
+    return probe
+
+
+async def test_members_joining_and_leaving_mid_stream_hand_partitions_over_in_order(settings, cli_env):
+    """A second worker joins mid-stream (rebalance), then the first leaves with SIGTERM: every command applied once, in order."""
+    await seed(settings, ORDERS, partitions=PARTITIONS)
+    commands = alternating(ORDER_IDS, 40)
+    a = WorkerProcess(cli_env, "scale-join-a")
+    b = None
+    try:
+        async with TopicReader(settings, settings.events_topic) as reader:
+            await a.wait_assigned()
+            producing = asyncio.create_task(stream(settings, commands, chunk=4, gap=0.2))  # ~16 s of flow
+            await wait_processed(settings, 40, timeout=30)
+            b = WorkerProcess(cli_env, "scale-join-b")  # joins while `a` is busy: `a` must give partitions up
+            await b.wait_assigned()
+            await wait_until(_both_busy(a, b), 20, "both workers to process commands")
+            assert await processed_count(settings) < len(commands), "finished before the handover: proved nothing"
+            assert await a.terminate() == 0, a.tail()  # leaves the group: `b` takes every partition
+            await producing
+            await events_for(reader, {c["command_id"] for c in commands}, timeout=45)
+            await wait_until(lambda: is_zero(unpublished(settings)), 10, "the outbox to drain")
+            assert await b.terminate() == 0, b.tail()
+            await reader.poll()
+            events = [v for v in reader.values() if v.get("command_id")]
+        await assert_exactly_once(settings, commands, events)
+        assert len(events) == len(commands), "clean handovers should not publish anything twice"
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
