@@ -105,18 +105,29 @@ class OutboxRelay:
             if not published or published < self.batch_size:
                 return
 
-    async def run(self, stop: asyncio.Event, retrying_factory, poll_interval: float = 0.2) -> None:
-        """Loop until `stop`: wake on local commits, otherwise poll for rows other processes left."""
+    async def run(self, stop: asyncio.Event, retrying_factory, poll_interval: float = 0.2,
+                  error_backoff: float = 5.0) -> None:
+        """Loop until `stop`: wake on local commits, otherwise poll for rows other processes left.
+
+        Outages are retried with backoff; any other failure (a row the broker refuses for good) is
+        logged and retried after `error_backoff`, so the relay never dies and never skips a row."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(self.wakeup.wait(), poll_interval)
             except asyncio.TimeoutError:
                 pass
             self.wakeup.clear()
-            async for attempt in retrying_factory("outbox"):
-                with attempt:
-                    while True:
-                        published = await self.publish_pending()
-                        # None: another relay holds the lock and publishes every pending row, ours included
-                        if published is None or published < self.batch_size:
-                            break
+            try:
+                async for attempt in retrying_factory("outbox"):
+                    with attempt:
+                        while True:
+                            published = await self.publish_pending()
+                            # None: another relay holds the lock and publishes every pending row, ours too
+                            if published is None or published < self.batch_size:
+                                break
+            except Exception as exc:
+                log.error("outbox publish failed; retrying", error=repr(exc))
+                try:
+                    await asyncio.wait_for(stop.wait(), error_backoff)
+                except asyncio.TimeoutError:
+                    pass

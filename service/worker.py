@@ -10,11 +10,10 @@ import asyncio
 import time
 
 import structlog
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from service.adapters.kafka import make_consumer, make_producer
 from service.adapters.rules_store import RulesCache
+from service.consuming import CommitOnRevoke, OffsetCommitter, stop_consumer
 from service.faults import is_outage
 from service.handlers import SourceMessage, Topics
 from service.observability import Metrics, Progress, bound_port, start_http
@@ -26,19 +25,6 @@ from service.settings import Settings
 from service.unit_of_work import PostgresUnitOfWork, RulesNotLoaded
 
 log = structlog.get_logger("orderstatus.worker")
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, worker: "CommandWorker") -> None:
-        self.worker = worker
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        # processing is not concurrent with getmany, so nothing is in flight: commit what is durable
-        await self.worker.commit_pending(only=set(revoked))
-        log.info("partitions revoked", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        log.info("partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
 
 
 class CommandWorker:
@@ -53,29 +39,10 @@ class CommandWorker:
         self.rules_cache = RulesCache()
         self.relay = OutboxRelay(pool, producer, metrics=metrics)
         self.consumer = make_consumer(settings, settings.worker_group)
-        self.pending: dict[TopicPartition, int] = {}
+        self.offsets = OffsetCommitter(self.consumer, progress)
 
     def _uow(self) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self.pool, self.rules_cache)
-
-    async def commit_pending(self, only: set[TopicPartition] | None = None) -> None:
-        offsets = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-            self.progress.committed()
-        except (CommitFailedError, IllegalStateError) as exc:
-            # the group moved on: the new owner re-reads from the last commit and dedupes by command id
-            log.warning("offset commit refused after rebalance", error=str(exc))
-        except KafkaError as exc:
-            if not is_outage(exc):
-                raise
-            log.warning("offset commit failed, will retry with the next commit", error=str(exc))
-            return
-        for tp in offsets:
-            if self.pending.get(tp) == offsets[tp]:
-                del self.pending[tp]
 
     async def _make_durable(self, sources: list[SourceMessage], stop: asyncio.Event) -> bool:
         """Retry the batch through outages until it is durable; False if asked to stop meanwhile."""
@@ -104,7 +71,7 @@ class CommandWorker:
                     continue
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.consumer.subscribe([self.settings.commands_topic], listener=_Rebalance(self))
+        self.consumer.subscribe([self.settings.commands_topic], listener=CommitOnRevoke(self.offsets))
         async for attempt in self.retrying("kafka"):
             with attempt:
                 await self.consumer.start()
@@ -113,6 +80,9 @@ class CommandWorker:
         relay_task = asyncio.create_task(self.relay.run(relay_stop, self.retrying), name="outbox-relay")
         try:
             while not stop.is_set():
+                if relay_task.done():  # a dead relay would leave events unpublished: stop loudly instead
+                    relay_task.result()
+                    raise RuntimeError("the outbox relay stopped")
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=self.settings.kafka_max_poll_records)
                 self.progress.polled()
                 if not batch:
@@ -126,11 +96,11 @@ class CommandWorker:
                     break
                 self.relay.wakeup.set()
                 for tp, messages in batch.items():
-                    self.pending[tp] = messages[-1].offset + 1
-                await self.commit_pending()
+                    self.offsets.done(tp, messages[-1].offset)
+                await self.offsets.commit()
         finally:
-            await self.commit_pending()
-            await _stop_consumer(self.consumer)
+            await self.offsets.commit()
+            await stop_consumer(self.consumer)
             # let the relay finish the round in hand: cancelled between the broker's acks and marking the
             # rows published, it would leave those rows to be published a second time
             relay_stop.set()
@@ -145,21 +115,6 @@ class CommandWorker:
                 await asyncio.wait_for(self.relay.drain(), 10)
             except Exception as exc:
                 log.warning("outbox not drained at shutdown; the next relay publishes it", error=repr(exc))
-
-
-async def _stop_consumer(consumer) -> None:
-    """`consumer.stop()`, but a broker outage must not turn a clean shutdown into a crash: aiokafka's
-    fetcher re-raises the CancelledError of a fetch task sleeping in its retry backoff when the broker
-    is unreachable. Offsets are already committed (or redelivered and deduped), so log and go on."""
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # we ourselves are being cancelled
-        log.warning("consumer did not close cleanly (broker unreachable?)")
-    except Exception as exc:
-        log.warning("consumer did not close cleanly (broker unreachable?)", error=repr(exc))
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> int:

@@ -14,10 +14,9 @@ import time
 from uuid import UUID
 
 import structlog
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from service.adapters.kafka import make_consumer
+from service.consuming import CommitOnRevoke, OffsetCommitter, stop_consumer
 from service.faults import is_outage
 from service.messages import OrderStatusChanged
 from service.notifier import store
@@ -35,19 +34,6 @@ log = structlog.get_logger("orderstatus.notifier")
 MAX_EVENTS_PER_POLL = 100
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, notifier: "Notifier") -> None:
-        self.notifier = notifier
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        # events are handled between polls, so nothing is in flight: commit what is recorded
-        await self.notifier.commit_pending(only=set(revoked))
-        log.info("partitions revoked", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        log.info("partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
-
-
 class Notifier:
     def __init__(self, settings: Settings, pool, mailer: Mailer, metrics: Metrics, progress: Progress,
                  retrying: Retrying) -> None:
@@ -58,32 +44,13 @@ class Notifier:
         self.progress = progress
         self.retrying = retrying
         self.consumer = make_consumer(settings, settings.notifier_group)
-        self.pending: dict[TopicPartition, int] = {}
+        self.offsets = OffsetCommitter(self.consumer, progress)
 
     async def _persist(self, write):
         # a record after SMTP answered must not be lost to a Postgres blip: retry it, not the send
         async for attempt in self.retrying("postgres"):
             with attempt:
                 return await write()
-
-    async def commit_pending(self, only: set[TopicPartition] | None = None) -> None:
-        offsets = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-            self.progress.committed()
-        except (CommitFailedError, IllegalStateError) as exc:
-            # the group moved on: the new owner re-reads from the last commit and skips recorded pairs
-            log.warning("offset commit refused after rebalance", error=str(exc))
-        except KafkaError as exc:
-            if not is_outage(exc):
-                raise
-            log.warning("offset commit failed, will retry with the next commit", error=str(exc))
-            return
-        for tp in offsets:
-            if self.pending.get(tp) == offsets[tp]:
-                del self.pending[tp]
 
     async def notify(self, event: OrderStatusChanged) -> dict[str, int]:
         """Send the event's emails to every recipient without a record yet; outages propagate."""
@@ -159,7 +126,7 @@ class Notifier:
                     continue
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        self.consumer.subscribe([self.settings.events_topic], listener=_Rebalance(self))
+        self.consumer.subscribe([self.settings.events_topic], listener=CommitOnRevoke(self.offsets))
         async for attempt in self.retrying("kafka"):
             with attempt:
                 await self.consumer.start()
@@ -183,11 +150,11 @@ class Notifier:
                         if outcome is None:
                             break
                         self.metrics.messages.labels("notifier", outcome).inc()
-                        self.pending[tp] = m.offset + 1
+                        self.offsets.done(tp, m.offset)
                 self.metrics.batch_seconds.labels("notifier").observe(time.perf_counter() - started)
-                await self.commit_pending()
+                await self.offsets.commit()
                 await self.mailer.close()  # no connection idles between batches
         finally:
-            await self.commit_pending()
-            await self.consumer.stop()
+            await self.offsets.commit()
+            await stop_consumer(self.consumer)
             await self.mailer.close()
