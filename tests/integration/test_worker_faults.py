@@ -430,9 +430,11 @@ async def test_broker_outage_pauses_and_resumes_with_every_event_published(setti
             try:
                 assert await processed_count(private) < len(commands), "finished before the outage"
                 frozen_at = time.monotonic()
-                # (only "at some point": an empty poll marks Kafka reachable again, so /readyz flaps)
                 await wait_readiness(private.http_port, False, 6, kafka=False)
-                await asyncio.sleep(max(0.0, 6 - (time.monotonic() - frozen_at)))
+                while time.monotonic() - frozen_at < 6:  # and it stays not ready while frozen
+                    status, body = await readiness(private.http_port)
+                    assert status == 503 and body["kafka"] is False, body
+                    await asyncio.sleep(0.2)
                 assert not worker.done(), "the worker gave up during the outage"
             finally:
                 broker.resume()
