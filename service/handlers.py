@@ -183,13 +183,13 @@ def handle_invalid(invalid: InvalidCommand, source: SourceMessage, ctx: Context)
         requested = raw.get("status") if type(raw.get("status")) in (int, str) else None
         raw_actor = raw.get("actor")
         actor = (
-            {k: v for k, v in raw_actor.items() if k in ("id", "role", "client_id") and isinstance(v, str)}
+            {k: raw_actor.get(k) if isinstance(raw_actor.get(k), str) else None for k in ("id", "role", "client_id")}
             if isinstance(raw_actor, dict) else None
         )
         event = events.rejected(
             Rejection(Reason.INVALID_COMMAND, invalid.message),
             event_id=events.event_id_for(invalid.command_id, 0), command_id=invalid.command_id,
-            order_id=order_id, requested_status=requested, actor=actor or None, occurred_at=ctx.now,
+            order_id=order_id, requested_status=requested, actor=actor, occurred_at=ctx.now,
             correlation_id=raw.get("correlation_id") if isinstance(raw.get("correlation_id"), str) else None,
         )
         key = str(order_id) if order_id is not None else invalid.command_id

@@ -145,6 +145,14 @@ class OrderStatusChanged(_Wire):
     correlation_id: str | None = None
 
 
+class RejectedActor(_Wire):
+    """The actor as far as it could be read: an invalid command may carry a partial or odd one."""
+
+    id: str | None
+    role: str | None
+    client_id: str | None
+
+
 class OrderStatusChangeRejected(_Wire):
     type: Literal["OrderStatusChangeRejected"] = "OrderStatusChangeRejected"
     event_id: str
@@ -153,7 +161,7 @@ class OrderStatusChangeRejected(_Wire):
     requested_status: int | str | None
     reason: str
     message: str
-    actor: dict[str, Any] | None
+    actor: RejectedActor | None
     occurred_at: datetime
     correlation_id: str | None = None
 

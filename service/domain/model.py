@@ -113,10 +113,8 @@ class Actor:
     client_id: str | None = None
 
     def as_dict(self) -> dict:
-        data = {"id": self.id, "role": self.role}
-        if self.client_id is not None:
-            data["client_id"] = self.client_id
-        return data
+        # client_id always present (null for internal roles): every event carries one actor shape
+        return {"id": self.id, "role": self.role, "client_id": self.client_id}
 
 
 @dataclass(frozen=True)
