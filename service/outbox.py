@@ -4,6 +4,7 @@ and published afterwards by the relay, at least once and in id order (DESIGN §7
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -28,25 +29,25 @@ class OutboxMessage:
 
 
 async def insert_outbox(conn: asyncpg.Connection, messages: list[OutboxMessage]) -> None:
+    """All rows in one statement (unnest keeps their order, so ids follow the list)."""
     if not messages:
         return
-    await conn.executemany(
+    await conn.execute(
         """
         INSERT INTO outbox (event_id, event_type, topic, message_key, payload, headers, order_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        SELECT event_id, event_type, topic, message_key, payload, headers::jsonb, order_id
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::bigint[])
+                 WITH ORDINALITY AS m(event_id, event_type, topic, message_key, payload, headers, order_id, n)
+         ORDER BY n
         """,
-        [
-            (
-                m.event_id,
-                m.event_type,
-                m.topic,
-                m.key,
-                m.value,
-                [[name, value.hex()] for name, value in m.headers],  # hex: header bytes survive exactly
-                m.order_id,
-            )
-            for m in messages
-        ],
+        [m.event_id for m in messages],
+        [m.event_type for m in messages],
+        [m.topic for m in messages],
+        [m.key for m in messages],
+        [m.value for m in messages],
+        # JSON text, as a list inside an array would read as a second dimension; hex keeps header bytes exact
+        [json.dumps([[name, value.hex()] for name, value in m.headers]) for m in messages],
+        [m.order_id for m in messages],
     )
 
 

@@ -90,9 +90,14 @@ class PostgresUnitOfWork:
         await orders_store.apply_changes(conn, [applied for o in self._outcomes for applied in o.changes])
         await insert_outbox(conn, [m for o in self._outcomes for m in o.messages])
         if self._outcomes:
-            await conn.executemany(
-                "UPDATE processed_commands SET outcome = $2 WHERE command_id = $1",
-                [(o.command_id, o.outcome) for o in self._outcomes],
+            await conn.execute(
+                """
+                UPDATE processed_commands p SET outcome = u.outcome
+                  FROM unnest($1::text[], $2::text[]) AS u(command_id, outcome)
+                 WHERE p.command_id = u.command_id
+                """,
+                [o.command_id for o in self._outcomes],
+                [o.outcome for o in self._outcomes],
             )
         await self._tx.commit()
         self._tx = None

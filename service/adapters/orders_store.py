@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -86,22 +87,37 @@ async def apply_changes(conn: asyncpg.Connection, applied: Sequence) -> None:
     removed = [(i.change.order_id, list(i.change.removed_coupons)) for i in applied if i.change.removed_coupons]
     if removed:
         await conn.executemany("DELETE FROM order_coupons WHERE order_id = $1 AND coupon_code = ANY($2::text[])", removed)
-    await conn.executemany(
+    # one statement for every note; the removed lists travel as JSON text because Postgres arrays
+    # of arrays must be rectangular
+    await conn.execute(
         """
         INSERT INTO order_history (order_id, version, event_id, command_id, from_status, to_status, override,
                                    actor, note_text, is_public, file_id, removed_reservations, removed_coupons,
                                    occurred_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        SELECT order_id, version, event_id, command_id, from_status, to_status, override, actor, note_text,
+               is_public, file_id,
+               ARRAY(SELECT jsonb_array_elements_text(removed_reservations::jsonb)),
+               ARRAY(SELECT jsonb_array_elements_text(removed_coupons::jsonb)), occurred_at
+          FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[], $7::bool[],
+                      $8::jsonb[], $9::text[], $10::bool[], $11::bigint[], $12::text[], $13::text[],
+                      $14::timestamptz[])
+            AS h(order_id, version, event_id, command_id, from_status, to_status, override, actor, note_text,
+                 is_public, file_id, removed_reservations, removed_coupons, occurred_at)
         """,
-        [
-            (
-                i.change.order_id, i.change.version, i.event_id, i.command_id, i.change.from_status.ref(),
-                i.change.to_status.ref(), i.change.override, i.actor.as_dict(), i.change.note.text,
-                i.change.note.is_public, i.change.note.file_id, list(i.change.removed_reservations),
-                list(i.change.removed_coupons), i.occurred_at,
-            )
-            for i in applied
-        ],
+        [i.change.order_id for i in applied],
+        [i.change.version for i in applied],
+        [i.event_id for i in applied],
+        [i.command_id for i in applied],
+        [i.change.from_status.ref() for i in applied],
+        [i.change.to_status.ref() for i in applied],
+        [i.change.override for i in applied],
+        [i.actor.as_dict() for i in applied],
+        [i.change.note.text for i in applied],
+        [i.change.note.is_public for i in applied],
+        [i.change.note.file_id for i in applied],
+        [json.dumps(i.change.removed_reservations) for i in applied],
+        [json.dumps(i.change.removed_coupons) for i in applied],
+        [i.occurred_at for i in applied],
     )
 
 
