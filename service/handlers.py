@@ -11,7 +11,14 @@ from uuid import UUID
 from service import events
 from service.domain import rules as engine
 from service.domain.model import Actor, Change, ChangeRequest, OrderFacts, Reason, Rejection, RuleSet
-from service.messages import ChangeOrderStatus, InvalidCommand, OverrideOrderStatuses, OverrideResult
+from service.messages import (
+    BIGINT_MAX,
+    ChangeOrderStatus,
+    InvalidCommand,
+    OverrideOrderStatuses,
+    OverrideResult,
+    is_storable_text,
+)
 from service.outbox import OutboxMessage
 
 
@@ -179,18 +186,20 @@ def handle_invalid(invalid: InvalidCommand, source: SourceMessage, ctx: Context)
     )
     if invalid.command_id:
         raw = invalid.raw
-        order_id = raw.get("order_id") if type(raw.get("order_id")) is int else None
-        requested = raw.get("status") if type(raw.get("status")) in (int, str) else None
+        # only what can be read safely goes into the rejection: the rest of the command is suspect
+        order_id = raw.get("order_id") if type(raw.get("order_id")) is int and 0 < raw["order_id"] <= BIGINT_MAX else None
+        status = raw.get("status")
+        requested = status if type(status) is int or is_storable_text(status) else None
         raw_actor = raw.get("actor")
         actor = (
-            {k: raw_actor.get(k) if isinstance(raw_actor.get(k), str) else None for k in ("id", "role", "client_id")}
+            {k: raw_actor.get(k) if is_storable_text(raw_actor.get(k)) else None for k in ("id", "role", "client_id")}
             if isinstance(raw_actor, dict) else None
         )
         event = events.rejected(
             Rejection(Reason.INVALID_COMMAND, invalid.message),
             event_id=events.event_id_for(invalid.command_id, 0), command_id=invalid.command_id,
             order_id=order_id, requested_status=requested, actor=actor, occurred_at=ctx.now,
-            correlation_id=raw.get("correlation_id") if isinstance(raw.get("correlation_id"), str) else None,
+            correlation_id=raw.get("correlation_id") if is_storable_text(raw.get("correlation_id")) else None,
         )
         key = str(order_id) if order_id is not None else invalid.command_id
         outcome.messages.append(events.to_outbox(event, ctx.topics.events, key, order_id))

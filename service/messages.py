@@ -6,11 +6,44 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from service.domain import model as domain
 
-StatusRefField = Annotated[Union[StrictInt, Annotated[StrictStr, Field(min_length=1, max_length=100)]], Field()]
+BIGINT_MAX = 2**63 - 1  # orders.order_id and order_history.file_id are bigint
+
+
+def storable(value: str) -> str:
+    """Refuse text Postgres cannot store, so it is an invalid command, not a failed transaction."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def is_storable_text(value: object) -> bool:
+    try:
+        return isinstance(value, str) and storable(value) is value
+    except ValueError:
+        return False
+
+
+Text = Annotated[StrictStr, AfterValidator(storable)]
+StatusRefField = Annotated[Union[StrictInt, Annotated[Text, Field(min_length=1, max_length=100)]], Field()]
+OrderId = Annotated[StrictInt, Field(gt=0, le=BIGINT_MAX)]
 Role = Literal["client", "staff", "manager", "system"]
 
 
@@ -19,9 +52,9 @@ class _Wire(BaseModel):
 
 
 class ActorModel(_Wire):
-    id: str = Field(min_length=1, max_length=200)
+    id: Text = Field(min_length=1, max_length=200)
     role: Role
-    client_id: str | None = Field(default=None, max_length=200)
+    client_id: Text | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
     def _client_has_client_id(self) -> "ActorModel":
@@ -34,20 +67,20 @@ class ActorModel(_Wire):
 
 
 class NoteModel(_Wire):
-    text: str | None = Field(default=None, max_length=10_000)
+    text: Text | None = Field(default=None, max_length=10_000)
     is_public: bool = False
-    file_id: StrictInt | None = None
+    file_id: StrictInt | None = Field(default=None, ge=-BIGINT_MAX - 1, le=BIGINT_MAX)
 
     def to_domain(self) -> domain.NoteInput:
         return domain.NoteInput(text=self.text, is_public=self.is_public, file_id=self.file_id)
 
 
 class _CommandBase(_Wire):
-    command_id: str = Field(min_length=1, max_length=200)
+    command_id: Text = Field(min_length=1, max_length=200)
     actor: ActorModel
     note: NoteModel | None = None
     notify: bool = True
-    correlation_id: str | None = Field(default=None, max_length=200)
+    correlation_id: Text | None = Field(default=None, max_length=200)
     issued_at: datetime | None = None
 
 
@@ -55,13 +88,13 @@ class ChangeOrderStatus(_CommandBase):
     """Change one order's status along the transition graph (DESIGN §5.3)."""
 
     type: Literal["ChangeOrderStatus"]
-    order_id: StrictInt = Field(gt=0)
+    order_id: OrderId
     status: StatusRefField
     expected_status: StatusRefField | None = None
 
 
 class OverrideItem(_Wire):
-    order_id: StrictInt = Field(gt=0)
+    order_id: OrderId
     status: StatusRefField
 
 
@@ -99,7 +132,7 @@ def parse_command(value: bytes | None) -> ChangeOrderStatus | OverrideOrderStatu
     if not isinstance(data, dict):
         raise InvalidCommand("not_json", "the value is JSON but not an object")
     raw_id = data.get("command_id")
-    command_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 200 else None
+    command_id = raw_id if is_storable_text(raw_id) and 0 < len(raw_id) <= 200 else None
     if data.get("type") not in COMMAND_TYPES:
         raise InvalidCommand("unknown_type", f"unknown command type {str(data.get('type'))[:100]!r}", command_id, data)
     try:

@@ -219,3 +219,26 @@ async def test_send_history_and_transitions_commands(settings, cli_env):
     assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
     missing = _cli(cli_env, "history", "424242")
     assert missing.returncode != 0 and "not found" in missing.stderr
+
+
+async def test_values_postgres_cannot_store_are_invalid_commands_not_stalls(settings):
+    """NUL characters, lone surrogates and out-of-range ids are rejected as invalid_command; work goes on."""
+    await seed(settings, partitions=1)
+    nul_note = change(1029, 21, role="client", client_id="c-1", note={"text": "nul \x00"}, command_id="cmd-nul")
+    surrogate = change(1029, 21, role="client", client_id="c-1", command_id="cmd-surrogate")
+    surrogate["actor"]["id"] = "u-\ud800"
+    huge = change(2**63, "Confirmed", command_id="cmd-huge")
+    follow_up = change(1033, "Confirmed")
+    values = [json.dumps(c).encode() for c in (nul_note, surrogate, huge)]
+    async with running_worker(settings), TopicReader(settings, settings.events_topic) as events, \
+            TopicReader(settings, settings.dlq_topic) as dlq:
+        await produce(settings, [*values, follow_up])
+        found = await events_for(events, {"cmd-nul", "cmd-surrogate", "cmd-huge", follow_up["command_id"]})
+        await dlq.wait_for(lambda _: len(dlq.records) >= 3, what="3 dead letters")
+    by_command = {e["command_id"]: e for e in found}
+    for command_id in ("cmd-nul", "cmd-surrogate", "cmd-huge"):
+        assert by_command[command_id]["reason"] == "invalid_command"
+    assert by_command["cmd-huge"]["order_id"] is None
+    assert by_command["cmd-surrogate"]["actor"] == {"id": None, "role": "client", "client_id": "c-1"}
+    assert [r.value for r in dlq.records] == values
+    assert by_command[follow_up["command_id"]]["type"] == "OrderStatusChanged"
