@@ -24,7 +24,7 @@ from service.handlers import (
     invalid_dedupe_key,
 )
 from service.messages import ChangeOrderStatus, InvalidCommand, OverrideOrderStatuses, parse_command
-from service.unit_of_work import PostgresUnitOfWork
+from service.unit_of_work import PostgresUnitOfWork, RulesNotLoaded
 
 log = structlog.get_logger("orderstatus.worker")
 
@@ -116,7 +116,7 @@ async def process_isolating_poison(
     try:
         return await process_batch(sources, uow_factory, topics, max_batch_items)
     except Exception as exc:
-        if is_outage(exc) or _is_rules_missing(exc):
+        if _must_wait(exc):
             raise
         log.warning("batch failed, isolating messages", error=repr(exc), size=len(sources))
     outcomes: list[Outcome] = []
@@ -125,7 +125,7 @@ async def process_isolating_poison(
         try:
             result = await process_batch([source], uow_factory, topics, max_batch_items)
         except Exception as exc:
-            if is_outage(exc) or _is_rules_missing(exc):
+            if _must_wait(exc):
                 raise
             log.error("message failed on its own, dead-lettering", error=repr(exc), offset=source.offset,
                       partition=source.partition)
@@ -136,10 +136,9 @@ async def process_isolating_poison(
     return BatchResult(outcomes=outcomes, duplicates=duplicates)
 
 
-def _is_rules_missing(exc: BaseException) -> bool:
-    from service.unit_of_work import RulesNotLoaded
-
-    return isinstance(exc, RulesNotLoaded)
+def _must_wait(exc: BaseException) -> bool:
+    """Failures that are no message's fault: the same batch is retried later, nothing is dead-lettered."""
+    return is_outage(exc) or isinstance(exc, RulesNotLoaded)
 
 
 async def _dead_letter(source, poison: InvalidCommand, uow_factory, topics) -> BatchResult:
