@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.protocol.group import HeartbeatRequest
 
 from service.adapters.kafka import client_options, make_admin, make_producer
 from service.settings import Settings
@@ -60,6 +61,14 @@ class OffsetMove:
     new: int
 
 
+async def _group_members(admin, group: str) -> tuple[str, list]:
+    """The group's state and members as the coordinator describes them."""
+    for response in await admin.describe_consumer_groups([group]):
+        for entry in getattr(response, "groups", []):
+            return entry[2], list(entry[5])
+    return "Unknown", []
+
+
 async def replay(
     settings: Settings, group: str, topic: str, *, to_datetime: datetime | None = None, to_earliest: bool = False,
     to_offsets: dict[int, int] | None = None, dry_run: bool = False,
@@ -68,14 +77,19 @@ async def replay(
     admin = make_admin(settings)
     await admin.start()
     try:
-        described = await admin.describe_consumer_groups([group])
+        state, members = await _group_members(admin, group)
+        if members:
+            # A consumer that stopped without a LeaveGroup stays listed until the coordinator handles a
+            # request for the group (aiokafka sends none at generation 0, the first generation the embedded
+            # broker hands out). A heartbeat from no member makes tansu evict members whose session
+            # expired; Kafka answers it UNKNOWN_MEMBER_ID and changes nothing. Then look again.
+            node = await admin.find_coordinator(group)
+            await admin._send_request(HeartbeatRequest(group, -1, ""), node)
+            state, members = await _group_members(admin, group)
     finally:
         await admin.close()
-    for response in described:
-        for entry in getattr(response, "groups", []):
-            state, members = entry[2], entry[5]
-            if members:
-                raise OpsError(f"group {group} is active ({state}, {len(members)} members); stop its consumers first")
+    if members:
+        raise OpsError(f"group {group} is active ({state}, {len(members)} members); stop its consumers first")
 
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
     await consumer.start()
@@ -91,7 +105,10 @@ async def replay(
             stamp = int(to_datetime.timestamp() * 1000)
             found = await consumer.offsets_for_times({tp: stamp for tp in tps})
             ends = await consumer.end_offsets(tps)
-            targets = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
+            # a record at or after the time has a timestamp at or after it: the embedded broker answers a time
+            # after its last record with offset 0 and timestamp -1, which must mean "none", not "the beginning"
+            targets = {tp: (found[tp].offset if found.get(tp) is not None and found[tp].timestamp >= stamp
+                            else ends[tp]) for tp in tps}
         else:
             unknown = set(to_offsets or {}) - set(partitions)
             if unknown:

@@ -321,6 +321,8 @@ def replay(settings: Settings, group: str, topic: str, to_datetime: str | None, 
             partition, offset = (int(x) for x in item.split(":"))
         except ValueError:
             raise UserError(f"--to-offset wants PARTITION:OFFSET, got {item!r}") from None
+        if partition < 0 or offset < 0:  # Kafka reads a negative committed offset as "none": a full re-read
+            raise UserError(f"--to-offset wants a partition and an offset of 0 or more, got {item!r}")
         offsets[partition] = offset
     when = _parse_datetime(to_datetime, "--to-datetime") if to_datetime else None
     try:
