@@ -59,7 +59,14 @@ class Notifier:
         recorded = await store.recorded_recipients(self.pool, event_id)
         counts: dict[str, int] = {}
         for recipient in recipients:
-            if recipient.email in recorded:
+            if recorded.get(recipient.email) == store.SENDING:
+                # claimed by a notifier that never recorded the answer (killed inside DATA): in doubt, so
+                # say so each time the event comes by, and never send it again by ourselves
+                outcome = "in_doubt"
+                log.error("email outcome unknown; not resent automatically", recipient=recipient.email,
+                          reason="claimed earlier, the server's answer was never recorded",
+                          resend=f"orderstatus notifications resend {event_id}")
+            elif recipient.email in recorded:
                 outcome = "duplicate"
             else:
                 try:

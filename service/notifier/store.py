@@ -25,10 +25,15 @@ async def recipients(pool: asyncpg.Pool, order_id: int) -> list[Recipient]:
     return [Recipient(email=r["email"], name=r["name"], kind=r["kind"]) for r in rows]
 
 
-async def recorded_recipients(pool: asyncpg.Pool, event_id: UUID) -> set[str]:
-    """Recipients that already have any record for the event (sent, failed or in doubt)."""
-    rows = await pool.fetch("SELECT DISTINCT recipient FROM sent_notifications WHERE event_id = $1", event_id)
-    return {r["recipient"] for r in rows}
+async def recorded_recipients(pool: asyncpg.Pool, event_id: UUID) -> dict[str, str]:
+    """Recipients that already have any record for the event, with the status of their latest attempt
+    (`sending` means in doubt: claimed, and the server's answer never recorded)."""
+    rows = await pool.fetch(
+        "SELECT DISTINCT ON (recipient) recipient, status FROM sent_notifications WHERE event_id = $1 "
+        "ORDER BY recipient, attempt DESC",
+        event_id,
+    )
+    return {r["recipient"]: r["status"] for r in rows}
 
 
 async def claim_first(pool: asyncpg.Pool, event_id: UUID, recipient: str, status: str = SENDING,
