@@ -181,9 +181,9 @@ class OrderStatusChanged(_Wire):
 class RejectedActor(_Wire):
     """The actor as far as it could be read: an invalid command may carry a partial or odd one."""
 
-    id: str | None
-    role: str | None
-    client_id: str | None
+    id: str | None = None
+    role: str | None = None
+    client_id: str | None = None
 
 
 class OrderStatusChangeRejected(_Wire):
