@@ -136,23 +136,33 @@ async def events_for(reader: TopicReader, command_ids: set[str], timeout: float 
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings):
-    """Run `run_worker` in this loop; on exit ask it to stop and check it exits 0."""
-    from service.worker import run_worker
-
+async def running(run_service, settings: Settings, name: str):
+    """Run a service's `run_*(settings, stop, ready)` in this loop; on exit stop it and check it exits 0."""
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop, ready))
+    task = asyncio.create_task(run_service(settings, stop, ready))
     waiter = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         waiter.cancel()
         task.result()
-        raise AssertionError("worker exited at start-up")
+        raise AssertionError(f"{name} exited at start-up")
     try:
         yield task
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 60) == 0
+
+
+def running_worker(settings: Settings):
+    from service.worker import run_worker
+
+    return running(run_worker, settings, "worker")
+
+
+def running_notifier(settings: Settings):
+    from service.notifier import run_notifier
+
+    return running(run_notifier, settings, "notifier")
 
 
 async def fetch(settings: Settings, sql: str, *args):

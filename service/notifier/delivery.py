@@ -62,8 +62,9 @@ async def deliver(
     try:
         await mailer.open_envelope(recipient)
     except Refused as refused:
-        attempt = await persist(lambda: claim(pool, event_id, recipient, store.FAILED, refused.reply))
-        return Delivery(recipient, "failed" if attempt else "duplicate", attempt, refused.reply)
+        refusal = refused.reply  # bound outside the except name, which Python unbinds at the block's end
+        attempt = await persist(lambda: claim(pool, event_id, recipient, store.FAILED, refusal))
+        return Delivery(recipient, "failed" if attempt else "duplicate", attempt, refusal)
 
     try:
         attempt = await claim(pool, event_id, recipient)
@@ -77,8 +78,9 @@ async def deliver(
     try:
         reply = await mailer.send_data(content)
     except Refused as refused:
-        await persist(lambda: store.finish(pool, event_id, recipient, attempt, store.FAILED, refused.reply))
-        return Delivery(recipient, "failed", attempt, refused.reply)
+        refusal = refused.reply
+        await persist(lambda: store.finish(pool, event_id, recipient, attempt, store.FAILED, refusal))
+        return Delivery(recipient, "failed", attempt, refusal)
     except SmtpUnavailable:
         await persist(lambda: store.release(pool, event_id, recipient, attempt))
         raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import time
@@ -19,12 +18,11 @@ from service.messages import (
     ActorModel, EventNote, OrderStatusChanged, OrderStatusChangeRejected, OrderStatusOverrideCompleted,
     OverrideResult, StatusRefModel, event_json,
 )
-from service.notifier import run_notifier
 from service.notifier.delivery import deliver
 from service.notifier.email_render import EVENT_ID_HEADER, Recipient, render_email
 from service.notifier.mailer import Mailer, OutcomeUnknown, SmtpUnavailable
 from service.outbox import OutboxMessage, insert_outbox
-from tests.support import fetch, seed
+from tests.support import fetch, running_notifier, seed
 
 ORDER, MARKER_ORDER = 501, 502
 ANN, CARL, PM, MARKER = "ann@example.com", "carl@example.com", "pm@example.com", "marker@example.com"
@@ -97,24 +95,6 @@ async def flush(settings, sink) -> None:
     marker = changed(MARKER_ORDER)
     await publish(settings, marker)
     await until(lambda: mails(sink, marker), what="the marker email")
-
-
-@contextlib.asynccontextmanager
-async def running_notifier(settings):
-    """Run `run_notifier` in this loop; on exit ask it to stop and check it exits 0."""
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_notifier(settings, stop, ready))
-    waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({task, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        waiter.cancel()
-        task.result()
-        raise AssertionError("notifier exited at start-up")
-    try:
-        yield task
-    finally:
-        stop.set()
-        assert await asyncio.wait_for(task, 60) == 0
 
 
 async def records(settings) -> list[tuple]:

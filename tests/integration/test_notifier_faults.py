@@ -10,14 +10,10 @@ the session-wide ones would disturb every other test); SMTP is the session sink 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -27,9 +23,9 @@ from service.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, scratc
 from service.messages import OrderStatusChanged, event_json
 from service.notifier.email_render import EVENT_ID_HEADER
 from service.settings import Settings
-from tests.integration.test_notifier import changed, running_notifier, until
-from tests.integration.test_worker_faults import fast_group_env, readiness, wait_readiness, wait_until
-from tests.support import fetch, seed
+from tests.integration.test_notifier import changed, until
+from tests.processes import ServiceProcess, fast_group_env, readiness, wait_readiness, wait_until
+from tests.support import fetch, running_notifier, seed
 
 PARTITIONS = 3
 ORDER_IDS = [801, 802, 803, 804]
@@ -150,64 +146,6 @@ async def assert_stays_not_ready(port: int, seconds: float, **detail) -> None:
         await asyncio.sleep(0.2)
 
 
-class NotifierProcess:
-    """`python -m service.entrypoints.cli notifier` as a real subprocess, its log in a file."""
-
-    def __init__(self, env: dict[str, str], name: str) -> None:
-        self.log_path = scratch_dir(f"orderstatus-{name}-") / "notifier.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.entrypoints.cli", "notifier"], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
-
-    def log_lines(self) -> list[dict]:
-        lines = []
-        for line in self.text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-        return lines
-
-    async def wait_assigned(self, timeout: float = 45.0) -> None:
-        """Until the process's consumer owns partitions of the events topic."""
-
-        async def probe():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"notifier exited with {self.proc.returncode}:\n{self.tail()}")
-            return any(line.get("event") == "partitions assigned" and line.get("partitions")
-                       for line in self.log_lines())
-
-        try:
-            await wait_until(probe, timeout, "the notifier to be assigned partitions", interval=0.1)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.tail()}") from None
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    async def terminate(self, timeout: float = 30.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError(f"notifier did not exit within {timeout:.0f}s of SIGTERM:\n{self.tail()}")
-            await asyncio.sleep(0.05)
-        return self.proc.returncode
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
-
 
 # -------------------------------------------------------------------------------------------- tests
 
@@ -285,7 +223,7 @@ async def test_kill_9_mid_stream_sends_nothing_twice_and_leaves_only_reported_do
     events = make_events(50)  # 200 events, 600 emails, all published at once
     expected = pairs(events)
     env = fast_group_env(cli_env)
-    first = NotifierProcess(env, "notifier-kill9-first")
+    first = ServiceProcess("notifier", env, "notifier-kill9-first")
     second = None
     try:
         await first.wait_assigned()
@@ -313,7 +251,7 @@ async def test_kill_9_mid_stream_sends_nothing_twice_and_leaves_only_reported_do
         finally:
             await conn.close()
 
-        second = NotifierProcess(env, "notifier-kill9-second")
+        second = ServiceProcess("notifier", env, "notifier-kill9-second")
 
         async def every_pair_claimed_and_settled():
             claims = await claim_rows(settings)
@@ -358,7 +296,7 @@ async def test_sigterm_mid_stream_exits_0_and_a_restart_sends_the_rest_once(sett
     events = make_events(50)
     expected = pairs(events)
     env = fast_group_env(cli_env)
-    first = NotifierProcess(env, "notifier-sigterm-first")
+    first = ServiceProcess("notifier", env, "notifier-sigterm-first")
     second = None
     try:
         await first.wait_assigned()
@@ -377,7 +315,7 @@ async def test_sigterm_mid_stream_exits_0_and_a_restart_sends_the_rest_once(sett
         assert handled == below, "the offsets committed at SIGTERM do not match the events handled"
         assert mail_counts(mailbox, events) == Counter(set(claims))
 
-        second = NotifierProcess(env, "notifier-sigterm-second")
+        second = ServiceProcess("notifier", env, "notifier-sigterm-second")
         await all_mailed(mailbox, events, 45)
         assert await second.terminate() == 0, second.tail()
         await assert_all_committed(settings, placed)

@@ -7,12 +7,11 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 
 from service.adapters.database import connect
 from service.adapters.rules_store import replace_rules
 from service.rulesfile import parse_rules
-from tests.support import SAMPLES, TopicReader, change, events_for, fetch, import_orders, produce, running_worker, seed
+from tests.support import SAMPLES, TopicReader, change, events_for, fetch, produce, running_worker, seed
 
 REJECTIONS = [
     # (reason, command)

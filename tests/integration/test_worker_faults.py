@@ -10,13 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from service.adapters.database import connect, create_pool, migrate
@@ -27,6 +23,7 @@ from service.handlers import SourceMessage, Topics
 from service.processing import process_batch
 from service.settings import Settings
 from service.unit_of_work import PostgresUnitOfWork
+from tests.processes import ServiceProcess, fast_group_env, readiness, wait_readiness, wait_until
 from tests.support import TopicReader, change, events_for, fetch, produce, running_worker, seed
 
 CONFIRMED, ON_HOLD = 2, 4
@@ -88,18 +85,6 @@ async def processed_count(settings: Settings) -> int:
     return await scalar(settings.database_url, "SELECT count(*) FROM processed_commands")
 
 
-async def wait_until(probe, timeout: float, what: str, interval: float = 0.05):
-    """Await `probe()` until it returns something truthy; fail loudly at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 async def is_zero(value_awaitable) -> bool:
     return (await value_awaitable) == 0
 
@@ -122,83 +107,6 @@ async def committed_offsets(settings: Settings) -> dict[int, int]:
     finally:
         await consumer.stop()
     return {p: o for p, o in committed.items() if o is not None}
-
-
-async def readiness(port: int) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-            return response.status, await response.json()
-
-
-async def wait_readiness(port: int, ready: bool, timeout: float, **detail) -> dict:
-    """Until /readyz says `ready` (and its detail has the given values)."""
-    seen: list = []
-
-    async def probe():
-        status, body = await readiness(port)
-        seen[:] = [status, body]
-        return (status == 200) == ready and all(body.get(k) == v for k, v in detail.items())
-
-    try:
-        await wait_until(probe, timeout, f"/readyz ready={ready} {detail}", interval=0.1)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; last answer {seen}") from None
-    return seen[1]
-
-
-class WorkerProcess:
-    """`python -m service.entrypoints.cli worker` as a real subprocess, its log in a file."""
-
-    def __init__(self, env: dict[str, str], name: str) -> None:
-        self.log_path = scratch_dir(f"orderstatus-{name}-") / "worker.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.entrypoints.cli", "worker"], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
-
-    async def wait_assigned(self, timeout: float = 45.0) -> None:
-        """Until the process's consumer owns at least one partition."""
-
-        async def probe():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-            return any('"partitions assigned"' in line and '"partitions": []' not in line
-                       for line in self.text().splitlines())
-
-        try:
-            await wait_until(probe, timeout, "the worker to be assigned partitions", interval=0.1)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.tail()}") from None
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    async def terminate(self, timeout: float = 30.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError(f"worker did not exit within {timeout:.0f}s of SIGTERM:\n{self.tail()}")
-            await asyncio.sleep(0.05)
-        return self.proc.returncode
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
-
-
-def fast_group_env(env: dict[str, str]) -> dict[str, str]:
-    """A shorter session so the group notices a kill -9'd member sooner (the broker default is 10 s)."""
-    return {**env, "ORDERSTATUS_KAFKA_SESSION_TIMEOUT_MS": "6000", "ORDERSTATUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}
 
 
 def _per_order(commands: list[dict]) -> dict[int, list[str]]:
@@ -278,7 +186,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(setting
     # small poll batches keep the worker busy in many transactions, so the kill lands inside the work
     # (measured: 5-15 committed events not yet published at the moment of the kill)
     env = {**fast_group_env(cli_env), "ORDERSTATUS_KAFKA_MAX_POLL_RECORDS": "5"}
-    first = WorkerProcess(env, "kill9-first")
+    first = ServiceProcess("worker", env, "kill9-first")
     second = None
     try:
         async with TopicReader(settings, settings.events_topic) as reader:
@@ -290,7 +198,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(setting
             assert first.proc.returncode == -signal.SIGKILL
             assert at_kill < len(commands), "the worker finished before the kill: the test proved nothing"
             await producing
-            second = WorkerProcess(env, "kill9-second")
+            second = ServiceProcess("worker", env, "kill9-second")
             await events_for(reader, {c["command_id"] for c in commands}, timeout=45)
             await wait_until(lambda: is_zero(unpublished(settings)), 10, "the outbox to drain")
             assert await second.terminate() == 0, second.tail()
@@ -308,7 +216,7 @@ async def test_sigterm_drains_exits_0_and_a_restart_finishes_the_rest(settings, 
     await seed(settings, ORDERS)
     commands = alternating(ORDER_IDS, 80)
     env = {**fast_group_env(cli_env), "ORDERSTATUS_KAFKA_MAX_POLL_RECORDS": "5"}  # busy at the signal
-    first = WorkerProcess(env, "sigterm-first")
+    first = ServiceProcess("worker", env, "sigterm-first")
     second = None
     try:
         async with TopicReader(settings, settings.events_topic) as reader:
@@ -322,7 +230,7 @@ async def test_sigterm_drains_exits_0_and_a_restart_finishes_the_rest(settings, 
             # everything made durable was committed to the group, and nothing else was
             assert sum((await committed_offsets(settings)).values()) == done
             await producing
-            second = WorkerProcess(env, "sigterm-second")
+            second = ServiceProcess("worker", env, "sigterm-second")
             await events_for(reader, {c["command_id"] for c in commands}, timeout=45)
             assert await second.terminate() == 0, second.tail()
             assert sum((await committed_offsets(settings)).values()) == len(commands)
@@ -462,7 +370,7 @@ async def test_sigterm_while_the_broker_is_down_still_exits_0(settings, cli_env)
     try:
         private = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         await seed(private, ORDERS)
-        worker = WorkerProcess({**cli_env, "ORDERSTATUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers},
+        worker = ServiceProcess("worker", {**cli_env, "ORDERSTATUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers},
                                "sigterm-broker-down")
         await worker.wait_assigned()
         commands = alternating(ORDER_IDS, 5)

@@ -11,17 +11,15 @@ import asyncio
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.integration.test_worker_faults import (
-    WorkerProcess,
     alternating,
     assert_exactly_once,
-    fast_group_env,
     is_zero,
     processed_count,
     stream,
     unpublished,
     wait_processed,
-    wait_until,
 )
+from tests.processes import ServiceProcess, fast_group_env, wait_until
 from tests.support import TopicReader, events_for, seed
 
 PARTITIONS = 4
@@ -41,7 +39,7 @@ def test_the_orders_cover_every_partition():
     assert {partitioner(str(o).encode(), all_partitions, all_partitions) for o in ORDER_IDS} == set(all_partitions)
 
 
-def processed_by(worker: WorkerProcess) -> int:
+def processed_by(worker: ServiceProcess) -> int:
     return worker.text().count('"command processed"')
 
 
@@ -50,8 +48,8 @@ async def test_two_workers_share_the_partitions_and_a_kill_9_of_one_loses_nothin
     await seed(settings, ORDERS, partitions=PARTITIONS)
     commands = alternating(ORDER_IDS, 40)
     env = fast_group_env(cli_env)
-    a = WorkerProcess(env, "scale-a")
-    b = WorkerProcess(env, "scale-b")
+    a = ServiceProcess("worker", env, "scale-a")
+    b = ServiceProcess("worker", env, "scale-b")
     try:
         async with TopicReader(settings, settings.events_topic) as reader:
             await a.wait_assigned()
@@ -76,7 +74,7 @@ async def test_two_workers_share_the_partitions_and_a_kill_9_of_one_loses_nothin
         b.close()
 
 
-def _both_busy(a: WorkerProcess, b: WorkerProcess):
+def _both_busy(a: ServiceProcess, b: ServiceProcess):
     async def probe():
         return processed_by(a) > 0 and processed_by(b) > 0
 
@@ -87,14 +85,14 @@ async def test_members_joining_and_leaving_mid_stream_hand_partitions_over_in_or
     """A second worker joins mid-stream (rebalance), then the first leaves with SIGTERM: every command applied once, in order."""
     await seed(settings, ORDERS, partitions=PARTITIONS)
     commands = alternating(ORDER_IDS, 40)
-    a = WorkerProcess(cli_env, "scale-join-a")
+    a = ServiceProcess("worker", cli_env, "scale-join-a")
     b = None
     try:
         async with TopicReader(settings, settings.events_topic) as reader:
             await a.wait_assigned()
             producing = asyncio.create_task(stream(settings, commands, chunk=4, gap=0.2))  # ~16 s of flow
             await wait_processed(settings, 40, timeout=30)
-            b = WorkerProcess(cli_env, "scale-join-b")  # joins while `a` is busy: `a` must give partitions up
+            b = ServiceProcess("worker", cli_env, "scale-join-b")  # joins while `a` is busy: `a` must give partitions up
             await b.wait_assigned()
             await wait_until(_both_busy(a, b), 20, "both workers to process commands")
             assert await processed_count(settings) < len(commands), "finished before the handover: proved nothing"
