@@ -41,8 +41,8 @@ def prepare_command(line: str, number: int, validate: bool) -> tuple[bytes, byte
 
 async def send_commands(settings: Settings, prepared: list[tuple[bytes, bytes, dict]]) -> list[dict]:
     producer = make_producer(settings)
-    await producer.start()
     try:
+        await producer.start()  # inside try: a failed start still closes the client
         futures = [await producer.send(settings.commands_topic, value=v, key=k) for k, v, _ in prepared]
         sent = []
         for (_, _, data), future in zip(prepared, futures):
@@ -75,8 +75,8 @@ async def replay(
 ) -> list[OffsetMove]:
     """Reset an inactive consumer group's committed offsets on one topic."""
     admin = make_admin(settings)
-    await admin.start()
     try:
+        await admin.start()
         state, members = await _group_members(admin, group)
         if members:
             # A consumer that stopped without a LeaveGroup stays listed until the coordinator handles a
@@ -92,8 +92,8 @@ async def replay(
         raise OpsError(f"group {group} is active ({state}, {len(members)} members); stop its consumers first")
 
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise OpsError(f"topic {topic} does not exist")
@@ -141,8 +141,8 @@ async def republish(settings: Settings, pool_or_conn, since: datetime, order_id:
     if not rows:
         return 0
     producer = make_producer(settings)
-    await producer.start()
     try:
+        await producer.start()
         await publish_rows(producer, rows)
     finally:
         await producer.stop()

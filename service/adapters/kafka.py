@@ -67,9 +67,9 @@ def make_admin(settings: Settings) -> AIOKafkaAdminClient:
 async def create_topics(settings: Settings, partitions: int, replication_factor: int) -> dict[str, str]:
     """Create the commands, events and DLQ topics; an existing topic is left as it is."""
     admin = make_admin(settings)
-    await admin.start()
     outcome: dict[str, str] = {}
     try:
+        await admin.start()  # inside try: a failed start still closes the client
         existing = set(await admin.list_topics())
         for name in (settings.commands_topic, settings.events_topic, settings.dlq_topic):
             if name in existing:

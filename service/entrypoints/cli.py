@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ class UserError(click.ClickException):
 
 
 def _run(coro):
+    # a one-shot command reports a failure in one line; aiokafka's own connection errors would repeat it
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(coro)
     except (OSError, asyncio.TimeoutError) as exc:
