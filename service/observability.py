@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 
 class Progress:
@@ -67,7 +67,6 @@ class Metrics:
         self.emails = Counter(
             "orderstatus_emails_total", "Emails by outcome", ["service", "outcome"], registry=self.registry
         )
-        self.lag = Gauge("orderstatus_outbox_backlog", "Unpublished outbox rows seen", ["service"], registry=self.registry)
         self.service = service
 
 
