@@ -67,6 +67,21 @@ def migrate(settings: Settings) -> None:
     click.echo("database is up to date", err=True)
 
 
+def _with_conn(settings: Settings, work):
+    """Run `work(conn)` on one short-lived connection and return its result (one-shot commands)."""
+
+    async def run():
+        from service.adapters.database import connect
+
+        conn = await connect(settings.database_url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return _run(run())
+
+
 # ---------------------------------------------------------------- rules
 
 
@@ -97,20 +112,11 @@ def rules_check(file: str) -> None:
 @click.pass_obj
 def rules_load(settings: Settings, file: str) -> None:
     """Validate a rules file and atomically replace the stored rules with it."""
+    from service.adapters.rules_store import replace_rules
+
     ruleset = _read_rules(file)
     sha = hashlib.sha256(Path(file).read_bytes()).hexdigest()
-
-    async def load() -> int:
-        from service.adapters.database import connect
-        from service.adapters.rules_store import replace_rules
-
-        conn = await connect(settings.database_url)
-        try:
-            return await replace_rules(conn, ruleset, sha)
-        finally:
-            await conn.close()
-
-    version = _run(load())
+    version = _with_conn(settings, lambda conn: replace_rules(conn, ruleset, sha))
     click.echo(f"{file}: loaded as rules version {version} ({len(ruleset.statuses)} statuses, {len(ruleset.transitions)} transitions)")
 
 
@@ -127,7 +133,7 @@ def rules_graph(settings: Settings, order_type: str | None, fmt: str, output: st
     if rules_file:
         ruleset = _read_rules(rules_file)
     else:
-        ruleset = _run(_fetch_rules(settings))
+        ruleset = _with_conn(settings, _stored_rules)
     if order_type is not None and order_type not in ruleset.order_types:
         raise UserError(f"unknown order type {order_type!r} (known: {', '.join(sorted(ruleset.order_types))})")
     text = render_mermaid(ruleset, order_type) if fmt == "mermaid" else render_svg(ruleset, order_type)
@@ -138,15 +144,10 @@ def rules_graph(settings: Settings, order_type: str | None, fmt: str, output: st
         click.echo(text)
 
 
-async def _fetch_rules(settings: Settings):
-    from service.adapters.database import connect
+async def _stored_rules(conn):
     from service.adapters.rules_store import fetch_rules
 
-    conn = await connect(settings.database_url)
-    try:
-        ruleset = await fetch_rules(conn)
-    finally:
-        await conn.close()
+    ruleset = await fetch_rules(conn)
     if ruleset is None:
         raise UserError("no rules are loaded; run `orderstatus rules load FILE`")
     return ruleset
@@ -172,22 +173,17 @@ def orders_import(settings: Settings, file: str) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {file}: {exc}") from None
 
-    async def run() -> int:
-        from service.adapters.database import connect
+    async def run(conn) -> int:
         from service.adapters.orders_store import upsert_orders
 
-        ruleset = await _fetch_rules(settings)
+        ruleset = await _stored_rules(conn)
         try:
             records = parse_orders(lines, ruleset)
         except OrdersFileError as exc:
             raise UserError(f"{file}: {exc}") from None
-        conn = await connect(settings.database_url)
-        try:
-            return await upsert_orders(conn, records, ruleset)
-        finally:
-            await conn.close()
+        return await upsert_orders(conn, records, ruleset)
 
-    count = _run(run())
+    count = _with_conn(settings, run)
     click.echo(f"{file}: imported {count} orders")
 
 
@@ -249,19 +245,6 @@ def send(settings: Settings, command_json: str | None, file: str | None, no_vali
         raise UserError(str(exc)) from None
     for sent in _run(send_commands(settings, prepared)):
         click.echo(json.dumps(sent))
-
-
-def _with_conn(settings: Settings, work):
-    async def run():
-        from service.adapters.database import connect
-
-        conn = await connect(settings.database_url)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    return _run(run())
 
 
 @main.command()
