@@ -46,6 +46,7 @@ class CommandWorker:
 
     async def _make_durable(self, sources: list[SourceMessage], stop: asyncio.Event) -> bool:
         """Retry the batch through outages until it is durable; False if asked to stop meanwhile."""
+        delay = self.settings.retry_initial_s
         while True:
             try:
                 started = time.perf_counter()
@@ -63,12 +64,13 @@ class CommandWorker:
                 dependency = "rules" if isinstance(exc, RulesNotLoaded) else "postgres"
                 self.metrics.outages.labels("worker", dependency).inc()
                 self.progress.paused_reason = f"{dependency}: {type(exc).__name__}"
-                log.warning("batch not durable yet, backing off", error=repr(exc), size=len(sources))
+                log.warning("batch not durable yet, backing off", error=repr(exc), size=len(sources),
+                            sleep=round(delay, 2))
                 try:
-                    await asyncio.wait_for(stop.wait(), self.settings.retry_max_s)
+                    await asyncio.wait_for(stop.wait(), delay)
                     return False  # stopping: leave the batch uncommitted, it will be redelivered
                 except asyncio.TimeoutError:
-                    continue
+                    delay = min(delay * 2, self.settings.retry_max_s)  # a blip resumes fast, an outage waits
 
     async def run(self, stop: asyncio.Event) -> None:
         self.consumer.subscribe([self.settings.commands_topic], listener=CommitOnRevoke(self.offsets))
