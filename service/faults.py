@@ -17,6 +17,10 @@ def is_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.exceptions.InterfaceError):  # connection closed / pool closing mid-operation
         return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # seen while the server shuts down: the client refuses a new operation on a connection whose
+        # last one never finished; nothing was sent, and the pool replaces the connection on release
+        return True
     if isinstance(
         exc,
         (
