@@ -22,6 +22,17 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+def run_until_signalled(run_service, settings: Settings) -> int:
+    """A process entrypoint: run `run_service(settings, stop)` until SIGTERM/SIGINT set `stop`."""
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        return await run_service(settings, stop)
+
+    return asyncio.run(run())
+
+
 class Retrying:
     """Builds outage retries that log, count and mark the process paused (not ready) while they wait."""
 

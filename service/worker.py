@@ -20,7 +20,7 @@ from service.observability import Metrics, Progress, bound_port, start_http
 from service.outbox import OutboxRelay
 from service.processing import process_isolating_poison
 from service.read_api import routes as read_routes
-from service.runtime import Retrying, install_signal_handlers, open_pool, watch_health
+from service.runtime import Retrying, open_pool, run_until_signalled, watch_health
 from service.settings import Settings
 from service.unit_of_work import PostgresUnitOfWork, RulesNotLoaded
 
@@ -150,9 +150,4 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
 
 
 def main(settings: Settings) -> int:
-    async def run() -> int:
-        stop = asyncio.Event()
-        install_signal_handlers(stop)
-        return await run_worker(settings, stop)
-
-    return asyncio.run(run())
+    return run_until_signalled(run_worker, settings)

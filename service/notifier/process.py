@@ -9,7 +9,7 @@ import structlog
 from service.notifier.consumer import Notifier
 from service.notifier.mailer import Mailer
 from service.observability import Metrics, Progress, bound_port, start_http
-from service.runtime import Retrying, install_signal_handlers, open_pool, watch_health
+from service.runtime import Retrying, open_pool, run_until_signalled, watch_health
 from service.settings import Settings
 
 log = structlog.get_logger("orderstatus.notifier")
@@ -41,9 +41,4 @@ async def run_notifier(settings: Settings, stop: asyncio.Event | None = None, re
 
 
 def main(settings: Settings) -> int:
-    async def run() -> int:
-        stop = asyncio.Event()
-        install_signal_handlers(stop)
-        return await run_notifier(settings, stop)
-
-    return asyncio.run(run())
+    return run_until_signalled(run_notifier, settings)
