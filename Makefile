@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/orderstatus dev --demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
@@ -28,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 schemas: $(STAMP)
-	$(BIN)/python -m service.schemas_export
+	$(BIN)/python -m service.contract.schema_export
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

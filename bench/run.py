@@ -15,18 +15,18 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from service.adapters.database import connect, migrate
-from service.adapters.kafka import create_topics
-from service.adapters.orders_store import upsert_orders
-from service.adapters.rules_store import fetch_rules, replace_rules
-from service.logging import configure_logging
-from service.embedded import EmbeddedBroker, EmbeddedPostgres, scratch_dir
-from service.ordersfile import parse_orders
-from service.rulesfile import load_rules_file
-from service.settings import Settings
-from service.worker import run_worker
+from service.adapters.kafka.admin import create_topics
+from service.adapters.postgres.connection import connect, migrate
+from service.adapters.postgres.orders import upsert_orders
+from service.adapters.postgres.rules import fetch_rules, replace_rules
+from service.contract.orders_file import parse_orders
+from service.contract.rules_file import load_rules_file
+from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, scratch_dir
+from service.entrypoints.services import run_worker
+from service.runtime.logging import configure_logging
+from service.runtime.settings import Settings
 
-SAMPLES = Path(__file__).resolve().parent.parent / "service" / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "service" / "devkit" / "samples"
 
 
 async def bench(orders: int, commands: int, partitions: int, max_poll: int) -> dict:

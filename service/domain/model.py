@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
-ROLES = frozenset({"client", "staff", "manager", "system"})
+# the actor roles of DESIGN §5.1, in the order help texts list them; the one list every layer uses
+ROLES: tuple[str, ...] = ("client", "staff", "manager", "system")
+STAFF_ROLES = frozenset({"staff", "manager", "system"})
 
 
 class Reason(StrEnum):
@@ -49,6 +52,18 @@ class Status:
 
     def ref(self) -> dict:
         return {"id": self.id, "code": self.code, "name": self.name}
+
+    def label(self) -> StatusLabel:
+        return StatusLabel(self.id, self.code, self.name)
+
+
+@dataclass(frozen=True)
+class StatusLabel:
+    """A status as events name it: id, code and name."""
+
+    id: int
+    code: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -193,3 +208,12 @@ class Availability:
     transitions: tuple[Status, ...]
     overrides: tuple[Status, ...]
     can_override: bool
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One contact of an order who receives its emails (R10: clients see public notes only)."""
+
+    email: str
+    name: str | None
+    kind: Literal["client", "stakeholder"]

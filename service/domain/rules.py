@@ -18,13 +18,12 @@ from service.domain.model import (
     Decision,
     Note,
     OrderFacts,
+    STAFF_ROLES,
     Reason,
     Rejection,
     RuleSet,
     Status,
 )
-
-STAFF_ROLES = frozenset({"staff", "manager", "system"})
 
 
 def can_access(actor: Actor, order: OrderFacts) -> bool:

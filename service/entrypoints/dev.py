@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from service.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, free_port
+from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, free_port
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "devkit" / "samples"
 
 
 def _port(preferred: int) -> int:
@@ -91,7 +91,7 @@ def run_dev(data_dir: Path, demo: bool = False) -> int:
             "\nCtrl-C stops everything.\n"
         )
         if demo:
-            from service.demo import run_demo
+            from service.devkit.demo import run_demo
 
             asyncio.run(run_demo(env))
         while not stopping["now"]:

@@ -23,10 +23,8 @@ from email.message import EmailMessage
 from typing import Literal, TypeVar
 from uuid import UUID
 
-import asyncpg
-
-from service.notifier import store
-from service.notifier.mailer import Mailer, OutcomeUnknown, Refused, SmtpUnavailable
+from service.adapters.postgres import notifications as store
+from service.adapters.smtp import Mailer, OutcomeUnknown, Refused, SmtpUnavailable
 
 T = TypeVar("T")
 # runs one database write under the caller's outage policy (retry forever in the daemon, briefly in the CLI)
@@ -44,7 +42,7 @@ class Delivery:
 
 
 async def deliver(
-    pool: asyncpg.Pool,
+    pool,
     mailer: Mailer,
     persist: Persist,
     event_id: UUID,

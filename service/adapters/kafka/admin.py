@@ -1,0 +1,120 @@
+"""Kafka administration: topics, consumer-group state and committed offsets."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.protocol.group import HeartbeatRequest
+
+from service.adapters.kafka.clients import client_options, make_admin
+from service.runtime.settings import Settings
+
+
+async def create_topics(settings: Settings, partitions: int, replication_factor: int) -> dict[str, str]:
+    """Create the commands, events and DLQ topics; an existing topic is left as it is."""
+    admin = make_admin(settings)
+    outcome: dict[str, str] = {}
+    try:
+        await admin.start()  # inside try: a failed start still closes the client
+        existing = set(await admin.list_topics())
+        for name in (settings.commands_topic, settings.events_topic, settings.dlq_topic):
+            if name in existing:
+                outcome[name] = "exists"
+                continue
+            try:
+                await admin.create_topics([NewTopic(name, partitions, replication_factor)])
+                outcome[name] = "created"
+            except TopicAlreadyExistsError:
+                outcome[name] = "exists"
+    finally:
+        await admin.close()
+    return outcome
+
+
+async def _describe(admin, group: str) -> tuple[str, list]:
+    for response in await admin.describe_consumer_groups([group]):
+        for entry in getattr(response, "groups", []):
+            return entry[2], list(entry[5])
+    return "Unknown", []
+
+
+async def group_state(settings: Settings, group: str) -> tuple[str, int]:
+    """The group's state and how many live members it has, as the coordinator describes them."""
+    admin = make_admin(settings)
+    try:
+        await admin.start()
+        state, members = await _describe(admin, group)
+        if members:
+            await _expire_departed_members(admin, group)
+            state, members = await _describe(admin, group)
+    finally:
+        await admin.close()
+    return state, len(members)
+
+
+async def _expire_departed_members(admin, group: str) -> None:
+    """Make the coordinator drop members whose session has expired.
+
+    A consumer that stopped without a LeaveGroup stays listed until the coordinator handles a request
+    for the group, and aiokafka sends none at generation 0, the first generation the embedded broker
+    (tansu) hands out. A heartbeat from no member makes tansu evict the expired members; Kafka answers
+    it UNKNOWN_MEMBER_ID and changes nothing. aiokafka's admin client has no public call for a raw
+    group request, so this one private call (`_send_request`) is the only way, kept here alone."""
+    node = await admin.find_coordinator(group)
+    await admin._send_request(HeartbeatRequest(group, -1, ""), node)
+
+
+class GroupOffsets:
+    """A group's committed offsets on one topic, read and written without joining the group."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str) -> None:
+        self.consumer = consumer
+        self.topic = topic
+
+    def partitions(self) -> list[int]:
+        return sorted(self.consumer.partitions_for_topic(self.topic) or ())
+
+    def _tps(self, partitions) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, p) for p in partitions]
+
+    async def earliest(self, partitions) -> dict[int, int]:
+        found = await self.consumer.beginning_offsets(self._tps(partitions))
+        return {tp.partition: offset for tp, offset in found.items()}
+
+    async def latest(self, partitions) -> dict[int, int]:
+        found = await self.consumer.end_offsets(self._tps(partitions))
+        return {tp.partition: offset for tp, offset in found.items()}
+
+    async def first_at_or_after(self, partitions, stamp_ms: int) -> dict[int, int | None]:
+        """The first offset whose record's timestamp is at or after `stamp_ms`; None when there is none.
+
+        The embedded broker answers a time after its last record with offset 0 and timestamp -1, which
+        must mean "none", not "the beginning": hence the timestamp check."""
+        found = await self.consumer.offsets_for_times({tp: stamp_ms for tp in self._tps(partitions)})
+        return {
+            tp.partition: (found[tp].offset if found.get(tp) is not None and found[tp].timestamp >= stamp_ms else None)
+            for tp in self._tps(partitions)
+        }
+
+    async def committed(self, partition: int) -> int | None:
+        return await self.consumer.committed(TopicPartition(self.topic, partition))
+
+    async def commit(self, offsets: dict[int, int]) -> None:
+        await self.consumer.commit({TopicPartition(self.topic, p): o for p, o in offsets.items()})
+
+
+@contextlib.asynccontextmanager
+async def group_offsets(settings: Settings, group: str, topic: str) -> AsyncIterator[GroupOffsets]:
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
+    try:
+        await consumer.start()
+        offsets = GroupOffsets(consumer, topic)
+        if offsets.partitions():
+            consumer.assign(offsets._tps(offsets.partitions()))
+        yield offsets
+    finally:
+        await consumer.stop()

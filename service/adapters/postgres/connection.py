@@ -1,0 +1,65 @@
+"""Postgres connections and migrations. Only entrypoints call these."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(database_url: str, *, size: int = 4) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        database_url, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+    )
+
+
+async def connect(database_url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(database_url, command_timeout=60)
+    await _init_connection(conn)
+    return conn
+
+
+async def ensure_database(database_url: str) -> None:
+    """Create the target database when it is missing (first run on a fresh server)."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    if not name or name == "postgres":
+        return
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                pass  # a concurrent migrate created it first
+    finally:
+        await conn.close()
+
+
+def _sqlalchemy_url(database_url: str) -> str:
+    scheme, rest = database_url.split("://", 1)
+    return f"postgresql+asyncpg://{rest}" if scheme in ("postgresql", "postgres") else database_url
+
+
+def migrate(database_url: str) -> None:
+    """Apply every pending migration; safe to run repeatedly and from several processes at once."""
+    from alembic import command
+    from alembic.config import Config
+
+    asyncio.run(ensure_database(database_url))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", _sqlalchemy_url(database_url).replace("%", "%%"))
+    command.upgrade(config, "head")

@@ -1,0 +1,79 @@
+"""The Postgres unit of work: one transaction carries a whole batch of commands (DESIGN §7.1, §9).
+
+Within it: claim the command ids (the processed-command record; a duplicate is a unique-key
+conflict), lock and read the orders, then write every change, its history note, the outbox rows
+and the outcomes. Nothing is visible until commit; a failure rolls all of it back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from service.adapters.errors import Unavailable
+from service.adapters.postgres import orders, outbox, processed
+from service.adapters.postgres.rules import RulesCache
+from service.contract.events import WireMessage
+from service.domain.events import StatusChanged
+from service.domain.model import OrderFacts, RuleSet
+
+
+class RulesNotLoaded(Unavailable):
+    """No rule set in the database yet: the worker waits instead of rejecting everything."""
+
+    dependency = "rules"
+
+
+class PostgresUnitOfWork:
+    def __init__(self, pool, rules_cache: RulesCache) -> None:
+        self.pool = pool
+        self.rules_cache = rules_cache
+        self.conn = None
+        self._tx = None
+        self._changes: list[StatusChanged] = []
+        self._messages: list[WireMessage] = []
+        self._outcomes: list[tuple[str, str]] = []
+
+    async def __aenter__(self) -> "PostgresUnitOfWork":
+        self.conn = await self.pool.acquire()
+        try:
+            self._tx = self.conn.transaction()
+            await self._tx.start()
+        except BaseException:
+            await self.pool.release(self.conn)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._tx is not None and exc_type is not None:
+                try:
+                    await self._tx.rollback()
+                except Exception:
+                    pass  # the connection is gone; the server rolled back already
+        finally:
+            await self.pool.release(self.conn)
+
+    async def rules(self) -> RuleSet:
+        rules = await self.rules_cache.get(self.conn)
+        if rules is None:
+            raise RulesNotLoaded("no rules loaded; run `orderstatus rules load FILE`")
+        return rules
+
+    async def claim(self, keys: Iterable[tuple[str, str, str]]) -> set[str]:
+        """Claim (command_id, command_type, source) records; returns the ids that are new."""
+        return await processed.claim(self.conn, keys)
+
+    async def lock_orders(self, order_ids: Iterable[int]) -> dict[int, OrderFacts]:
+        return await orders.lock_orders(self.conn, order_ids)
+
+    def add(self, command_id: str, outcome: str, changes: Sequence[StatusChanged],
+            messages: Sequence[WireMessage]) -> None:
+        self._outcomes.append((command_id, outcome))
+        self._changes.extend(changes)
+        self._messages.extend(messages)
+
+    async def commit(self) -> None:
+        await orders.apply_changes(self.conn, self._changes)
+        await outbox.insert(self.conn, self._messages)
+        await processed.record_outcomes(self.conn, self._outcomes)
+        await self._tx.commit()
+        self._tx = None

@@ -1,0 +1,28 @@
+"""`orderstatus worker` and `orderstatus notifier`: the long-running processes, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from service.entrypoints.services import run_notifier, run_worker
+from service.runtime.settings import Settings
+from service.runtime.signals import run_until_signalled
+
+
+@click.command()
+@click.pass_obj
+def worker(settings: Settings) -> None:
+    """Run the command worker until SIGTERM/SIGINT."""
+    sys.exit(run_until_signalled(run_worker, settings))
+
+
+@click.command()
+@click.pass_obj
+def notifier(settings: Settings) -> None:
+    """Run the notifier (OrderStatusChanged events to emails) until SIGTERM/SIGINT."""
+    sys.exit(run_until_signalled(run_notifier, settings))
+
+
+COMMANDS = [worker, notifier]

@@ -1,0 +1,105 @@
+"""The long-running processes, wired: open the pool, the Kafka clients and the HTTP server, run the
+app until `stop`, close everything. `orderstatus worker|notifier` call these under signal handling;
+tests run them in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from service.adapters.kafka.clients import make_consumer, make_producer
+from service.adapters.postgres.connection import create_pool
+from service.adapters.smtp import Mailer
+from service.notifier.app import Notifier
+from service.queries.http import routes as read_routes
+from service.runtime.health import Progress, bound_port, start_http, watch_health
+from service.runtime.metrics import Metrics
+from service.runtime.retry import OutageRetry
+from service.runtime.settings import Settings
+from service.worker.app import CommandWorker
+
+log = structlog.get_logger("orderstatus.process")
+
+
+class _Process:
+    """What every process has: metrics, readiness, the outage policy and a pool opened through it."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.metrics = Metrics(name)
+        self.progress = Progress(settings.ready_stall_seconds)
+        self.retry = OutageRetry(settings.retry_initial_s, settings.retry_max_s, self.metrics, self.progress)
+
+    async def open_pool(self, settings: Settings):
+        async for attempt in self.retry("postgres"):
+            with attempt:
+                pool = await create_pool(settings.database_url, size=settings.database_pool_size)
+        self.retry.resumed()
+        return pool
+
+
+@contextlib.asynccontextmanager
+async def _health(pool, broker_probe, progress: Progress, stop: asyncio.Event):
+    async def database_probe() -> None:
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    task = asyncio.create_task(watch_health(database_probe, broker_probe, progress, stop), name="health")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> int:
+    """Run the command worker until `stop`; `ready` is set once it is wired. Returns the exit code."""
+    stop = stop or asyncio.Event()
+    process = _Process("worker", settings)
+    pool = await process.open_pool(settings)
+    producer = make_producer(settings)
+    async for attempt in process.retry("kafka"):
+        with attempt:
+            await producer.start()
+    http = await start_http(settings.http_host, settings.http_port, process.progress, process.metrics,
+                            read_routes(pool))
+    log.info("worker started", http_port=bound_port(http), commands_topic=settings.commands_topic,
+             group=settings.worker_group)
+    consumer = make_consumer(settings, settings.worker_group)
+    worker = CommandWorker(settings, pool, producer, consumer, process.metrics, process.progress, process.retry)
+    try:
+        async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop):
+            if ready is not None:
+                ready.set()
+            await worker.run(stop)
+    finally:
+        stop.set()
+        await http.cleanup()
+        await producer.stop()
+        await pool.close()
+        log.info("worker stopped")
+    return 0
+
+
+async def run_notifier(settings: Settings, stop: asyncio.Event | None = None,
+                       ready: asyncio.Event | None = None) -> int:
+    """Run the notifier until `stop`; `ready` is set once its consumer has started. Returns the exit code."""
+    stop = stop or asyncio.Event()
+    process = _Process("notifier", settings)
+    pool = await process.open_pool(settings)
+    http = await start_http(settings.http_host, settings.notifier_http_port, process.progress, process.metrics)
+    log.info("notifier started", http_port=bound_port(http), events_topic=settings.events_topic,
+             group=settings.notifier_group, smtp=f"{settings.smtp_host}:{settings.smtp_port}")
+    consumer = make_consumer(settings, settings.notifier_group)
+    notifier = Notifier(settings, pool, consumer, Mailer(settings), process.metrics, process.progress, process.retry)
+    try:
+        # the consumer's own connection is the one readiness must judge; topics() asks the broker for metadata
+        async with _health(pool, consumer.topics, process.progress, stop):
+            await notifier.run(stop, ready)
+    finally:
+        stop.set()
+        await http.cleanup()
+        await pool.close()
+        log.info("notifier stopped")
+    return 0

@@ -1,0 +1,61 @@
+"""The notifier (DESIGN §1): the consume loop's strategy for events, one event per unit.
+
+An event may mean several SMTP round trips, so each is made durable (every recipient recorded) and
+marked done on its own: an outage retries only the event in hand, and SIGTERM finishes it and
+leaves the rest of the batch for redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+
+from service.adapters.smtp import Mailer
+from service.domain.commands import SourceMessage
+from service.notifier.handlers import EventHandler
+from service.runtime.consume import ConsumeLoop
+from service.runtime.health import Progress
+from service.runtime.metrics import Metrics
+from service.runtime.retry import OutageRetry
+from service.runtime.settings import Settings
+
+log = structlog.get_logger("orderstatus.notifier")
+
+# an event may mean several SMTP round trips: keep a batch well inside max_poll_interval
+MAX_EVENTS_PER_POLL = 100
+
+
+class EventStrategy:
+    def __init__(self, settings: Settings, handler: EventHandler, metrics: Metrics) -> None:
+        self.max_records = min(settings.kafka_max_poll_records, MAX_EVENTS_PER_POLL)
+        self.handler = handler
+        self.metrics = metrics
+
+    def units(self, batch: Sequence[SourceMessage]) -> Sequence[Sequence[SourceMessage]]:
+        return [[message] for message in batch]
+
+    async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
+        (message,) = unit
+        with structlog.contextvars.bound_contextvars(partition=message.partition, offset=message.offset):
+            outcome = await self.handler.handle(message.value)
+        self.metrics.messages.labels("notifier", outcome).inc()
+
+
+class Notifier:
+    def __init__(self, settings: Settings, pool, consumer, mailer: Mailer, metrics: Metrics, progress: Progress,
+                 retry: OutageRetry) -> None:
+        self.mailer = mailer
+        handler = EventHandler(pool, mailer, settings.mail_from, metrics, retry)
+        self.loop = ConsumeLoop(consumer, settings.events_topic, EventStrategy(settings, handler, metrics), retry,
+                                progress, metrics)
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        await self.loop.start()
+        if ready is not None:
+            ready.set()
+        try:
+            # no SMTP connection idles between batches
+            await self.loop.run(stop, after_batch=self.mailer.close)
+        finally:
+            await self.mailer.close()

@@ -1,0 +1,90 @@
+"""The notifier's handler: one OrderStatusChanged event to its emails (DESIGN §1, R10, §7.2).
+
+Every recipient without a record yet gets one email (claim-then-send, at most once, see
+delivery.py); records are durable before the event's offset is committed, so a replayed topic
+sends nothing twice. Anything that is not a notifiable event (rejections, batch summaries,
+notify: false, garbage) is passed over without an email."""
+
+from __future__ import annotations
+
+import structlog
+
+from service.adapters.postgres import notifications as store
+from service.adapters.smtp import Mailer
+from service.contract.events import Unparseable, parse_status_changed
+from service.domain.events import StatusChanged
+from service.notifier.delivery import deliver
+from service.notifier.rendering import InvalidRecipient, render_email
+from service.runtime.metrics import Metrics
+from service.runtime.retry import OutageRetry
+
+log = structlog.get_logger("orderstatus.notifier")
+
+
+class EventHandler:
+    def __init__(self, pool, mailer: Mailer, mail_from: str, metrics: Metrics, retry: OutageRetry) -> None:
+        self.pool = pool
+        self.mailer = mailer
+        self.mail_from = mail_from
+        self.metrics = metrics
+        self.retry = retry
+
+    async def _persist(self, write):
+        # a record after SMTP answered must not be lost to a Postgres blip: retry it, not the send
+        async for attempt in self.retry("postgres"):
+            with attempt:
+                return await write()
+
+    async def notify(self, event: StatusChanged) -> dict[str, int]:
+        """Send the event's emails to every recipient without a record yet; outages propagate."""
+        recipients = await store.recipients(self.pool, event.order_id)
+        recorded = await store.recorded_recipients(self.pool, event.event_id)
+        counts: dict[str, int] = {}
+        for recipient in recipients:
+            if recorded.get(recipient.email) == store.SENDING:
+                # claimed by a notifier that never recorded the answer (killed inside DATA): in doubt, so
+                # say so each time the event comes by, and never send it again by ourselves
+                outcome = "in_doubt"
+                log.error("email outcome unknown; not resent automatically", recipient=recipient.email,
+                          reason="claimed earlier, the server's answer was never recorded",
+                          resend=f"orderstatus notifications resend {event.event_id}")
+            elif recipient.email in recorded:
+                outcome = "duplicate"
+            else:
+                try:
+                    message = render_email(event, recipient, self.mail_from)
+                except InvalidRecipient as exc:
+                    # bad data, not an outage: record it like a 5xx so it blocks nobody
+                    await store.claim_first(self.pool, event.event_id, recipient.email, store.FAILED, str(exc))
+                    outcome = "failed"
+                    log.warning("email not sent", recipient=recipient.email, reason=str(exc))
+                else:
+                    result = await deliver(self.pool, self.mailer, self._persist, event.event_id, recipient.email,
+                                           message)
+                    outcome = result.outcome
+                    if outcome == "failed":
+                        log.warning("email refused", recipient=recipient.email, reply=result.detail)
+                    elif outcome == "in_doubt":
+                        log.error("email outcome unknown; not resent automatically", recipient=recipient.email,
+                                  reason=result.detail, resend=f"orderstatus notifications resend {event.event_id}")
+            self.metrics.emails.labels("notifier", outcome).inc()
+            counts[outcome] = counts.get(outcome, 0) + 1
+        if not recipients:
+            log.info("order has no contacts")
+        return counts
+
+    async def handle(self, value: bytes | None) -> str:
+        """One message to its outcome label; outages propagate so the same message is retried."""
+        try:
+            event = parse_status_changed(value)
+        except Unparseable as exc:
+            log.warning("unparseable event skipped", error=str(exc))
+            return "unparseable"
+        if event is None:
+            return "ignored"
+        if not event.notify:
+            return "notify_false"
+        with structlog.contextvars.bound_contextvars(event_id=str(event.event_id), order_id=event.order_id):
+            counts = await self.notify(event)
+            log.info("event notified", **counts)
+        return "notified"

@@ -1,0 +1,39 @@
+"""`orderstatus send`: publish commands, keyed as DESIGN §5.3 says."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from service.contract.commands import parse_command
+from service.domain.commands import InvalidCommand
+from service.ops.errors import OpsError
+
+
+def prepare_command(line: str, number: int, validate: bool) -> tuple[bytes, bytes, dict]:
+    """Turn one JSON text into (key, value, command); a missing command_id is generated."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise OpsError(f"command {number}: not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise OpsError(f"command {number}: must be a JSON object")
+    data.setdefault("command_id", str(uuid.uuid4()))
+    value = json.dumps(data).encode()
+    if validate:
+        parsed = parse_command(value)
+        if isinstance(parsed, InvalidCommand):
+            raise OpsError(f"command {number}: {parsed.message} (use --no-validate to send it anyway)")
+    key = data.get("order_id") if data.get("type") == "ChangeOrderStatus" else data.get("command_id")
+    return str(key).encode(), value, data
+
+
+async def send_commands(producer, topic: str, prepared: list[tuple[bytes, bytes, dict]]) -> list[dict]:
+    """Publish in order and wait for every acknowledgement; one line of where each went."""
+    futures = [await producer.send(topic, value=v, key=k) for k, v, _ in prepared]
+    sent = []
+    for (_, _, data), future in zip(prepared, futures):
+        meta = await future
+        sent.append({"command_id": data["command_id"], "type": data.get("type"), "partition": meta.partition,
+                     "offset": meta.offset})
+    return sent

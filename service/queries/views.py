@@ -1,0 +1,58 @@
+"""Read side: the queries behind the HTTP read API and the `transitions` / `history` commands."""
+
+from __future__ import annotations
+
+from service.adapters.postgres import orders as orders_store
+from service.adapters.postgres.rules import fetch_rules
+from service.domain.model import Actor, Status
+from service.domain.rules import availability
+
+
+def _status_dict(s: Status) -> dict:
+    return {
+        "id": s.id, "code": s.code, "name": s.name, "order_types": sorted(s.order_types), "initial": s.initial,
+        "cancelled": s.cancelled, "invoiced": s.invoiced, "hidden": s.hidden, "can_override_to": s.can_override_to,
+    }
+
+
+async def statuses(conn, order_type: str | None = None) -> list[dict]:
+    rules = await fetch_rules(conn)
+    if rules is None:
+        return []
+    return [_status_dict(s) for s in rules.statuses_for(order_type)]
+
+
+async def transitions(conn, order_id: int, actor: Actor) -> dict | None:
+    """R13 for one order and actor; None when the order does not exist for this actor (R4)."""
+    rules = await fetch_rules(conn)
+    order = await orders_store.read_order(conn, order_id)
+    if rules is None or order is None:
+        return None
+    found = availability(rules, order, actor)
+    if found is None:
+        return None
+    return {
+        "order_id": order_id,
+        "order_type": order.order_type,
+        "version": order.version,
+        "current": found.current.ref(),
+        "transitions": [s.ref() for s in found.transitions],
+        "overrides": [s.ref() for s in found.overrides],
+        "can_change_status": bool(found.transitions),
+        "can_override_status": found.can_override and bool(found.overrides),
+    }
+
+
+async def history(conn, order_id: int) -> dict | None:
+    order = await orders_store.read_order(conn, order_id)
+    if order is None:
+        return None
+    rules = await fetch_rules(conn)
+    current = rules.status(order.status_id) if rules else None
+    return {
+        "order_id": order_id,
+        "order_type": order.order_type,
+        "version": order.version,
+        "status": current.ref() if current else {"id": order.status_id},
+        "history": await orders_store.fetch_history(conn, order_id),
+    }

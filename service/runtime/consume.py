@@ -1,0 +1,93 @@
+"""The one consume loop of the worker and the notifier (DESIGN §7, the arroyo way).
+
+poll a batch → split it into units (the strategy decides: the worker makes a whole batch durable
+in one transaction, the notifier one event at a time) → make each unit durable, backing off
+through outages with the one retry policy and never skipping → remember `offset + 1` of each
+durable unit → commit after the batch, on partition revocation and on stop. A stop request
+between units leaves the rest uncommitted: it is redelivered and deduped."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import structlog
+from aiokafka import TopicPartition
+
+from service.domain.commands import SourceMessage
+from service.runtime.health import Progress
+from service.runtime.metrics import Metrics
+from service.runtime.offsets import CommitOnRevoke, OffsetCommitter, stop_consumer
+from service.runtime.retry import OutageRetry
+
+log = structlog.get_logger("orderstatus.consume")
+
+
+class Strategy(Protocol):
+    max_records: int
+
+    def units(self, batch: Sequence[SourceMessage]) -> Sequence[Sequence[SourceMessage]]:
+        """The poll batch cut into units made durable (and retried) as a whole, in order."""
+
+    async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
+        """Process the unit until its outcome is durable; outages propagate to be retried."""
+
+
+class ConsumeLoop:
+    def __init__(self, consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
+                 metrics: Metrics) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.strategy = strategy
+        self.retry = retry
+        self.progress = progress
+        self.metrics = metrics
+        self.offsets = OffsetCommitter(consumer, progress)
+
+    async def start(self) -> None:
+        self.consumer.subscribe([self.topic], listener=CommitOnRevoke(self.offsets))
+        async for attempt in self.retry("kafka"):
+            with attempt:
+                await self.consumer.start()
+        self.retry.resumed()
+
+    async def run(self, stop: asyncio.Event, check: Callable[[], None] = lambda: None,
+                  after_batch: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Consume until `stop`; `check` may raise to end the loop (a dead helper task); the consumer is
+        stopped at the end, after the last commit."""
+        try:
+            while not stop.is_set():
+                check()
+                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.strategy.max_records)
+                self.progress.polled()
+                if not batch:
+                    continue
+                sources = [
+                    SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
+                    for tp, messages in batch.items()
+                    for m in messages
+                ]
+                if not await self._make_durable(sources, stop):
+                    break
+                await self.offsets.commit()
+                if after_batch is not None:
+                    await after_batch()
+        finally:
+            await self.offsets.commit()
+            await stop_consumer(self.consumer)
+
+    async def _make_durable(self, sources: list[SourceMessage], stop: asyncio.Event) -> bool:
+        """Every unit durable and marked done, in order; False when a stop came first."""
+        started = time.perf_counter()
+        for index, unit in enumerate(self.strategy.units(sources)):
+            # the unit in hand is finished on SIGTERM; the ones after it are left for redelivery
+            if index and stop.is_set():
+                return False
+            if not await self.retry.until_done(lambda: self.strategy.make_durable(unit), stop):
+                return False
+            for source in unit:
+                self.offsets.done(TopicPartition(source.topic, source.partition), source.offset)
+        self.metrics.batch_seconds.labels(self.metrics.service).observe(time.perf_counter() - started)
+        return True

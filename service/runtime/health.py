@@ -1,0 +1,107 @@
+"""Health, readiness and metrics over HTTP (aiohttp), shared by every process; the health probe loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.runtime.metrics import Metrics
+
+
+class Progress:
+    """What readiness watches: dependencies reachable and the consumer actually moving.
+
+    A consumer that stalls silently after a broker restart (aiokafka #1154, #1037) keeps the
+    process alive but stops polling; `stalled()` catches it by the age of the last poll.
+    """
+
+    def __init__(self, stall_after: float) -> None:
+        self.stall_after = stall_after
+        self.last_poll = time.monotonic()
+        self.last_commit: float | None = None
+        self.database_ok = False
+        self.kafka_ok = False
+        self.paused_reason: str | None = None
+
+    def polled(self) -> None:
+        # not proof the broker is up: getmany also returns (empty) while it is unreachable;
+        # kafka_ok is the health probe's call
+        self.last_poll = time.monotonic()
+
+    def committed(self) -> None:
+        self.last_commit = time.monotonic()
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self.last_poll > self.stall_after
+
+    def ready(self) -> tuple[bool, dict]:
+        detail = {
+            "database": self.database_ok,
+            "kafka": self.kafka_ok,
+            "seconds_since_poll": round(time.monotonic() - self.last_poll, 3),
+            "seconds_since_commit": None if self.last_commit is None else round(time.monotonic() - self.last_commit, 3),
+            "paused": self.paused_reason,
+        }
+        return (self.database_ok and self.kafka_ok and not self.stalled() and self.paused_reason is None), detail
+
+
+Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+
+
+async def start_http(host: str, port: int, progress: Progress, metrics: Metrics, routes: list[Route] = ()) -> web.AppRunner:
+    """Serve /healthz, /readyz, /metrics and any extra routes; returns the runner (call .cleanup())."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, detail = progress.ready()
+        return web.json_response({"ready": ok, **detail}, status=200 if ok else 503)
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port actually bound (settings may ask for 0 = any free port)."""
+    for address in runner.addresses:
+        return address[1]
+    raise RuntimeError("HTTP server is not listening")
+
+
+async def watch_health(database_probe, broker_probe, progress: Progress, stop: asyncio.Event,
+                       every: float = 2.0) -> None:
+    """Probe Postgres and the broker so /readyz says false while either is unreachable."""
+    while not stop.is_set():
+        progress.database_ok = await _answers(database_probe, every)
+        progress.kafka_ok = await _answers(broker_probe, every)
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def _answers(probe, timeout: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout):
+            await probe()
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,75 @@
+"""The commit policy of the consume loop (the arroyo way).
+
+Offsets are remembered as `offset + 1` only once the messages' outcome is durable, committed after
+each batch, and committed for the revoked partitions when a rebalance takes them away. Processing
+never overlaps `getmany()`, so at revocation nothing is in flight: what is pending is what is done."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from service.runtime.faults import is_outage
+from service.runtime.health import Progress
+
+log = structlog.get_logger("orderstatus.consuming")
+
+
+class OffsetCommitter:
+    def __init__(self, consumer: AIOKafkaConsumer, progress: Progress) -> None:
+        self.consumer = consumer
+        self.progress = progress
+        self.pending: dict[TopicPartition, int] = {}
+
+    def done(self, tp: TopicPartition, last_offset: int) -> None:
+        """The message at `last_offset` (and all before it on `tp`) is durable."""
+        self.pending[tp] = last_offset + 1
+
+    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+        offsets = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+            self.progress.committed()
+        except (CommitFailedError, IllegalStateError) as exc:
+            # the group moved on: the new owner re-reads from the last commit, and the consumers dedupe
+            log.warning("offset commit refused after rebalance", error=str(exc))
+        except KafkaError as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("offset commit failed, will retry with the next commit", error=str(exc))
+            return
+        for tp, offset in offsets.items():
+            if self.pending.get(tp) == offset:
+                del self.pending[tp]
+
+
+class CommitOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, committer: OffsetCommitter) -> None:
+        self.committer = committer
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.committer.commit(only=set(revoked))
+        log.info("partitions revoked", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        log.info("partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, but a broker outage must not turn a clean shutdown into a crash: aiokafka's
+    fetcher re-raises the CancelledError of a fetch task sleeping in its retry backoff when the broker
+    is unreachable. Offsets are already committed (or redelivered and deduped), so log and go on."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # we ourselves are being cancelled
+        log.warning("consumer did not close cleanly (broker unreachable?)")
+    except Exception as exc:
+        log.warning("consumer did not close cleanly (broker unreachable?)", error=repr(exc))

@@ -1,0 +1,92 @@
+"""The command worker (DESIGN §7): the consume loop's strategy for commands, and the outbox relay
+that runs beside it.
+
+poll a batch → make its outcomes durable in Postgres as one unit (outages retried, never skipped)
+→ commit `offset + 1` per partition → wake the relay. On SIGTERM the batch in hand is finished,
+then the relay finishes its round and drains what this process committed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+
+from service.adapters.postgres.rules import RulesCache
+from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from service.contract.events import Topics
+from service.domain.commands import SourceMessage
+from service.runtime.consume import ConsumeLoop
+from service.runtime.health import Progress
+from service.runtime.metrics import Metrics
+from service.runtime.retry import OutageRetry
+from service.runtime.settings import Settings
+from service.worker.batch import process_isolating_poison
+from service.worker.relay import OutboxRelay
+
+log = structlog.get_logger("orderstatus.worker")
+
+
+class CommandStrategy:
+    """A whole poll batch is one unit: one transaction for all its commands (DESIGN §9)."""
+
+    def __init__(self, settings: Settings, pool, metrics: Metrics) -> None:
+        self.max_records = settings.kafka_max_poll_records
+        self.max_batch_items = settings.max_batch_items
+        self.topics = Topics(events=settings.events_topic, dlq=settings.dlq_topic)
+        self.pool = pool
+        self.metrics = metrics
+        self.rules_cache = RulesCache()
+
+    def _uow(self) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(self.pool, self.rules_cache)
+
+    def units(self, batch: Sequence[SourceMessage]) -> Sequence[Sequence[SourceMessage]]:
+        return [batch]
+
+    async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
+        result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items)
+        for outcome in result.outcomes:
+            self.metrics.messages.labels("worker", outcome.outcome.split(":")[0]).inc()
+        if result.duplicates:
+            self.metrics.messages.labels("worker", "duplicate").inc(result.duplicates)
+
+
+class CommandWorker:
+    def __init__(self, settings: Settings, pool, producer, consumer, metrics: Metrics, progress: Progress,
+                 retry: OutageRetry) -> None:
+        self.retry = retry
+        self.relay = OutboxRelay(pool, producer, metrics=metrics)
+        self.loop = ConsumeLoop(consumer, settings.commands_topic, CommandStrategy(settings, pool, metrics), retry,
+                                progress, metrics)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.loop.start()
+        relay_stop = asyncio.Event()  # the relay outlives the consume loop: it stops after the last batch
+        relay_task = asyncio.create_task(self.relay.run(relay_stop, self.retry), name="outbox-relay")
+
+        def relay_alive() -> None:
+            if relay_task.done():  # a dead relay would leave events unpublished: stop loudly instead
+                relay_task.result()
+                raise RuntimeError("the outbox relay stopped")
+
+        async def wake_relay() -> None:
+            self.relay.wakeup.set()
+
+        try:
+            await self.loop.run(stop, check=relay_alive, after_batch=wake_relay)
+        finally:
+            # let the relay finish the round in hand: cancelled between the broker's acks and marking the
+            # rows published, it would leave those rows to be published a second time
+            relay_stop.set()
+            self.relay.wakeup.set()
+            finished, _ = await asyncio.wait({relay_task}, timeout=10)
+            if not finished:  # stuck on an outage
+                relay_task.cancel()
+            await asyncio.gather(relay_task, return_exceptions=True)
+            try:  # publish what this process committed, but never hang the shutdown on a dead broker
+                if not finished:
+                    raise TimeoutError("the relay was stuck")
+                await asyncio.wait_for(self.relay.drain(), 10)
+            except Exception as exc:
+                log.warning("outbox not drained at shutdown; the next relay publishes it", error=repr(exc))

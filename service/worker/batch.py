@@ -1,0 +1,150 @@
+"""From a poll batch of Kafka records to durable outcomes: parse at the edge, dedupe, lock, decide, write.
+
+`process_batch` makes the whole batch durable in one unit of work. If that fails for a reason that
+is not an outage (a bug, data the database refuses), `process_isolating_poison` redoes the batch one
+message per unit of work so the single poisonous message is isolated and dead-lettered — never a
+crash loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+import structlog
+
+from service.contract.commands import parse_command
+from service.contract.events import Topics, to_wire
+from service.domain.commands import ChangeOrderStatus, Command, InvalidCommand, OverrideOrderStatuses, SourceMessage
+from service.runtime.faults import is_outage
+from service.worker.handlers import HANDLERS, Context, Outcome, handle_invalid, invalid_dedupe_key
+
+log = structlog.get_logger("orderstatus.worker")
+
+
+class UnitOfWork(Protocol):
+    """The port the batch writes through (Postgres in production, a fake in the service-layer tests)."""
+
+    async def __aenter__(self) -> "UnitOfWork": ...
+    async def __aexit__(self, *exc) -> None: ...
+    async def rules(self): ...
+    async def claim(self, keys) -> set[str]: ...
+    async def lock_orders(self, order_ids) -> dict: ...
+    def add(self, command_id: str, outcome: str, changes, messages) -> None: ...
+    async def commit(self) -> None: ...
+
+
+@dataclass
+class Parsed:
+    source: SourceMessage
+    command: Command | None
+    invalid: InvalidCommand | None
+
+    @property
+    def dedupe_key(self) -> str:
+        return self.command.command_id if self.command else invalid_dedupe_key(self.invalid, self.source)
+
+    @property
+    def kind(self) -> str:
+        return self.command.type if self.command else "invalid"
+
+    def order_ids(self) -> list[int]:
+        if isinstance(self.command, ChangeOrderStatus):
+            return [self.command.order_id]
+        if isinstance(self.command, OverrideOrderStatuses):
+            return [item.order_id for item in self.command.items]
+        return []
+
+
+def parse(source: SourceMessage) -> Parsed:
+    parsed = parse_command(source.value)
+    if isinstance(parsed, InvalidCommand):
+        return Parsed(source, None, parsed)
+    return Parsed(source, parsed, None)
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome]
+    duplicates: int
+
+
+def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics) -> None:
+    uow.add(outcome.command_id, outcome.outcome, outcome.changes, [to_wire(e, topics) for e in outcome.emitted])
+
+
+async def process_batch(
+    sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
+) -> BatchResult:
+    """Make the outcome of every message durable in one transaction (messages in the given order)."""
+    parsed = [parse(s) for s in sources]
+    async with uow_factory() as uow:
+        rules = await uow.rules()
+        new = await uow.claim((p.dedupe_key, p.kind, p.source.position) for p in parsed)
+        fresh: list[Parsed] = []
+        for p in parsed:  # a command id repeated inside one batch counts once: the first wins
+            if p.dedupe_key in new:
+                new.discard(p.dedupe_key)
+                fresh.append(p)
+        orders = await uow.lock_orders(oid for p in fresh for oid in p.order_ids())
+        ctx = Context(rules=rules, orders=orders, now=datetime.now(timezone.utc), max_batch_items=max_batch_items)
+        outcomes = []
+        for p in fresh:
+            with structlog.contextvars.bound_contextvars(
+                command_id=p.dedupe_key, partition=p.source.partition, offset=p.source.offset,
+                order_id=getattr(p.command, "order_id", None),
+            ):
+                if p.command is not None:
+                    outcome = HANDLERS[p.command.type](p.command, ctx)
+                    log.info("command processed", type=p.kind, outcome=outcome.outcome)
+                else:
+                    outcome = handle_invalid(p.invalid, p.source, ctx)
+                    log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message)
+            _add(uow, outcome, topics)
+            outcomes.append(outcome)
+        await uow.commit()
+    return BatchResult(outcomes=outcomes, duplicates=len(parsed) - len(fresh))
+
+
+async def process_isolating_poison(
+    sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
+) -> BatchResult:
+    """Try the batch in one transaction; on a non-outage failure, one message per transaction, and a
+    message that still fails on its own is dead-lettered with reason `processing_failed`."""
+    try:
+        return await process_batch(sources, uow_factory, topics, max_batch_items)
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        log.warning("batch failed, isolating messages", error=repr(exc), size=len(sources))
+    outcomes: list[Outcome] = []
+    duplicates = 0
+    for source in sources:
+        try:
+            result = await process_batch([source], uow_factory, topics, max_batch_items)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.error("message failed on its own, dead-lettering", error=repr(exc), offset=source.offset,
+                      partition=source.partition)
+            poison = InvalidCommand("processing_failed", f"{type(exc).__name__}: {exc}"[:500])
+            result = await _dead_letter(source, poison, uow_factory, topics)
+        outcomes.extend(result.outcomes)
+        duplicates += result.duplicates
+    return BatchResult(outcomes=outcomes, duplicates=duplicates)
+
+
+async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factory, topics: Topics) -> BatchResult:
+    """Only the DLQ copy (keyed by the message's position so a replay does not copy it twice)."""
+    async with uow_factory() as uow:
+        key = f"@{source.position}"
+        new = await uow.claim([(key, "poison", source.position)])
+        outcomes = []
+        if new:
+            ctx = Context(rules=None, orders={}, now=datetime.now(timezone.utc))
+            outcome = handle_invalid(poison, source, ctx)
+            _add(uow, outcome, topics)
+            outcomes.append(outcome)
+        await uow.commit()
+    return BatchResult(outcomes=outcomes, duplicates=0 if outcomes else 1)

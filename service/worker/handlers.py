@@ -1,0 +1,148 @@
+"""One handler per command. Handlers are pure: they take a domain command and the context (the
+rule set, the locked orders' facts, the clock) and return an Outcome: the events to emit, applied
+changes among them. The batch makes it durable, so a whole poll batch can share one transaction
+and handlers test without I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from service.domain import rules as engine
+from service.domain.commands import ChangeOrderStatus, InvalidCommand, OverrideOrderStatuses, SourceMessage
+from service.domain.events import (
+    ChangeRejected,
+    DeadLetter,
+    Emitted,
+    OverrideCompleted,
+    OverrideResult,
+    StatusChanged,
+    event_id_for,
+)
+from service.domain.model import Change, ChangeRequest, OrderFacts, Reason, Rejection, RuleSet
+
+
+@dataclass
+class Outcome:
+    command_id: str
+    command_type: str
+    outcome: str  # applied | rejected:<reason> | partial | invalid:<reason>
+    emitted: list[Emitted] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[StatusChanged]:
+        return [e for e in self.emitted if isinstance(e, StatusChanged)]
+
+
+@dataclass
+class Context:
+    """What a handler may look at: the rules, the locked orders (updated as changes apply), the clock."""
+
+    rules: RuleSet | None
+    orders: dict[int, OrderFacts]
+    now: datetime
+    max_batch_items: int = 50
+
+
+def _decide_one(ctx: Context, request: ChangeRequest):
+    decision = engine.decide(ctx.rules, ctx.orders.get(request.order_id), request)
+    if isinstance(decision, Change):
+        ctx.orders[request.order_id] = engine.apply(ctx.orders[request.order_id], decision)
+    return decision
+
+
+def _changed(ctx: Context, change: Change, index: int, cmd: ChangeOrderStatus | OverrideOrderStatuses) -> StatusChanged:
+    return StatusChanged(
+        event_id=event_id_for(cmd.command_id, index), command_id=cmd.command_id, order_id=change.order_id,
+        order_type=change.order_type, version=change.version, from_status=change.from_status.label(),
+        to_status=change.to_status.label(), override=change.override, notify=cmd.notify, actor=cmd.actor,
+        note=change.note, removed_reservations=change.removed_reservations, removed_coupons=change.removed_coupons,
+        occurred_at=ctx.now, correlation_id=cmd.correlation_id,
+    )
+
+
+def _rejected(ctx: Context, rejection: Rejection, index: int, cmd, order_id, requested) -> ChangeRejected:
+    return ChangeRejected(
+        event_id=event_id_for(cmd.command_id, index), command_id=cmd.command_id, order_id=order_id,
+        requested_status=requested, reason=rejection.reason.value, message=rejection.message, actor=cmd.actor,
+        occurred_at=ctx.now, correlation_id=cmd.correlation_id,
+    )
+
+
+def handle_change_order_status(cmd: ChangeOrderStatus, ctx: Context) -> Outcome:
+    """R1–R10, R14: decide the change and emit OrderStatusChanged or OrderStatusChangeRejected."""
+    request = ChangeRequest(
+        order_id=cmd.order_id, status=cmd.status, actor=cmd.actor, note=cmd.note, expected_status=cmd.expected_status,
+    )
+    decision = _decide_one(ctx, request)
+    if isinstance(decision, Change):
+        return Outcome(cmd.command_id, cmd.type, "applied", [_changed(ctx, decision, 0, cmd)])
+    return Outcome(cmd.command_id, cmd.type, f"rejected:{decision.reason.value}",
+                   [_rejected(ctx, decision, 0, cmd, cmd.order_id, cmd.status)])
+
+
+def handle_override_order_statuses(cmd: OverrideOrderStatuses, ctx: Context) -> Outcome:
+    """R11, R12: each item on its own, in item order; then one summary. Too many items: nothing applies."""
+    outcome = Outcome(cmd.command_id, cmd.type, "applied")
+    results: list[OverrideResult] = []
+    index = 0
+
+    if len(cmd.items) > ctx.max_batch_items:
+        rejection = Rejection(
+            Reason.BATCH_TOO_LARGE, f"A batch holds at most {ctx.max_batch_items} items; this one has {len(cmd.items)}."
+        )
+        outcome.emitted.append(_rejected(ctx, rejection, index, cmd, None, None))
+        index += 1
+        results = [
+            OverrideResult(order_id=i.order_id, status=i.status, success=False, reason=rejection.reason.value,
+                           error=rejection.message)
+            for i in cmd.items
+        ]
+        outcome.outcome = f"rejected:{rejection.reason.value}"
+    else:
+        for item in cmd.items:
+            request = ChangeRequest(order_id=item.order_id, status=item.status, actor=cmd.actor, note=cmd.note,
+                                    override=True)
+            decision = _decide_one(ctx, request)
+            if isinstance(decision, Change):
+                outcome.emitted.append(_changed(ctx, decision, index, cmd))
+                results.append(OverrideResult(order_id=item.order_id, status=item.status, success=True))
+            else:
+                outcome.emitted.append(_rejected(ctx, decision, index, cmd, item.order_id, item.status))
+                results.append(
+                    OverrideResult(order_id=item.order_id, status=item.status, success=False,
+                                   reason=decision.reason.value, error=decision.message)
+                )
+            index += 1
+        succeeded = sum(r.success for r in results)
+        outcome.outcome = "applied" if succeeded == len(results) else "rejected" if succeeded == 0 else "partial"
+
+    outcome.emitted.append(OverrideCompleted(
+        event_id=event_id_for(cmd.command_id, index), command_id=cmd.command_id, results=tuple(results),
+        occurred_at=ctx.now, correlation_id=cmd.correlation_id,
+    ))
+    return outcome
+
+
+def invalid_dedupe_key(invalid: InvalidCommand, source: SourceMessage) -> str:
+    """A readable command id dedupes an invalid command too; otherwise its position in the topic does."""
+    return invalid.command_id if invalid.command_id else f"@{source.position}"
+
+
+def handle_invalid(invalid: InvalidCommand, source: SourceMessage, ctx: Context) -> Outcome:
+    """DESIGN §6.2: the bytes go to the DLQ as they came; a readable command id also gets a rejection."""
+    outcome = Outcome(invalid_dedupe_key(invalid, source), "invalid", f"invalid:{invalid.reason}",
+                      [DeadLetter(source, invalid.reason, invalid.message)])
+    if invalid.command_id:
+        outcome.emitted.append(ChangeRejected(
+            event_id=event_id_for(invalid.command_id, 0), command_id=invalid.command_id, order_id=invalid.order_id,
+            requested_status=invalid.requested_status, reason=Reason.INVALID_COMMAND.value, message=invalid.message,
+            actor=invalid.actor, occurred_at=ctx.now, correlation_id=invalid.correlation_id,
+        ))
+    return outcome
+
+
+HANDLERS = {
+    "ChangeOrderStatus": handle_change_order_status,
+    "OverrideOrderStatuses": handle_override_order_statuses,
+}
