@@ -3,19 +3,49 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    AfterValidator,
+    StrictBool,
+    StrictStr,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
-from service.contract.validation import Text, first_error, is_storable_text
+from service.contract.validation import Text, first_error, is_storable_text, storable
 from service.domain import commands as domain
 from service.domain.model import ROLES, Actor, NoteInput
 
 BIGINT_MAX = 2**63 - 1  # orders.order_id and order_history.file_id are bigint
+INT_MAX = 2**31 - 1  # statuses.id is integer
+MAX_ECHO_CHARS = 200  # what a rejection repeats of a command it could not read
+MAX_MESSAGE_CHARS = 1000  # a validation message in a rejection or a DLQ header
 
-StatusRefField = Annotated[Union[StrictInt, Annotated[Text, Field(min_length=1, max_length=100)]], Field()]
+
+@dataclass(frozen=True)
+class InputLimits:
+    """DESIGN §11: a value above `max_message_bytes` is not parsed; more override items than
+    `max_wire_items` make the command invalid before any item is validated."""
+
+    max_message_bytes: int = 1_048_576
+    max_wire_items: int = 1000
+
+
+StatusRefField = Annotated[
+    Union[Annotated[StrictInt, Field(ge=-INT_MAX - 1, le=INT_MAX)], Annotated[Text, Field(min_length=1, max_length=100)]],
+    Field(),
+]
 OrderId = Annotated[StrictInt, Field(gt=0, le=BIGINT_MAX)]
+# "@topic:partition:offset" is how invalid messages without a readable id are deduped: reserved
+CommandId = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[^@]"), AfterValidator(storable)]
 Role = Literal[ROLES]
 
 
@@ -40,7 +70,7 @@ class ActorModel(_Wire):
 
 class NoteModel(_Wire):
     text: Text | None = Field(default=None, max_length=10_000)
-    is_public: bool = False
+    is_public: StrictBool = False
     file_id: StrictInt | None = Field(default=None, ge=-BIGINT_MAX - 1, le=BIGINT_MAX)
 
     def to_domain(self) -> NoteInput:
@@ -48,10 +78,10 @@ class NoteModel(_Wire):
 
 
 class _CommandBase(_Wire):
-    command_id: Text = Field(min_length=1, max_length=200)
+    command_id: CommandId
     actor: ActorModel
     note: NoteModel | None = None
-    notify: bool = True
+    notify: StrictBool = True
     correlation_id: Text | None = Field(default=None, max_length=200)
     issued_at: datetime | None = None
 
@@ -96,44 +126,70 @@ COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 COMMAND_TYPES = ("ChangeOrderStatus", "OverrideOrderStatuses")
 
 
-def _readable(value: object) -> str | None:
-    return value if is_storable_text(value) and 0 < len(value) <= 200 else None
+def _echo(value: object) -> str | None:
+    """A string short and clean enough to repeat in a rejection; None otherwise."""
+    return value if is_storable_text(value) and 0 < len(value) <= MAX_ECHO_CHARS else None
+
+
+def _described(value: object) -> str:
+    """What an unreadable field held, for a message: short text as it is, anything else by its type."""
+    text = _echo(value)
+    return repr(text) if text is not None else f"a {type(value).__name__}"
 
 
 def _invalid(reason: str, message: str, data: dict | None = None) -> domain.InvalidCommand:
     """The invalid outcome with only what can be read safely: the rest of the command is suspect."""
+    message = message[:MAX_MESSAGE_CHARS]
     if data is None:
         return domain.InvalidCommand(reason, message)
     order_id = data.get("order_id")
     status = data.get("status")
     raw_actor = data.get("actor")
     actor = (
-        domain.PartialActor(**{k: raw_actor.get(k) if is_storable_text(raw_actor.get(k)) else None
-                               for k in ("id", "role", "client_id")})
+        domain.PartialActor(**{k: _echo(raw_actor.get(k)) for k in ("id", "role", "client_id")})
         if isinstance(raw_actor, dict) else None
     )
+    command_id = _echo(data.get("command_id"))
     return domain.InvalidCommand(
         reason, message,
-        command_id=_readable(data.get("command_id")),
+        command_id=command_id if command_id is not None and not command_id.startswith("@") else None,
         order_id=order_id if type(order_id) is int and 0 < order_id <= BIGINT_MAX else None,
-        requested_status=status if type(status) is int or is_storable_text(status) else None,
+        requested_status=status if (type(status) is int and -INT_MAX - 1 <= status <= INT_MAX) else _echo(status),
         actor=actor,
-        correlation_id=data.get("correlation_id") if is_storable_text(data.get("correlation_id")) else None,
+        correlation_id=_echo(data.get("correlation_id")),
     )
 
 
-def parse_command(value: bytes | None) -> domain.Command | domain.InvalidCommand:
-    """Decode one Kafka value into a domain command, or the invalid outcome that says why not."""
+def parse_command(value: bytes | None, limits: InputLimits = InputLimits()) -> domain.Command | domain.InvalidCommand:
+    """Decode one Kafka value into a domain command, or the invalid outcome that says why not.
+
+    Total: whatever the bytes hold, the answer is one of the two, never an exception."""
+    try:
+        return _parse(value, limits)
+    except Exception as exc:  # a parser bug must not stop the partition: the message is invalid
+        return _invalid("validation_failed", f"the command could not be read: {type(exc).__name__}")
+
+
+def _parse(value: bytes | None, limits: InputLimits) -> domain.Command | domain.InvalidCommand:
     if value is None:
         return _invalid("not_json", "the message has no value")
+    if len(value) > limits.max_message_bytes:
+        return _invalid("too_large", f"the value has {len(value)} bytes; the limit is {limits.max_message_bytes}")
     try:
         data = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError:
+        return _invalid("not_json", "the value is nested too deeply")
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer longer than Python converts
         return _invalid("not_json", f"the value is not JSON: {exc}")
     if not isinstance(data, dict):
         return _invalid("not_json", "the value is JSON but not an object")
-    if data.get("type") not in COMMAND_TYPES:
-        return _invalid("unknown_type", f"unknown command type {str(data.get('type'))[:100]!r}", data)
+    kind = data.get("type")
+    if kind not in COMMAND_TYPES:
+        return _invalid("unknown_type", f"unknown command type {_described(kind)}", data)
+    items = data.get("items")
+    if kind == "OverrideOrderStatuses" and isinstance(items, list) and len(items) > limits.max_wire_items:
+        return _invalid("validation_failed",
+                        f"items: {len(items)} items; at most {limits.max_wire_items} are read", data)
     try:
         return COMMAND_ADAPTER.validate_python(data).to_domain()
     except ValidationError as exc:

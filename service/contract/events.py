@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from service.contract.commands import ActorModel
-from service.contract.validation import first_error
+from service.contract.commands import BIGINT_MAX, INT_MAX, ActorModel
+from service.contract.validation import first_error, is_storable_text
 from service.domain import events as domain
 from service.domain.model import Note, StatusLabel
 
@@ -24,34 +24,34 @@ class _Wire(BaseModel):
 
 
 class StatusRefModel(_Wire):
-    id: int
-    code: str
-    name: str
+    id: int = Field(ge=-INT_MAX - 1, le=INT_MAX)
+    code: str = Field(max_length=100)
+    name: str = Field(max_length=200)
 
 
 class EventNote(_Wire):
-    text: str
+    text: str = Field(max_length=10_000)
     is_public: bool
-    file_id: int | None = None
+    file_id: int | None = Field(default=None, ge=-BIGINT_MAX - 1, le=BIGINT_MAX)
 
 
 class OrderStatusChanged(_Wire):
     type: Literal["OrderStatusChanged"] = "OrderStatusChanged"
     event_id: str
-    command_id: str
-    order_id: int
-    order_type: str
-    version: int
+    command_id: str = Field(max_length=200)
+    order_id: int = Field(gt=0, le=BIGINT_MAX)
+    order_type: str = Field(max_length=100)
+    version: int = Field(ge=0, le=INT_MAX)
     from_status: StatusRefModel
     to_status: StatusRefModel
     override: bool
     notify: bool
     actor: ActorModel
     note: EventNote
-    removed_reservations: list[str]
-    removed_coupons: list[str]
+    removed_reservations: list[str] = Field(max_length=10_000)
+    removed_coupons: list[str] = Field(max_length=10_000)
     occurred_at: datetime
-    correlation_id: str | None = None
+    correlation_id: str | None = Field(default=None, max_length=200)
 
 
 class RejectedActor(_Wire):
@@ -87,9 +87,13 @@ class OrderStatusOverrideCompleted(_Wire):
     type: Literal["OrderStatusOverrideCompleted"] = "OrderStatusOverrideCompleted"
     event_id: str
     command_id: str
-    results: list[OverrideResult]
+    results: list[OverrideResult] = Field(
+        description="One result per item, in item order; empty when the whole batch was rejected (see reason).")
     occurred_at: datetime
     correlation_id: str | None = None
+    item_count: int = Field(description="How many items the command held.")
+    reason: str | None = Field(
+        default=None, description="Set when the whole batch was rejected (batch_too_large); null otherwise.")
 
 
 Event = Annotated[
@@ -100,8 +104,14 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 @dataclass(frozen=True)
 class Topics:
+    """Where the worker's output goes, and how large one message there may be."""
+
     events: str
     dlq: str
+    max_message_bytes: int = 1_048_576
+
+
+Headers = list[tuple[str, bytes | None]]  # Kafka header values are nullable
 
 
 @dataclass(frozen=True)
@@ -111,10 +121,28 @@ class WireMessage:
     topic: str
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: Headers = field(default_factory=list)
     event_id: uuid.UUID | None = None
     event_type: str | None = None
     order_id: int | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and headers, plus the record overhead of each header."""
+        return (len(self.key or b"") + len(self.value)
+                + sum(len(name.encode("utf-8", "replace")) + len(value or b"") + HEADER_OVERHEAD
+                      for name, value in self.headers))
+
+
+# record framing beyond the raw bytes: varints and attributes per record and per header, kept generous
+RECORD_OVERHEAD = 512
+HEADER_OVERHEAD = 16
+# headers of a dead letter's original that are kept: what fits in this share of the limit
+ORIGINAL_HEADERS_SHARE = 16
+
+
+class MessageTooLarge(ValueError):
+    """An event larger than the topic takes: its command fails (and is dead-lettered) instead of the relay."""
 
 
 def event_json(event: BaseModel) -> bytes:
@@ -145,7 +173,7 @@ def _model(event: domain.Event) -> BaseModel:
     if isinstance(event, domain.StatusChanged):
         return OrderStatusChanged(
             **common, order_id=event.order_id, order_type=event.order_type, version=event.version,
-            from_status=asdict(event.from_status), to_status=asdict(event.to_status), override=event.override,
+            from_status=event.from_status.as_dict(), to_status=event.to_status.as_dict(), override=event.override,
             notify=event.notify, actor=_actor(event.actor), note=event.note.as_dict(),
             removed_reservations=list(event.removed_reservations), removed_coupons=list(event.removed_coupons),
         )
@@ -154,7 +182,8 @@ def _model(event: domain.Event) -> BaseModel:
             **common, order_id=event.order_id, requested_status=event.requested_status, reason=event.reason,
             message=event.message, actor=_actor(event.actor),
         )
-    return OrderStatusOverrideCompleted(**common, results=[asdict(r) for r in event.results])
+    return OrderStatusOverrideCompleted(**common, results=[vars(r) for r in event.results],
+                                        item_count=event.item_count, reason=event.reason)
 
 
 def event_key(event: domain.Event) -> str:
@@ -164,10 +193,11 @@ def event_key(event: domain.Event) -> str:
 
 
 def to_wire(emitted: domain.Emitted, topics: Topics) -> WireMessage:
+    """The Kafka message of an event or a dead letter; never larger than `topics.max_message_bytes`."""
     if isinstance(emitted, domain.DeadLetter):
-        return dead_letter(emitted, topics.dlq)
+        return dead_letter(emitted, topics.dlq, topics.max_message_bytes)
     key = event_key(emitted)
-    return WireMessage(
+    message = WireMessage(
         topic=topics.events,
         key=key.encode(),
         value=event_json(_model(emitted)),
@@ -176,35 +206,75 @@ def to_wire(emitted: domain.Emitted, topics: Topics) -> WireMessage:
         event_type=emitted.type,
         order_id=getattr(emitted, "order_id", None),
     )
+    if message.size + RECORD_OVERHEAD > topics.max_message_bytes:
+        raise MessageTooLarge(
+            f"{emitted.type} {emitted.event_id} has {message.size} bytes; the limit is {topics.max_message_bytes}")
+    return message
 
 
-def dead_letter(letter: domain.DeadLetter, topic: str) -> WireMessage:
-    """DESIGN §6.2: the bytes as they came, with the error and the original position as headers."""
+def _is_ours(name: str) -> bool:
+    return name.startswith(("error.", "original."))
+
+
+def dead_letter(letter: domain.DeadLetter, topic: str, max_bytes: int) -> WireMessage:
+    """DESIGN §6.2: the bytes as they came, with the error and the original position as headers.
+
+    Headers named like ours (`error.*`, `original.*`) are dropped from the copy, so a producer cannot
+    forge them. What cannot fit is cut (DESIGN §11): the original's headers beyond their share of the
+    limit are dropped, and the key and the value keep their first bytes, with `error.truncated: true`
+    and `original.size` (the value's size) saying so."""
     source = letter.source
-    headers = [
-        *source.headers,
-        ("error.reason", letter.reason.encode()),
+    ours: Headers = [
+        ("error.reason", letter.reason.encode("utf-8", "replace")[:200]),
         ("error.message", letter.message.encode("utf-8", "replace")[:2000]),
-        ("original.topic", source.topic.encode()),
+        ("original.topic", source.topic.encode("utf-8", "replace")),
         ("original.partition", str(source.partition).encode()),
         ("original.offset", str(source.offset).encode()),
     ]
-    return WireMessage(topic=topic, key=source.key, value=source.value or b"", headers=headers)
+    kept: Headers = []
+    room = max_bytes // ORIGINAL_HEADERS_SHARE
+    for name, value in source.headers:
+        cost = len(name.encode("utf-8", "replace")) + len(value or b"") + HEADER_OVERHEAD
+        # a name Postgres text cannot hold (NUL) could not be stored in the outbox: such a header goes
+        if not _is_ours(name) and is_storable_text(name) and cost <= room:
+            kept.append((name, value))
+            room -= cost
+    headers = kept + ours
+    key, value = source.key, source.value or b""
+    message = WireMessage(topic=topic, key=key, value=value, headers=headers)
+    if message.size + RECORD_OVERHEAD <= max_bytes:
+        return message
+    headers = headers + [("error.truncated", b"true"), ("original.size", str(len(value)).encode())]
+    key = (key or b"")[:256] if key is not None else None
+    budget = max_bytes - RECORD_OVERHEAD - WireMessage(topic, key, b"", headers).size
+    return WireMessage(topic=topic, key=key, value=value[:max(budget, 0)], headers=headers)
 
 
 class Unparseable(ValueError):
     """The message is not an event we can read; the notifier logs and skips it."""
 
 
-def parse_status_changed(value: bytes | None) -> domain.StatusChanged | None:
+def parse_status_changed(value: bytes | None, max_bytes: int = 1_048_576) -> domain.StatusChanged | None:
     """The OrderStatusChanged in `value`, None for any other valid event; raises Unparseable otherwise.
 
     Rejections and batch summaries concern no email, and event types added later belong to other
-    subscribers, so only a malformed message or a malformed OrderStatusChanged is an error."""
+    subscribers, so only a malformed message or a malformed OrderStatusChanged is an error. Total:
+    whatever the bytes hold, no other exception comes out."""
+    if value is not None and len(value) > max_bytes:
+        raise Unparseable(f"the value has {len(value)} bytes; the limit is {max_bytes}")
+    try:
+        return _status_changed(value)
+    except Unparseable:
+        raise
+    except Exception as exc:
+        raise Unparseable(f"the event could not be read: {type(exc).__name__}") from None
+
+
+def _status_changed(value: bytes | None) -> domain.StatusChanged | None:
     try:
         data = json.loads(value) if value is not None else None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise Unparseable(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, an integer too long
+        raise Unparseable(f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise Unparseable("not an event object")
     if data["type"] != "OrderStatusChanged":
@@ -231,6 +301,6 @@ def event_type_of(value: bytes) -> str | None:
     """The `type` of a stored event, for operator messages."""
     try:
         data = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return None
     return data.get("type") if isinstance(data, dict) else None

@@ -19,8 +19,8 @@ class RulesFileError(ValueError):
 class _StatusEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
     id: int
-    code: str = Field(min_length=1)
-    name: str = Field(min_length=1)
+    code: str = Field(min_length=1, max_length=100)  # commands name a status by code in up to 100 characters
+    name: str = Field(min_length=1, max_length=200)
     order_types: list[str] = Field(min_length=1)
     initial: bool = False
     cancelled: bool = False

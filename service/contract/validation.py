@@ -7,23 +7,27 @@ from typing import Annotated
 from pydantic import AfterValidator, StrictStr, ValidationError
 
 
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "text must not contain NUL characters (\\u0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text must be valid Unicode (no lone surrogates)"
+    return None
+
+
 def unstorable_problem(value: object) -> str | None:
     """Why Postgres text could not hold `value` (or any string inside it); None when it can."""
     if isinstance(value, str):
-        if "\x00" in value:
-            return "text must not contain NUL characters (\\u0000)"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "text must be valid Unicode (no lone surrogates)"
-        return None
+        return _text_problem(value)
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     return next((problem for item in items if (problem := unstorable_problem(item))), None)
 
 
 def storable(value: str) -> str:
     """Refuse text Postgres cannot store, so it is an invalid input, not a failed transaction."""
-    problem = unstorable_problem(value)
+    problem = _text_problem(value)
     if problem:
         raise ValueError(problem)
     return value

@@ -64,6 +64,8 @@ def _describe(events: list[dict]) -> str:
                          + (" (override)" if e["override"] else ""))
         elif e["type"] == "OrderStatusChangeRejected":
             parts.append(f"rejected #{e['order_id']}: {e['reason']}")
+        elif e.get("reason"):
+            parts.append(f"summary: all {e['item_count']} items refused ({e['reason']})")
         else:
             ok = sum(r["success"] for r in e["results"])
             parts.append(f"summary {ok}/{len(e['results'])} ok")

@@ -67,11 +67,15 @@ class OverrideResult:
 
 @dataclass(frozen=True)
 class OverrideCompleted:
+    """The batch summary: a result per item, or none and the reason when the whole batch was refused."""
+
     event_id: uuid.UUID
     command_id: str
     results: tuple[OverrideResult, ...]
+    item_count: int
     occurred_at: datetime
     correlation_id: str | None = None
+    reason: str | None = None
     type: str = "OrderStatusOverrideCompleted"
 
 

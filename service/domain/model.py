@@ -51,7 +51,7 @@ class Status:
     can_override_to: bool = False
 
     def ref(self) -> dict:
-        return {"id": self.id, "code": self.code, "name": self.name}
+        return self.label().as_dict()
 
     def label(self) -> StatusLabel:
         return StatusLabel(self.id, self.code, self.name)
@@ -64,6 +64,9 @@ class StatusLabel:
     id: int
     code: str
     name: str
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "code": self.code, "name": self.name}
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ the sample rules and orders, the topics, then the worker and notifier as child p
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import click
@@ -31,6 +33,30 @@ def _port(preferred: int) -> int:
 
 def _cli(env: dict, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "service.entrypoints.cli", *args], env=env, check=True)
+
+
+class ParkedWatch:
+    """Every few seconds, ask the worker's /status; say so once each time the number of parked rows grows."""
+
+    def __init__(self, url: str, every_s: float = 5.0) -> None:
+        self.url = url
+        self.every_s = every_s
+        self.reported = 0
+        self.next_at = time.monotonic() + every_s
+
+    def check(self) -> None:
+        if time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + self.every_s
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as response:
+                parked = json.load(response).get("outbox", {}).get("parked") or 0
+        except (OSError, ValueError):
+            return  # the worker is starting or busy; the next look will tell
+        if parked > self.reported:
+            click.echo(f"WARNING: {parked} outbox rows are parked (the broker refused them); "
+                       "see `orderstatus outbox parked`, fix, then `orderstatus outbox retry ID…`", err=True)
+        self.reported = parked
 
 
 def run_dev(data_dir: Path, demo: bool = False) -> int:
@@ -94,11 +120,13 @@ def run_dev(data_dir: Path, demo: bool = False) -> int:
             from service.devkit.demo import run_demo
 
             asyncio.run(run_demo(env))
+        watch = ParkedWatch(f"http://127.0.0.1:{env['ORDERSTATUS_HTTP_PORT']}/status")
         while not stopping["now"]:
             for child in children:
                 if child.poll() is not None:
                     click.echo(f"a child process exited with code {child.returncode}; see {logs}", err=True)
                     stopping["now"] = True
+            watch.check()
             time.sleep(0.2)
         return 0
     except subprocess.CalledProcessError as exc:

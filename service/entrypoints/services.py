@@ -34,7 +34,9 @@ class _Process:
     async def open_pool(self, settings: Settings):
         async for attempt in self.retry("postgres"):
             with attempt:
-                pool = await create_pool(settings.database_url, size=settings.database_pool_size)
+                pool = await create_pool(settings.database_url, size=settings.database_pool_size,
+                                         statement_timeout_s=settings.db_statement_timeout_s,
+                                         lock_timeout_s=settings.db_lock_timeout_s)
         self.retry.resumed()
         return pool
 
@@ -62,12 +64,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
     async for attempt in process.retry("kafka"):
         with attempt:
             await producer.start()
-    http = await start_http(settings.http_host, settings.http_port, process.progress, process.metrics,
-                            read_routes(pool))
-    log.info("worker started", http_port=bound_port(http), commands_topic=settings.commands_topic,
-             group=settings.worker_group)
     consumer = make_consumer(settings, settings.worker_group)
     worker = CommandWorker(settings, pool, producer, consumer, process.metrics, process.progress, process.retry)
+    http = await start_http(settings.http_host, settings.http_port, process.progress, process.metrics,
+                            read_routes(pool), status=worker.status)
+    log.info("worker started", http_port=bound_port(http), commands_topic=settings.commands_topic,
+             group=settings.worker_group)
     try:
         async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop):
             if ready is not None:
@@ -88,11 +90,12 @@ async def run_notifier(settings: Settings, stop: asyncio.Event | None = None,
     stop = stop or asyncio.Event()
     process = _Process("notifier", settings)
     pool = await process.open_pool(settings)
-    http = await start_http(settings.http_host, settings.notifier_http_port, process.progress, process.metrics)
-    log.info("notifier started", http_port=bound_port(http), events_topic=settings.events_topic,
-             group=settings.notifier_group, smtp=f"{settings.smtp_host}:{settings.smtp_port}")
     consumer = make_consumer(settings, settings.notifier_group)
     notifier = Notifier(settings, pool, consumer, Mailer(settings), process.metrics, process.progress, process.retry)
+    http = await start_http(settings.http_host, settings.notifier_http_port, process.progress, process.metrics,
+                            status=notifier.status)
+    log.info("notifier started", http_port=bound_port(http), events_topic=settings.events_topic,
+             group=settings.notifier_group, smtp=f"{settings.smtp_host}:{settings.smtp_port}")
     try:
         # the consumer's own connection is the one readiness must judge; topics() asks the broker for metadata
         async with _health(pool, consumer.topics, process.progress, stop):

@@ -15,6 +15,7 @@ from service.adapters.smtp import Mailer
 from service.domain.commands import SourceMessage
 from service.notifier.handlers import EventHandler
 from service.runtime.consume import ConsumeLoop
+from service.runtime.faults import StatementTimedOut, is_outage, is_timeout
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
@@ -36,9 +37,19 @@ class EventStrategy:
         return [[message] for message in batch]
 
     async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
+        """Outages propagate (the event is retried); anything else this event causes skips it, counted,
+        so no event, whatever it holds, stops the notifier."""
         (message,) = unit
         with structlog.contextvars.bound_contextvars(partition=message.partition, offset=message.offset):
-            outcome = await self.handler.handle(message.value)
+            try:
+                outcome = await self.handler.handle(message.value)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                if is_timeout(exc):
+                    raise StatementTimedOut(str(exc)) from exc
+                log.error("event skipped: it could not be handled", error=repr(exc))
+                outcome = "failed"
         self.metrics.messages.labels("notifier", outcome).inc()
 
 
@@ -46,9 +57,12 @@ class Notifier:
     def __init__(self, settings: Settings, pool, consumer, mailer: Mailer, metrics: Metrics, progress: Progress,
                  retry: OutageRetry) -> None:
         self.mailer = mailer
-        handler = EventHandler(pool, mailer, settings.mail_from, metrics, retry)
+        handler = EventHandler(pool, mailer, settings.mail_from, metrics, retry, settings.max_message_bytes)
         self.loop = ConsumeLoop(consumer, settings.events_topic, EventStrategy(settings, handler, metrics), retry,
                                 progress, metrics)
+
+    async def status(self) -> dict:
+        return {"lag": await self.loop.lag()}
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await self.loop.start()

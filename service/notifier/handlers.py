@@ -22,8 +22,10 @@ log = structlog.get_logger("orderstatus.notifier")
 
 
 class EventHandler:
-    def __init__(self, pool, mailer: Mailer, mail_from: str, metrics: Metrics, retry: OutageRetry) -> None:
+    def __init__(self, pool, mailer: Mailer, mail_from: str, metrics: Metrics, retry: OutageRetry,
+                 max_message_bytes: int = 1_048_576) -> None:
         self.pool = pool
+        self.max_message_bytes = max_message_bytes
         self.mailer = mailer
         self.mail_from = mail_from
         self.metrics = metrics
@@ -76,7 +78,7 @@ class EventHandler:
     async def handle(self, value: bytes | None) -> str:
         """One message to its outcome label; outages propagate so the same message is retried."""
         try:
-            event = parse_status_changed(value)
+            event = parse_status_changed(value, self.max_message_bytes)
         except Unparseable as exc:
             log.warning("unparseable event skipped", error=str(exc))
             return "unparseable"

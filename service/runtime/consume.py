@@ -78,6 +78,18 @@ class ConsumeLoop:
             await self.offsets.commit()
             await stop_consumer(self.consumer)
 
+    async def lag(self) -> dict[str, int | None]:
+        """Per assigned partition: messages between this consumer's position and the partition's end."""
+        lag: dict[str, int | None] = {}
+        for tp in sorted(self.consumer.assignment()):
+            end = self.consumer.highwater(tp)
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
+            except Exception:  # no position yet (assigned a moment ago) or the broker is unreachable
+                position = None
+            lag[f"{tp.topic}:{tp.partition}"] = None if end is None or position is None else max(end - position, 0)
+        return lag
+
     async def _make_durable(self, sources: list[SourceMessage], stop: asyncio.Event) -> bool:
         """Every unit durable and marked done, in order; False when a stop came first."""
         started = time.perf_counter()

@@ -18,7 +18,6 @@ _POSTGRES_OUTAGES = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.QueryCanceledError,
     asyncpg.exceptions.InterfaceError,  # connection closed / pool closing mid-operation
     # seen while the server shuts down: the client refuses a new operation on a connection whose
     # last one never finished; nothing was sent, and the pool replaces the connection on release
@@ -37,6 +36,20 @@ def dependency_of(exc: BaseException) -> str | None:
     if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)):
         return "network"
     return None
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """The server cancelled a statement (statement_timeout) or gave up a lock wait (lock_timeout).
+
+    Not an outage: the connection is fine, and a statement that times out on its own may time out
+    for ever; the caller decides how often to try it again."""
+    return isinstance(exc, (asyncpg.exceptions.QueryCanceledError, asyncpg.exceptions.LockNotAvailableError))
+
+
+class StatementTimedOut(Unavailable):
+    """A timeout where no message can be at fault (the notifier's lookups by key): wait like an outage."""
+
+    dependency = "postgres"
 
 
 def is_outage(exc: BaseException) -> bool:

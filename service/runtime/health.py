@@ -52,8 +52,12 @@ class Progress:
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 
-async def start_http(host: str, port: int, progress: Progress, metrics: Metrics, routes: list[Route] = ()) -> web.AppRunner:
-    """Serve /healthz, /readyz, /metrics and any extra routes; returns the runner (call .cleanup())."""
+async def start_http(host: str, port: int, progress: Progress, metrics: Metrics, routes: list[Route] = (),
+                     status: Callable[[], Awaitable[dict]] | None = None) -> web.AppRunner:
+    """Serve /healthz, /readyz, /metrics, /status and any extra routes; returns the runner (call .cleanup()).
+
+    /readyz is about this process's ability to work; /status (JSON) shows what an operator looks at:
+    pauses, and whatever `status` adds (the worker's outbox and parked rows, each process's lag)."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -66,8 +70,17 @@ async def start_http(host: str, port: int, progress: Progress, metrics: Metrics,
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def status_view(_: web.Request) -> web.Response:
+        ok, detail = progress.ready()
+        body = {"service": metrics.service, "ready": ok, "paused": detail["paused"],
+                "seconds_since_poll": detail["seconds_since_poll"], "seconds_since_commit": detail["seconds_since_commit"]}
+        if status is not None:
+            body.update(await status())
+        return web.json_response(body)
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/status", status_view)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     for method, path, handler in routes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -25,5 +25,21 @@ class Metrics:
         )
         self.emails = Counter(
             "orderstatus_emails_total", "Emails by outcome", ["service", "outcome"], registry=self.registry
+        )
+        self.relay_errors = Counter(
+            "orderstatus_outbox_errors_total", "Outbox rows the broker refused, and relay failures, by error class",
+            ["service", "error"], registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "orderstatus_outbox_unpublished", "Outbox rows not yet published (parked ones not counted)", ["service"],
+            registry=self.registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "orderstatus_outbox_oldest_unpublished_seconds", "Age of the oldest unpublished outbox row", ["service"],
+            registry=self.registry,
+        )
+        self.outbox_parked = Gauge(
+            "orderstatus_outbox_parked", "Outbox rows parked because the broker refused them for good", ["service"],
+            registry=self.registry,
         )
         self.service = service

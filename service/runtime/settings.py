@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     kafka_max_poll_interval_ms: int = 300_000
     kafka_max_poll_records: int = Field(500, ge=1)
     kafka_linger_ms: int = 5
+    # the producer refuses a record larger than this (aiokafka's max_request_size); the broker's own
+    # message.max.bytes must be at least as large
+    kafka_max_request_size: int = Field(1_048_576, ge=1024)
+    # what one fetch may bring: bounds the memory a poll can take, compressed (DESIGN §9, issue: hostile input)
+    kafka_fetch_max_bytes: int = Field(16 * 1_048_576, ge=1024)
+    kafka_max_partition_fetch_bytes: int = Field(1_048_576, ge=1024)
     kafka_compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
 
     commands_topic: str = "order-status.commands"
@@ -54,6 +60,16 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
 
     max_batch_items: int = Field(50, ge=1)
+    # DESIGN §11: a value above max_message_bytes is dead-lettered unparsed (and no output we write may
+    # exceed it); override items beyond max_wire_items make the command invalid before validation
+    max_message_bytes: int = Field(1_048_576, ge=4096)
+    max_wire_items: int = Field(1000, ge=1)
+
+    # server-side limits of one statement and of one lock wait; a message whose transaction keeps
+    # timing out on its own is dead-lettered after statement_timeout_tries (a real outage still pauses)
+    db_statement_timeout_s: float = Field(30.0, gt=0)
+    db_lock_timeout_s: float = Field(10.0, gt=0)
+    db_statement_timeout_tries: int = Field(3, ge=1)
 
     # how long readiness tolerates no poll/commit progress before it reports not ready
     ready_stall_seconds: float = 60.0

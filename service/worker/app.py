@@ -14,6 +14,7 @@ import structlog
 
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from service.contract.commands import InputLimits
 from service.contract.events import Topics
 from service.domain.commands import SourceMessage
 from service.runtime.consume import ConsumeLoop
@@ -33,7 +34,10 @@ class CommandStrategy:
     def __init__(self, settings: Settings, pool, metrics: Metrics) -> None:
         self.max_records = settings.kafka_max_poll_records
         self.max_batch_items = settings.max_batch_items
-        self.topics = Topics(events=settings.events_topic, dlq=settings.dlq_topic)
+        self.topics = Topics(events=settings.events_topic, dlq=settings.dlq_topic,
+                             max_message_bytes=settings.max_message_bytes)
+        self.limits = InputLimits(max_message_bytes=settings.max_message_bytes, max_wire_items=settings.max_wire_items)
+        self.timeout_tries = settings.db_statement_timeout_tries
         self.pool = pool
         self.metrics = metrics
         self.rules_cache = RulesCache()
@@ -45,11 +49,14 @@ class CommandStrategy:
         return [batch]
 
     async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
-        result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items)
+        result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items, self.limits,
+                                                self.timeout_tries)
         for outcome in result.outcomes:
             self.metrics.messages.labels("worker", outcome.outcome.split(":")[0]).inc()
         if result.duplicates:
             self.metrics.messages.labels("worker", "duplicate").inc(result.duplicates)
+        if result.skipped:
+            self.metrics.messages.labels("worker", "skipped").inc(result.skipped)
 
 
 class CommandWorker:
@@ -59,6 +66,15 @@ class CommandWorker:
         self.relay = OutboxRelay(pool, producer, metrics=metrics)
         self.loop = ConsumeLoop(consumer, settings.commands_topic, CommandStrategy(settings, pool, metrics), retry,
                                 progress, metrics)
+
+    async def status(self) -> dict:
+        """The worker's part of /status: its outbox (as of the relay's last look) and its lag."""
+        stats = self.relay.stats or await self.relay.refresh_stats()
+        return {
+            "outbox": {"unpublished": stats.backlog, "oldest_unpublished_age_s": stats.oldest_age_s,
+                       "parked": stats.parked},
+            "lag": await self.loop.lag(),
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.loop.start()

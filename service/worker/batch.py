@@ -14,10 +14,10 @@ from typing import Protocol
 
 import structlog
 
-from service.contract.commands import parse_command
+from service.contract.commands import InputLimits, parse_command
 from service.contract.events import Topics, to_wire
 from service.domain.commands import ChangeOrderStatus, Command, InvalidCommand, OverrideOrderStatuses, SourceMessage
-from service.runtime.faults import is_outage
+from service.runtime.faults import is_outage, is_timeout
 from service.worker.handlers import HANDLERS, Context, Outcome, handle_invalid, invalid_dedupe_key
 
 log = structlog.get_logger("orderstatus.worker")
@@ -57,8 +57,8 @@ class Parsed:
         return []
 
 
-def parse(source: SourceMessage) -> Parsed:
-    parsed = parse_command(source.value)
+def parse(source: SourceMessage, limits: InputLimits) -> Parsed:
+    parsed = parse_command(source.value, limits)
     if isinstance(parsed, InvalidCommand):
         return Parsed(source, None, parsed)
     return Parsed(source, parsed, None)
@@ -68,6 +68,7 @@ def parse(source: SourceMessage) -> Parsed:
 class BatchResult:
     outcomes: list[Outcome]
     duplicates: int
+    skipped: int = 0  # messages not even the dead-letter path could record (logged, counted)
 
 
 def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics) -> None:
@@ -76,9 +77,10 @@ def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics) -> None:
 
 async def process_batch(
     sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
+    limits: InputLimits = InputLimits(),
 ) -> BatchResult:
     """Make the outcome of every message durable in one transaction (messages in the given order)."""
-    parsed = [parse(s) for s in sources]
+    parsed = [parse(s, limits) for s in sources]
     async with uow_factory() as uow:
         rules = await uow.rules()
         new = await uow.claim((p.dedupe_key, p.kind, p.source.position) for p in parsed)
@@ -109,30 +111,53 @@ async def process_batch(
 
 async def process_isolating_poison(
     sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
+    limits: InputLimits = InputLimits(), timeout_tries: int = 3,
 ) -> BatchResult:
-    """Try the batch in one transaction; on a non-outage failure, one message per transaction, and a
-    message that still fails on its own is dead-lettered with reason `processing_failed`."""
+    """Try the batch in one transaction; on a failure that is no outage, one message per transaction.
+
+    A message that still fails on its own (or whose transaction times out `timeout_tries` times on its
+    own) is dead-lettered with reason `processing_failed`. Outages propagate: the caller waits and
+    retries the same batch, nothing is dead-lettered for them."""
     try:
-        return await process_batch(sources, uow_factory, topics, max_batch_items)
+        return await process_batch(sources, uow_factory, topics, max_batch_items, limits)
     except Exception as exc:
         if is_outage(exc):
             raise
         log.warning("batch failed, isolating messages", error=repr(exc), size=len(sources))
-    outcomes: list[Outcome] = []
-    duplicates = 0
+    result = BatchResult(outcomes=[], duplicates=0)
     for source in sources:
+        alone = await _process_alone(source, uow_factory, topics, max_batch_items, limits, timeout_tries)
+        result.outcomes.extend(alone.outcomes)
+        result.duplicates += alone.duplicates
+        result.skipped += alone.skipped
+    return result
+
+
+async def _process_alone(source: SourceMessage, uow_factory, topics: Topics, max_batch_items: int,
+                         limits: InputLimits, timeout_tries: int) -> BatchResult:
+    for attempt in range(1, timeout_tries + 1):
         try:
-            result = await process_batch([source], uow_factory, topics, max_batch_items)
+            return await process_batch([source], uow_factory, topics, max_batch_items, limits)
         except Exception as exc:
             if is_outage(exc):
                 raise
+            if is_timeout(exc) and attempt < timeout_tries:
+                log.warning("message timed out on its own, trying again", error=repr(exc), attempt=attempt,
+                            offset=source.offset, partition=source.partition)
+                continue
             log.error("message failed on its own, dead-lettering", error=repr(exc), offset=source.offset,
                       partition=source.partition)
             poison = InvalidCommand("processing_failed", f"{type(exc).__name__}: {exc}"[:500])
-            result = await _dead_letter(source, poison, uow_factory, topics)
-        outcomes.extend(result.outcomes)
-        duplicates += result.duplicates
-    return BatchResult(outcomes=outcomes, duplicates=duplicates)
+            break
+    try:
+        return await _dead_letter(source, poison, uow_factory, topics)
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        # the last resort must not crash-loop the partition: record the skip if even that works, count it
+        log.error("dead letter failed; message skipped", error=repr(exc), offset=source.offset,
+                  partition=source.partition, topic=source.topic)
+        return await _record_skip(source, uow_factory)
 
 
 async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factory, topics: Topics) -> BatchResult:
@@ -148,3 +173,17 @@ async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factor
             outcomes.append(outcome)
         await uow.commit()
     return BatchResult(outcomes=outcomes, duplicates=0 if outcomes else 1)
+
+
+async def _record_skip(source: SourceMessage, uow_factory) -> BatchResult:
+    try:
+        async with uow_factory() as uow:
+            await uow.claim([(f"@{source.position}", "skipped", source.position)])
+            uow.add(f"@{source.position}", "skipped", [], [])
+            await uow.commit()
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        log.error("skipped message could not be recorded either", error=repr(exc), offset=source.offset,
+                  partition=source.partition)
+    return BatchResult(outcomes=[], duplicates=0, skipped=1)

@@ -83,43 +83,38 @@ def handle_change_order_status(cmd: ChangeOrderStatus, ctx: Context) -> Outcome:
 
 def handle_override_order_statuses(cmd: OverrideOrderStatuses, ctx: Context) -> Outcome:
     """R11, R12: each item on its own, in item order; then one summary. Too many items: nothing applies."""
-    outcome = Outcome(cmd.command_id, cmd.type, "applied")
-    results: list[OverrideResult] = []
-    index = 0
-
     if len(cmd.items) > ctx.max_batch_items:
+        # compact: the count and the limit, never a result per item (a huge batch must not make a huge event)
         rejection = Rejection(
             Reason.BATCH_TOO_LARGE, f"A batch holds at most {ctx.max_batch_items} items; this one has {len(cmd.items)}."
         )
-        outcome.emitted.append(_rejected(ctx, rejection, index, cmd, None, None))
-        index += 1
-        results = [
-            OverrideResult(order_id=i.order_id, status=i.status, success=False, reason=rejection.reason.value,
-                           error=rejection.message)
-            for i in cmd.items
-        ]
-        outcome.outcome = f"rejected:{rejection.reason.value}"
-    else:
-        for item in cmd.items:
-            request = ChangeRequest(order_id=item.order_id, status=item.status, actor=cmd.actor, note=cmd.note,
-                                    override=True)
-            decision = _decide_one(ctx, request)
-            if isinstance(decision, Change):
-                outcome.emitted.append(_changed(ctx, decision, index, cmd))
-                results.append(OverrideResult(order_id=item.order_id, status=item.status, success=True))
-            else:
-                outcome.emitted.append(_rejected(ctx, decision, index, cmd, item.order_id, item.status))
-                results.append(
-                    OverrideResult(order_id=item.order_id, status=item.status, success=False,
-                                   reason=decision.reason.value, error=decision.message)
-                )
-            index += 1
-        succeeded = sum(r.success for r in results)
-        outcome.outcome = "applied" if succeeded == len(results) else "rejected" if succeeded == 0 else "partial"
+        return Outcome(cmd.command_id, cmd.type, f"rejected:{rejection.reason.value}", [
+            _rejected(ctx, rejection, 0, cmd, None, None),
+            OverrideCompleted(
+                event_id=event_id_for(cmd.command_id, 1), command_id=cmd.command_id, results=(),
+                item_count=len(cmd.items), occurred_at=ctx.now, correlation_id=cmd.correlation_id,
+                reason=rejection.reason.value,
+            ),
+        ])
 
+    outcome = Outcome(cmd.command_id, cmd.type, "applied")
+    results: list[OverrideResult] = []
+    for index, item in enumerate(cmd.items):
+        request = ChangeRequest(order_id=item.order_id, status=item.status, actor=cmd.actor, note=cmd.note,
+                                override=True)
+        decision = _decide_one(ctx, request)
+        if isinstance(decision, Change):
+            outcome.emitted.append(_changed(ctx, decision, index, cmd))
+            results.append(OverrideResult(order_id=item.order_id, status=item.status, success=True))
+        else:
+            outcome.emitted.append(_rejected(ctx, decision, index, cmd, item.order_id, item.status))
+            results.append(OverrideResult(order_id=item.order_id, status=item.status, success=False,
+                                          reason=decision.reason.value, error=decision.message))
+    succeeded = sum(r.success for r in results)
+    outcome.outcome = "applied" if succeeded == len(results) else "rejected" if succeeded == 0 else "partial"
     outcome.emitted.append(OverrideCompleted(
-        event_id=event_id_for(cmd.command_id, index), command_id=cmd.command_id, results=tuple(results),
-        occurred_at=ctx.now, correlation_id=cmd.correlation_id,
+        event_id=event_id_for(cmd.command_id, len(cmd.items)), command_id=cmd.command_id, results=tuple(results),
+        item_count=len(cmd.items), occurred_at=ctx.now, correlation_id=cmd.correlation_id,
     ))
     return outcome
 

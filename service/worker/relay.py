@@ -1,14 +1,21 @@
 """The outbox relay: publishes unpublished outbox rows in id order, at least once (DESIGN §7.4),
-and marks them published only after the broker acknowledged them."""
+and marks them published only after the broker acknowledged them.
+
+A row the broker refuses for good (too large, invalid topic, not authorised) is parked — marked,
+counted and logged once with its id — and publishing goes on with the next rows; the later rows of
+its topic and key wait behind it, so an order's events never overtake one another. Rows already
+acknowledged are marked published even when a later row failed, so nothing is sent twice for it."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 
-from service.adapters.kafka.publishing import publish_all
+from service.adapters.kafka.publishing import SENT, publish_each
 from service.adapters.postgres import outbox
+from service.runtime.faults import is_outage
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 
@@ -16,39 +23,70 @@ log = structlog.get_logger("orderstatus.outbox")
 
 
 class OutboxRelay:
-    def __init__(self, pool, producer, *, batch_size: int = 1000, metrics: Metrics | None = None) -> None:
+    def __init__(self, pool, producer, *, batch_size: int = 1000, metrics: Metrics | None = None,
+                 stats_every_s: float = 5.0) -> None:
         self.pool = pool
         self.producer = producer
         self.batch_size = batch_size
         self.metrics = metrics
+        self.stats_every_s = stats_every_s
+        self.stats: outbox.OutboxStats | None = None
+        self._stats_at = float("-inf")
         self.wakeup = asyncio.Event()
 
     async def publish_pending(self) -> int | None:
-        """Publish one batch; returns how many were published, or None when another relay holds the lock."""
+        """Publish one batch; returns how many rows it settled (published or parked), or None when
+        another relay holds the lock. An outage is raised after the acknowledged rows are marked."""
+        outage: BaseException | None = None
         async with outbox.unpublished(self.pool, self.batch_size) as batch:
             if batch is None:
                 return None
             if not batch.rows:
                 return 0
-            await publish_all(self.producer, batch.rows)
-            await batch.mark_published()
+            results = await publish_each(self.producer, batch.rows, is_outage)
+            sent = [row.id for row, result in zip(batch.rows, results) if result == SENT]
+            refused = [(row, result) for row, result in zip(batch.rows, results)
+                       if isinstance(result, BaseException) and not is_outage(result)]
+            outage = next((r for r in results if isinstance(r, BaseException) and is_outage(r)), None)
+            await batch.mark_published(sent)
+            await batch.park([(row.id, f"{type(error).__name__}: {error}"[:1000]) for row, error in refused])
+        for row, error in refused:
+            log.error("outbox row parked: the broker refused it", outbox_id=row.id, topic=row.topic,
+                      size=len(row.value), error=repr(error), retry=f"orderstatus outbox retry {row.id}")
         if self.metrics is not None:
-            self.metrics.published.labels(self.metrics.service).inc(len(batch.rows))
-        return len(batch.rows)
+            self.metrics.published.labels(self.metrics.service).inc(len(sent))
+            for _, error in refused:
+                self.metrics.relay_errors.labels(self.metrics.service, type(error).__name__).inc()
+            if outage is not None:
+                self.metrics.relay_errors.labels(self.metrics.service, type(outage).__name__).inc()
+        if outage is not None:
+            raise outage
+        return len(sent) + len(refused)
 
     async def drain(self) -> None:
         """Publish until nothing is left, or another relay holds the lock (it publishes our rows too)."""
         while True:
-            published = await self.publish_pending()
-            if not published or published < self.batch_size:
+            settled = await self.publish_pending()
+            if not settled or settled < self.batch_size:
                 return
+
+    async def refresh_stats(self) -> outbox.OutboxStats:
+        """Backlog, age of the oldest unpublished row and parked rows, for /status and the gauges."""
+        self.stats = await outbox.stats(self.pool)
+        self._stats_at = time.monotonic()
+        if self.metrics is not None:
+            service = self.metrics.service
+            self.metrics.outbox_backlog.labels(service).set(self.stats.backlog)
+            self.metrics.outbox_oldest_age.labels(service).set(self.stats.oldest_age_s or 0.0)
+            self.metrics.outbox_parked.labels(service).set(self.stats.parked)
+        return self.stats
 
     async def run(self, stop: asyncio.Event, retry: OutageRetry, poll_interval: float = 0.2,
                   error_backoff: float = 5.0) -> None:
         """Loop until `stop`: wake on local commits, otherwise poll for rows other processes left.
 
-        Outages are retried with backoff; any other failure (a row the broker refuses for good) is
-        logged and retried after `error_backoff`, so the relay never dies and never skips a row."""
+        Outages are retried with backoff; any other failure is logged and retried after
+        `error_backoff`, so the relay never dies."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(self.wakeup.wait(), poll_interval)
@@ -59,8 +97,12 @@ class OutboxRelay:
                 async for attempt in retry("outbox"):
                     with attempt:
                         await self.drain()
+                        if time.monotonic() - self._stats_at >= self.stats_every_s:
+                            await self.refresh_stats()
             except Exception as exc:
                 log.error("outbox publish failed; retrying", error=repr(exc))
+                if self.metrics is not None:
+                    self.metrics.relay_errors.labels(self.metrics.service, type(exc).__name__).inc()
                 try:
                     await asyncio.wait_for(stop.wait(), error_backoff)
                 except asyncio.TimeoutError:

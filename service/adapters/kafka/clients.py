@@ -38,6 +38,7 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
         "enable_idempotence": settings.kafka_enable_idempotence,
         "linger_ms": settings.kafka_linger_ms,
         "compression_type": settings.kafka_compression_type,
+        "max_request_size": settings.kafka_max_request_size,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -54,6 +55,8 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides) 
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
         "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
         "max_poll_records": settings.kafka_max_poll_records,
+        "fetch_max_bytes": settings.kafka_fetch_max_bytes,
+        "max_partition_fetch_bytes": settings.kafka_max_partition_fetch_bytes,
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)

@@ -17,9 +17,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(database_url: str, *, size: int = 4) -> asyncpg.Pool:
+async def create_pool(database_url: str, *, size: int = 4, statement_timeout_s: float | None = None,
+                      lock_timeout_s: float | None = None) -> asyncpg.Pool:
+    """A pool whose sessions carry the server-side statement and lock timeouts. The client-side
+    command timeout is longer, so the server cancels a slow statement first (a QueryCanceledError
+    the caller can tell from a lost connection)."""
+    server_settings = {}
+    if statement_timeout_s is not None:
+        server_settings["statement_timeout"] = str(int(statement_timeout_s * 1000))
+    if lock_timeout_s is not None:
+        server_settings["lock_timeout"] = str(int(lock_timeout_s * 1000))
     return await asyncpg.create_pool(
-        database_url, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+        database_url, min_size=1, max_size=size, init=_init_connection, server_settings=server_settings,
+        command_timeout=max(60.0, (statement_timeout_s or 0) + 30),
     )
 
 

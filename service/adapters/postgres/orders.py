@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -106,8 +105,8 @@ async def apply_changes(conn, applied: Sequence[StatusChanged]) -> None:
         [i.version for i in applied],
         [i.event_id for i in applied],
         [i.command_id for i in applied],
-        [asdict(i.from_status) for i in applied],
-        [asdict(i.to_status) for i in applied],
+        [i.from_status.as_dict() for i in applied],
+        [i.to_status.as_dict() for i in applied],
         [i.override for i in applied],
         [i.actor.as_dict() for i in applied],
         [i.note.text for i in applied],

@@ -1,5 +1,8 @@
 """The `outbox` table: every message the service emits is written in the deciding transaction and
-published afterwards by the relay, at least once and in id order (DESIGN §7.4)."""
+published afterwards by the relay, at least once and in id order (DESIGN §7.4).
+
+A row the broker refuses for good is parked (`parked_at`, `park_reason`): the relay skips it and holds
+back the later rows of the same topic and key until an operator retries it."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ async def insert(conn, messages: Sequence[WireMessage]) -> None:
         [m.key for m in messages],
         [m.value for m in messages],
         # JSON text, as a list inside an array would read as a second dimension; hex keeps header bytes exact
-        [json.dumps([[name, value.hex()] for name, value in m.headers]) for m in messages],
+        [json.dumps([[name, None if value is None else value.hex()] for name, value in m.headers]) for m in messages],
         [m.order_id for m in messages],
     )
 
@@ -45,11 +48,11 @@ class StoredMessage:
     topic: str
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]
 
 
 def _stored(row) -> StoredMessage:
-    headers = [(name, bytes.fromhex(value)) for name, value in row["headers"]]
+    headers = [(name, None if value is None else bytes.fromhex(value)) for name, value in row["headers"]]
     return StoredMessage(row["id"], row["topic"], row["message_key"], bytes(row["payload"]), headers)
 
 
@@ -58,27 +61,107 @@ class RelayBatch:
     rows: list[StoredMessage]
     _conn: object
 
-    async def mark_published(self) -> None:
-        await self._conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r.id for r in self.rows]
-        )
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", list(ids))
+
+    async def park(self, reasons: Sequence[tuple[int, str]]) -> None:
+        """Set rows aside that the broker refused for good, each with why."""
+        if reasons:
+            await self._conn.execute(
+                """
+                UPDATE outbox o SET parked_at = now(), park_reason = p.reason
+                  FROM unnest($1::bigint[], $2::text[]) AS p(id, reason) WHERE o.id = p.id
+                """,
+                [i for i, _ in reasons], [r for _, r in reasons],
+            )
 
 
 @contextlib.asynccontextmanager
 async def unpublished(pool, limit: int) -> AsyncIterator[RelayBatch | None]:
-    """The oldest unpublished rows, under the relay lock, in one transaction (None: another relay holds
-    the lock). What `mark_published` wrote commits when the block exits without an error."""
+    """The oldest publishable rows, under the relay lock, in one transaction (None: another relay holds
+    the lock). What the batch marks commits when the block exits without an error.
+
+    Publishable: not published, not parked, and not behind a parked row of the same topic and key
+    (an order's events keep their version order even while one of them is parked)."""
     async with pool.acquire() as conn:
         async with conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK_KEY):
                 yield None
                 return
             rows = await conn.fetch(
-                "SELECT id, topic, message_key, payload, headers FROM outbox WHERE published_at IS NULL "
-                "ORDER BY id LIMIT $1",
+                """
+                SELECT id, topic, message_key, payload, headers FROM outbox o
+                 WHERE published_at IS NULL AND parked_at IS NULL
+                   AND NOT (o.message_key IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM outbox p
+                         WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL
+                           AND p.topic = o.topic AND p.message_key = o.message_key AND p.id < o.id))
+                 ORDER BY id LIMIT $1
+                """,
                 limit,
             )
             yield RelayBatch([_stored(r) for r in rows], conn)
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    backlog: int  # unpublished rows the relay will publish (parked ones and those behind them included)
+    oldest_age_s: float | None  # age of the oldest of them
+    parked: int
+
+
+async def stats(pool_or_conn) -> OutboxStats:
+    row = await pool_or_conn.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE parked_at IS NULL) AS backlog,
+               extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL)) AS oldest,
+               count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
+          FROM outbox WHERE published_at IS NULL
+        """
+    )
+    return OutboxStats(row["backlog"], None if row["oldest"] is None else float(row["oldest"]), row["parked"])
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    id: int
+    topic: str
+    key: bytes | None
+    size: int
+    created_at: datetime
+    parked_at: datetime
+    reason: str
+    held_back: int  # later rows of the same topic and key waiting behind it
+
+
+async def parked(pool_or_conn, limit: int = 1000) -> list[ParkedRow]:
+    rows = await pool_or_conn.fetch(
+        """
+        SELECT p.id, p.topic, p.message_key, octet_length(p.payload) AS size, p.created_at, p.parked_at,
+               p.park_reason,
+               (SELECT count(*) FROM outbox o WHERE o.published_at IS NULL AND o.parked_at IS NULL
+                   AND o.topic = p.topic AND o.message_key = p.message_key AND o.id > p.id) AS held_back
+          FROM outbox p WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL
+         ORDER BY p.id LIMIT $1
+        """,
+        limit,
+    )
+    return [ParkedRow(r["id"], r["topic"], r["message_key"], r["size"], r["created_at"], r["parked_at"],
+                      r["park_reason"], r["held_back"]) for r in rows]
+
+
+async def unpark(pool_or_conn, ids: Sequence[int]) -> list[int]:
+    """Make parked rows publishable again (after a fix); returns the ids that were parked."""
+    rows = await pool_or_conn.fetch(
+        """
+        UPDATE outbox SET parked_at = NULL, park_reason = NULL
+         WHERE id = ANY($1::bigint[]) AND parked_at IS NOT NULL AND published_at IS NULL
+        RETURNING id
+        """,
+        list(ids),
+    )
+    return sorted(r["id"] for r in rows)
 
 
 async def events_since(pool_or_conn, topic: str, since: datetime, order_id: int | None) -> list[StoredMessage]:

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import click
 
-from service.entrypoints.cli import database, dev, notifications, ops, orders, processes, queries, rules, send, topics
+from service.entrypoints.cli import (
+    database,
+    dev,
+    notifications,
+    ops,
+    orders,
+    outbox,
+    processes,
+    queries,
+    rules,
+    send,
+    topics,
+)
 from service.runtime.logging import configure_logging
 from service.runtime.settings import Settings
 
@@ -19,6 +31,6 @@ def main(ctx: click.Context) -> None:
     ctx.obj = settings
 
 
-for module in (database, rules, orders, topics, processes, send, queries, ops, notifications, dev):
+for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, dev):
     for command in module.COMMANDS:
         main.add_command(command)
