@@ -13,10 +13,10 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from service.contract.commands import BIGINT_MAX, INT_MAX, ActorModel
+from service.contract.commands import BIGINT_MAX, INT_MAX
 from service.contract.validation import first_error, is_storable_text
 from service.domain import events as domain
-from service.domain.model import Note, StatusLabel
+from service.domain.model import Actor, Note, StatusLabel
 
 
 class _Wire(BaseModel):
@@ -35,6 +35,15 @@ class EventNote(_Wire):
     file_id: int | None = Field(default=None, ge=-BIGINT_MAX - 1, le=BIGINT_MAX)
 
 
+class EventActor(_Wire):
+    """Who made the change. `name` is a display name, present only when a verified token carried one."""
+
+    id: str = Field(max_length=200)
+    role: str = Field(max_length=20)
+    client_id: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+
+
 class OrderStatusChanged(_Wire):
     type: Literal["OrderStatusChanged"] = "OrderStatusChanged"
     event_id: str
@@ -46,7 +55,7 @@ class OrderStatusChanged(_Wire):
     to_status: StatusRefModel
     override: bool
     notify: bool
-    actor: ActorModel
+    actor: EventActor
     note: EventNote
     removed_reservations: list[str] = Field(max_length=10_000)
     removed_coupons: list[str] = Field(max_length=10_000)
@@ -167,6 +176,10 @@ def _actor(actor) -> dict | None:
     return None if actor is None else {"id": actor.id, "role": actor.role, "client_id": actor.client_id}
 
 
+def _named_actor(actor: Actor) -> dict:
+    return {**_actor(actor), "name": actor.name}
+
+
 def _model(event: domain.Event) -> BaseModel:
     common = {"event_id": str(event.event_id), "command_id": event.command_id, "occurred_at": event.occurred_at,
               "correlation_id": event.correlation_id}
@@ -174,7 +187,7 @@ def _model(event: domain.Event) -> BaseModel:
         return OrderStatusChanged(
             **common, order_id=event.order_id, order_type=event.order_type, version=event.version,
             from_status=event.from_status.as_dict(), to_status=event.to_status.as_dict(), override=event.override,
-            notify=event.notify, actor=_actor(event.actor), note=event.note.as_dict(),
+            notify=event.notify, actor=_named_actor(event.actor), note=event.note.as_dict(),
             removed_reservations=list(event.removed_reservations), removed_coupons=list(event.removed_coupons),
         )
     if isinstance(event, domain.ChangeRejected):
@@ -290,7 +303,7 @@ def _status_changed(value: bytes | None) -> domain.StatusChanged | None:
         event_id=event_id, command_id=event.command_id, order_id=event.order_id, order_type=event.order_type,
         version=event.version, from_status=StatusLabel(**event.from_status.model_dump()),
         to_status=StatusLabel(**event.to_status.model_dump()), override=event.override, notify=event.notify,
-        actor=event.actor.to_domain(),
+        actor=Actor(event.actor.id, event.actor.role, event.actor.client_id, event.actor.name),
         note=Note(event.note.text, event.note.is_public, event.note.file_id),
         removed_reservations=tuple(event.removed_reservations), removed_coupons=tuple(event.removed_coupons),
         occurred_at=event.occurred_at, correlation_id=event.correlation_id,

@@ -33,6 +33,7 @@ class Reason(StrEnum):
     CANCEL_HAS_PAYMENTS = "cancel_has_payments"
     OVERRIDE_NOT_ALLOWED = "override_not_allowed"
     BATCH_TOO_LARGE = "batch_too_large"
+    ACTOR_NOT_AUTHENTICATED = "actor_not_authenticated"  # DESIGN §11
 
 
 StatusRef = int | str  # a numeric id or a code name
@@ -129,10 +130,32 @@ class Actor:
     id: str
     role: str
     client_id: str | None = None
+    name: str | None = None  # a display name, only from a verified token
 
     def as_dict(self) -> dict:
         # client_id always present (null for internal roles): every event carries one actor shape
         return {"id": self.id, "role": self.role, "client_id": self.client_id}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token says the caller is (DESIGN §11): `sub`, `role`, optional `client_id`, `name`."""
+
+    sub: str
+    role: str
+    client_id: str | None = None
+    name: str | None = None
+
+    def actor(self) -> Actor:
+        return Actor(id=self.sub, role=self.role, client_id=self.client_id, name=self.name)
+
+    def mismatch(self, actor: Actor) -> str | None:
+        """Why the command's actor is not this principal (None when it is): every claim must match."""
+        for claim, claimed, asserted in (("sub", self.sub, actor.id), ("role", self.role, actor.role),
+                                         ("client_id", self.client_id, actor.client_id)):
+            if claimed != asserted:
+                return f"the token's {claim} does not match the command's actor"
+        return None
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import click
+
+from service.runtime.auth import issue_token, new_key_pair
 
 from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, free_port
 
@@ -59,7 +62,19 @@ class ParkedWatch:
         self.reported = parked
 
 
-def run_dev(data_dir: Path, demo: bool = False) -> int:
+def dev_keys(directory: Path) -> tuple[Path, Path]:
+    """The dev stack's token key pair (kept across runs, so issued tokens stay valid): private, public PEM."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = directory / "dev-signing-key.pem", directory / "dev-signing-key.pub.pem"
+    if not (private.exists() and public.exists()):
+        private_pem, public_pem = new_key_pair()
+        private.write_bytes(private_pem)
+        private.chmod(0o600)
+        public.write_bytes(public_pem)
+    return private, public
+
+
+def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off") -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     maildir = data_dir / "mail"
@@ -78,6 +93,7 @@ def run_dev(data_dir: Path, demo: bool = False) -> int:
         postgres.start()
         broker.start()
         smtp.start()
+        private_key, public_key = dev_keys(data_dir / "auth")
         env = dict(os.environ)
         env.update({
             "ORDERSTATUS_DATABASE_URL": postgres.url,
@@ -87,6 +103,11 @@ def run_dev(data_dir: Path, demo: bool = False) -> int:
             "ORDERSTATUS_SMTP_PORT": str(smtp.port),
             "ORDERSTATUS_HTTP_PORT": str(_port(8080)),
             "ORDERSTATUS_NOTIFIER_HTTP_PORT": str(_port(8081)),
+            "ORDERSTATUS_ACTOR_AUTH": actor_auth,
+            "ORDERSTATUS_AUTH_PUBLIC_KEYS": str(public_key),
+            "ORDERSTATUS_AUTH_PRIVATE_KEY_FILE": str(private_key),
+            "ORDERSTATUS_AUTH_ISSUER": "orderstatus-dev",
+            "ORDERSTATUS_AUTH_AUDIENCE": "orderstatus",
         })
         _cli(env, "migrate")
         _cli(env, "rules", "load", str(SAMPLES / "rules.yaml"))
@@ -101,8 +122,13 @@ def run_dev(data_dir: Path, demo: bool = False) -> int:
             ))
         exports = " ".join(
             f"{k}={env[k]}" for k in ("ORDERSTATUS_DATABASE_URL", "ORDERSTATUS_KAFKA_BOOTSTRAP_SERVERS",
-                                      "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE")
+                                      "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE", "ORDERSTATUS_AUTH_PRIVATE_KEY_FILE",
+                                      "ORDERSTATUS_AUTH_ISSUER", "ORDERSTATUS_AUTH_AUDIENCE")
         )
+        signing = dict(issuer="orderstatus-dev", audience="orderstatus", ttl=timedelta(days=1))
+        client_token = issue_token(private_key.read_bytes(), sub="u-7", role="client", client_id="c-1", name="Ann",
+                                   **signing)
+        manager_token = issue_token(private_key.read_bytes(), sub="m-1", role="manager", name="Mia (ops)", **signing)
         click.echo(
             "\norderstatus dev is up:\n"
             f"  PostgreSQL   {postgres.url}\n"
@@ -110,10 +136,15 @@ def run_dev(data_dir: Path, demo: bool = False) -> int:
             f"  SMTP sink    127.0.0.1:{smtp.port}; captured emails: {maildir}/*.eml\n"
             f"  worker       http://127.0.0.1:{env['ORDERSTATUS_HTTP_PORT']}/readyz  (log: {logs}/worker.log)\n"
             f"  notifier     http://127.0.0.1:{env['ORDERSTATUS_NOTIFIER_HTTP_PORT']}/readyz  (log: {logs}/notifier.log)\n"
-            f"\nIn another shell:\n  export {exports}\n"
-            "  .venv/bin/orderstatus send '{\"type\": \"ChangeOrderStatus\", \"order_id\": 1029, \"status\": 21, "
-            "\"actor\": {\"id\": \"u-7\", \"role\": \"client\", \"client_id\": \"c-1\"}}'\n"
+            f"  actor auth   {actor_auth} (orderstatus dev --actor-auth required to enforce tokens)\n"
+            f"\nIn another shell (tokens valid for a day; more with `orderstatus tokens issue`):\n"
+            f"  export {exports}\n"
+            f"  export CLIENT_TOKEN={client_token}\n"
+            f"  export MANAGER_TOKEN={manager_token}\n"
+            "  .venv/bin/orderstatus send --token \"$CLIENT_TOKEN\" '{\"type\": \"ChangeOrderStatus\", "
+            "\"order_id\": 1029, \"status\": 21, \"actor\": {\"id\": \"u-7\", \"role\": \"client\", \"client_id\": \"c-1\"}}'\n"
             "  .venv/bin/orderstatus history 1029\n"
+            f"  curl -H \"Authorization: Bearer $MANAGER_TOKEN\" 127.0.0.1:{env['ORDERSTATUS_HTTP_PORT']}/orders/1029/history\n"
             "\nCtrl-C stops everything.\n"
         )
         if demo:

@@ -6,21 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 
 import structlog
+from aiohttp import web
 
 from service.adapters.kafka.clients import make_consumer, make_producer
 from service.adapters.postgres.connection import create_pool
 from service.adapters.smtp import Mailer
 from service.notifier.app import Notifier
 from service.queries.http import routes as read_routes
-from service.runtime.health import Progress, bound_port, start_http, watch_health
+from service.runtime.auth import ActorCheck, TokenVerifier, bearer
+from service.runtime.health import Progress, bound_port, serve, start_http, watch_health
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 from service.runtime.settings import Settings
 from service.worker.app import CommandWorker
 
 log = structlog.get_logger("orderstatus.process")
+
+
+def token_verifier(settings: Settings) -> TokenVerifier | None:
+    """The verifier of actor tokens when any auth is on (keys are read once, at start-up)."""
+    if settings.actor_auth == "off":
+        return None
+    return TokenVerifier.from_files(settings.auth_jwks_file, settings.auth_public_keys, settings.auth_issuer,
+                                    settings.auth_audience)
 
 
 class _Process:
@@ -64,12 +75,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
     async for attempt in process.retry("kafka"):
         with attempt:
             await producer.start()
+    verifier = token_verifier(settings)
     consumer = make_consumer(settings, settings.worker_group)
-    worker = CommandWorker(settings, pool, producer, consumer, process.metrics, process.progress, process.retry)
+    worker = CommandWorker(settings, pool, producer, consumer, process.metrics, process.progress, process.retry,
+                           ActorCheck(settings.actor_auth, verifier))
+    read_api = read_routes(pool, None if verifier is None else partial(bearer, verifier=verifier))
+    # DESIGN §11: the read API on its own port when asked, else beside the probes
     http = await start_http(settings.http_host, settings.http_port, process.progress, process.metrics,
-                            read_routes(pool), status=worker.status)
-    log.info("worker started", http_port=bound_port(http), commands_topic=settings.commands_topic,
-             group=settings.worker_group)
+                            read_api if settings.read_api_port is None else (), status=worker.status)
+    servers = [http]
+    if settings.read_api_port is not None:
+        servers.append(await serve(web.Application(), settings.http_host, settings.read_api_port, read_api))
+    log.info("worker started", http_port=bound_port(http), read_api_port=bound_port(servers[-1]),
+             commands_topic=settings.commands_topic, group=settings.worker_group, actor_auth=settings.actor_auth)
     try:
         async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop):
             if ready is not None:
@@ -77,7 +95,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
             await worker.run(stop)
     finally:
         stop.set()
-        await http.cleanup()
+        for server in servers:
+            await server.cleanup()
         await producer.stop()
         await pool.close()
         log.info("worker stopped")

@@ -89,7 +89,8 @@ def template_context(event: StatusChanged, recipient: Recipient) -> dict:
         "from_status": event.from_status,
         "to_status": event.to_status,
         "override": event.override,
-        "actor": f"{event.actor.id} ({event.actor.role})",
+        # by role, and by name only when a verified token carried one: never a raw self-asserted id
+        "actor": f"{event.actor.name} ({event.actor.role})" if event.actor.name else f"a {event.actor.role}",
         "occurred": _when(event.occurred_at),
         "note": visible_note(event, recipient),
         # reservation refs and coupon codes are internal bookkeeping; clients get the plain change

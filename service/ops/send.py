@@ -28,9 +28,11 @@ def prepare_command(line: str, number: int, validate: bool) -> tuple[bytes, byte
     return str(key).encode(), value, data
 
 
-async def send_commands(producer, topic: str, prepared: list[tuple[bytes, bytes, dict]]) -> list[dict]:
-    """Publish in order and wait for every acknowledgement; one line of where each went."""
-    futures = [await producer.send(topic, value=v, key=k) for k, v, _ in prepared]
+async def send_commands(producer, topic: str, prepared: list[tuple[bytes, bytes, dict]],
+                        headers: list[tuple[str, bytes]] = ()) -> list[dict]:
+    """Publish in order (each with `headers`: the actor token) and wait for every acknowledgement;
+    one line of where each went."""
+    futures = [await producer.send(topic, value=v, key=k, headers=list(headers) or None) for k, v, _ in prepared]
     sent = []
     for (_, _, data), future in zip(prepared, futures):
         meta = await future

@@ -1,11 +1,30 @@
-"""Drawings of the state machine: Mermaid text, and a self-contained SVG (no Graphviz needed)."""
+"""Drawings of the state machine: Mermaid text, and a self-contained SVG with a layered layout.
+
+The SVG is laid out by grandalf's Sugiyama layout (the algorithm of Graphviz's `dot`, in pure
+Python). Every transition becomes two layout edges through a *label node* the size of its role
+label, so labels get their own room in the layers like statuses do and can overlap neither a
+status nor another label. Edges are routed through the layers: straight down (or up, for the
+edges that close a cycle) inside a layer, at the x of their own label or dummy node, and as a
+curve only in the gap between two layers, so an edge never runs across a status or a label.
+
+The output needs no fonts, CSS or scripts from elsewhere: text is sized from DejaVu Sans metrics
+(the widest of the usual sans-serif fonts, so another font only makes the text narrower than its
+box) and every style is an SVG attribute.
+"""
 
 from __future__ import annotations
 
-import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
 from html import escape
 
-from service.domain.model import RuleSet
+from grandalf.graphs import Edge, Vertex, graph_core
+from grandalf.layouts import SugiyamaLayout
+
+from service.domain.model import ROLES, RuleSet, Status, Transition
+
+_FLAGS = ("initial", "cancelled", "invoiced", "hidden", "can_override_to")
 
 
 def _types(rules: RuleSet, order_type: str | None) -> list[str]:
@@ -17,7 +36,7 @@ def render_mermaid(rules: RuleSet, order_type: str | None = None) -> str:
     for otype in _types(rules, order_type):
         lines.append(f"    state {otype} {{")
         for status in rules.statuses_for(otype):
-            flags = [f for f in ("initial", "cancelled", "invoiced", "hidden", "can_override_to") if getattr(status, f)]
+            flags = [f for f in _FLAGS if getattr(status, f)]
             label = f"{status.name} ({status.id})" + (f" [{', '.join(flags)}]" if flags else "")
             lines.append(f'        {otype}_{status.code} : {label}')
             if status.initial:
@@ -30,45 +49,742 @@ def render_mermaid(rules: RuleSet, order_type: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_svg(rules: RuleSet, order_type: str | None = None) -> str:
-    """Each order type as a ring of statuses with arrows for its transitions, one panel per type."""
-    panel, radius, node_w, node_h = 520, 190, 130, 34
-    types = _types(rules, order_type)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{panel * len(types)}" height="{panel + 30}" font-family="sans-serif" font-size="11">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
-        '<path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+# ---------------------------------------------------------------------------------------------
+# Text: measuring and escaping
+
+# Advance widths of DejaVu Sans and DejaVu Sans Bold for ASCII 32..126, in thousandths of an em.
+_WIDTH_REGULAR = (
+    318, 401, 460, 838, 636, 950, 780, 275, 390, 390, 500, 838, 318, 361, 318, 337, 636, 636, 636, 636,
+    636, 636, 636, 636, 636, 636, 337, 337, 838, 838, 838, 531, 1000, 684, 686, 698, 770, 632, 575, 775,
+    752, 295, 295, 656, 557, 863, 748, 787, 603, 787, 695, 635, 611, 732, 684, 989, 685, 611, 685, 390,
+    337, 390, 838, 500, 500, 613, 635, 550, 635, 615, 352, 635, 634, 278, 278, 579, 278, 974, 634, 612,
+    635, 635, 411, 521, 392, 634, 592, 818, 592, 592, 525, 636, 337, 636, 838,
+)
+_WIDTH_BOLD = (
+    348, 456, 521, 838, 696, 1002, 872, 306, 457, 457, 523, 838, 380, 415, 380, 365, 696, 696, 696, 696,
+    696, 696, 696, 696, 696, 696, 400, 400, 838, 838, 838, 580, 1000, 774, 762, 734, 830, 683, 683, 821,
+    837, 372, 372, 775, 637, 995, 837, 850, 733, 850, 770, 720, 682, 812, 774, 1103, 771, 724, 725, 457,
+    365, 457, 838, 500, 500, 675, 716, 593, 716, 678, 435, 716, 712, 343, 343, 665, 343, 1042, 712, 687,
+    716, 716, 493, 595, 478, 712, 652, 924, 645, 652, 582, 712, 365, 712, 838,
+)
+FONT_FAMILY = "DejaVu Sans, Verdana, Arial, Helvetica, sans-serif"
+
+# characters XML 1.0 does not allow, even escaped (a YAML "\x01" would otherwise break the file)
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def text_width(text: str, size: float, bold: bool = False) -> float:
+    """An upper estimate of the rendered width of `text` at font size `size`."""
+    table = _WIDTH_BOLD if bold else _WIDTH_REGULAR
+    total = 0
+    for ch in text:
+        code = ord(ch)
+        if 32 <= code < 127:
+            total += table[code - 32]
+        elif unicodedata.combining(ch):
+            continue
+        elif unicodedata.east_asian_width(ch) in ("W", "F"):
+            total += 1000
+        else:
+            total += 800
+    return total * size / 1000
+
+
+def _clean(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def _esc(text: str) -> str:
+    """Text or attribute value, escaped for XML (quotes too)."""
+    return escape(_clean(text), quote=True)
+
+
+def _shorten(text: str, size: float, limit: float, bold: bool = False) -> str:
+    text = _clean(text)
+    if text_width(text, size, bold) <= limit:
+        return text
+    while text and text_width(text + "…", size, bold) > limit:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Styles: what the picture says with colour and dashes (the legend draws the same table)
+
+
+@dataclass(frozen=True)
+class EdgeStyle:
+    kind: str
+    legend: str
+    color: str
+    width: float
+    dash: str | None
+
+
+CLIENT_EDGE = EdgeStyle("client", "clients may take it (roles include client)", "#1565c0", 1.8, None)
+STAFF_EDGE = EdgeStyle("staff", "staff and above, not clients", "#455a64", 1.4, None)
+MANAGER_EDGE = EdgeStyle("manager", "manager-only (roles within manager, system)", "#c62828", 1.6, "7 4")
+EDGE_STYLES = (CLIENT_EDGE, STAFF_EDGE, MANAGER_EDGE)
+
+
+def edge_style(roles: frozenset[str]) -> EdgeStyle:
+    """Manager-only when every allowed role is manager or system; client when a client may take it."""
+    if roles <= {"manager", "system"}:
+        return MANAGER_EDGE
+    if "client" in roles:
+        return CLIENT_EDGE
+    return STAFF_EDGE
+
+
+def role_label(roles: frozenset[str]) -> str:
+    """The roles of a transition in the order of DESIGN §5.1 (client, staff, manager, system)."""
+    known = [r for r in ROLES if r in roles]
+    return ", ".join(known + sorted(roles - set(ROLES)))
+
+
+@dataclass(frozen=True)
+class StatusLook:
+    fill: str
+    stroke: str
+    text: str
+
+
+_PLAIN = StatusLook("#ffffff", "#37474f", "#212121")
+_LOOKS = {
+    "cancelled": StatusLook("#ffebee", "#c62828", "#212121"),
+    "invoiced": StatusLook("#e8f5e9", "#2e7d32", "#212121"),
+    "initial": StatusLook("#e3f2fd", "#1565c0", "#212121"),
+}
+_HIDDEN_TEXT = "#757575"
+_OVERRIDE_RING = "#6a1b9a"
+_FLAG_WORDS = {
+    "initial": "initial",
+    "cancelled": "cancelled",
+    "invoiced": "invoiced",
+    "hidden": "hidden",
+    "can_override_to": "override target",
+}
+
+
+def _look(status: Status) -> StatusLook:
+    for flag in ("cancelled", "invoiced", "initial"):
+        if getattr(status, flag):
+            return _LOOKS[flag]
+    return _PLAIN
+
+
+def _flags(status: Status) -> list[str]:
+    return [f for f in _FLAGS if getattr(status, f)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+
+NAME_SIZE = 12.0
+FLAG_SIZE = 10.0
+LABEL_SIZE = 11.0
+BOX_PAD = 12.0
+BOX_MIN_W = 110.0
+BOX_MAX_TEXT_W = 260.0
+RING = 4.0  # the override target's outer ring, outside the box
+LABEL_H = 17.0
+LABEL_PAD = 5.0
+START_R = 7.0
+XSPACE = 26.0
+YSPACE = 30.0
+COMPONENT_GAP = 48.0
+PANEL_PAD = 18.0
+PANEL_TITLE_H = 34.0
+PANEL_GAP = 24.0
+MAX_ROW_W = 1560.0
+
+
+@dataclass
+class _View:
+    """What grandalf reads (w, h) and writes (xy, the centre) for a vertex."""
+
+    w: float
+    h: float
+    xy: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass
+class _Node:
+    kind: str  # "status", "label" or "start"
+    view: _View
+    status: Status | None = None
+    index: int = -1  # the transition of a label node
+
+
+@dataclass
+class _Box:
+    """A placed rectangle, by its centre."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def left(self) -> float:
+        return self.x - self.w / 2
+
+    @property
+    def top(self) -> float:
+        return self.y - self.h / 2
+
+    @property
+    def bottom(self) -> float:
+        return self.y + self.h / 2
+
+    def moved(self, dx: float, dy: float) -> _Box:
+        return _Box(self.x + dx, self.y + dy, self.w, self.h)
+
+
+Point = tuple[float, float]
+
+
+@dataclass
+class _Path:
+    """An edge: a start point then lines ("L", p) and cubic curves ("C", c1, c2, p)."""
+
+    start: Point
+    steps: list[tuple] = field(default_factory=list)
+
+    def d(self, dx: float, dy: float) -> str:
+        def pt(p: Point) -> str:
+            return f"{p[0] + dx:.1f},{p[1] + dy:.1f}"
+
+        out = [f"M{pt(self.start)}"]
+        for step in self.steps:
+            out.append(f"{step[0]}" + " ".join(pt(p) for p in step[1:]))
+        return " ".join(out)
+
+
+@dataclass
+class _PanelLayout:
+    order_type: str
+    statuses: dict[int, _Box]
+    labels: dict[int, _Box]  # by transition index
+    paths: dict[int, _Path]
+    start: _Box | None
+    start_path: _Path | None
+    loose_caption: Point | None
+    width: float
+    height: float
+    transitions: list[Transition]
+    status_of: dict[int, Status]
+    box_h: float
+
+
+def _status_size(status: Status, two_lines: bool) -> tuple[float, float]:
+    name = _shorten(f"{status.name} ({status.id})", NAME_SIZE, BOX_MAX_TEXT_W, bold=True)
+    flags = " · ".join(_FLAG_WORDS[f] for f in _flags(status))
+    inner = max(text_width(name, NAME_SIZE, bold=True), text_width(flags, FLAG_SIZE))
+    w = max(BOX_MIN_W, inner + 2 * BOX_PAD) + 2 * RING
+    h = (44.0 if two_lines else 30.0) + 2 * RING
+    return w, h
+
+
+def _vertex(node: _Node) -> Vertex:
+    v = Vertex(node)
+    v.view = node.view  # grandalf reads the size from, and writes the position to, `view`
+    return v
+
+
+def _back_edges(status_ids: list[int], edges: list[tuple[int, int]], roots: list[int]) -> set[tuple[int, int]]:
+    """Edges closing a cycle, found by a depth-first search from the roots: reversing them leaves a DAG."""
+    out: dict[int, list[int]] = {s: [] for s in status_ids}
+    for a, b in edges:
+        out[a].append(b)
+    state: dict[int, int] = {}  # 1 on the stack, 2 done
+    back: set[tuple[int, int]] = set()
+    for root in roots + status_ids:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(out[root]))]
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                back.add((node, child))
+            elif child not in state:
+                state[child] = 1
+                stack.append((child, iter(out[child])))
+    return back
+
+
+def _components(vertices: list[Vertex], edges: list[Edge]) -> list[tuple[list[Vertex], list[Edge]]]:
+    """Connected components, each in input order (grandalf's own Graph orders edges by a set)."""
+    parent = {id(v): id(v) for v in vertices}
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for e in edges:
+        a, b = find(id(e.v[0])), find(id(e.v[1]))
+        if a != b:
+            parent[b] = a
+    groups: dict[int, tuple[list[Vertex], list[Edge]]] = {}
+    for v in vertices:
+        groups.setdefault(find(id(v)), ([], []))[0].append(v)
+    for e in edges:
+        groups[find(id(e.v[0]))][1].append(e)
+    return list(groups.values())
+
+
+def _layout_component(vertices: list[Vertex], edges: list[Edge], inverted: list[Edge], roots: list[Vertex]):
+    """Run the Sugiyama layout; return the layout and the band (top, bottom) of every layer."""
+    core = graph_core(vertices, edges)
+    sug = SugiyamaLayout(core)
+    sug.xspace, sug.yspace = XSPACE, YSPACE
+    sug.dw, sug.dh = 4.0, 4.0  # dummy nodes of long edges: thin, so they cost little room
+    sug.init_all(roots=roots, inverted_edges=inverted)
+    sug.draw(N=6.5)
+    # grandalf keeps each layer's vertices apart already; make it a guarantee, in layer order
+    for layer in sug.layers:
+        ordered = sorted(layer, key=lambda v: sug.grx[v].pos)
+        for left, right in zip(ordered, ordered[1:]):
+            least = left.view.xy[0] + (left.view.w + right.view.w) / 2 + XSPACE
+            if right.view.xy[0] < least:
+                right.view.xy = (least, right.view.xy[1])
+    bands = []
+    for layer in sug.layers:
+        bands.append(
+            (min(v.view.xy[1] - v.view.h / 2 for v in layer), max(v.view.xy[1] + v.view.h / 2 for v in layer))
+        )
+    return sug, bands
+
+
+def _layout_panel(rules: RuleSet, otype: str) -> _PanelLayout:
+    statuses = rules.statuses_for(otype)
+    status_of = {s.id: s for s in statuses}
+    transitions = [
+        t for t in rules.transitions if t.order_type == otype and t.from_id in status_of and t.to_id in status_of
     ]
-    for index, otype in enumerate(types):
-        ox = index * panel
-        statuses = rules.statuses_for(otype)
-        where = {}
-        for i, status in enumerate(statuses):
-            angle = 2 * math.pi * i / max(len(statuses), 1) - math.pi / 2
-            where[status.id] = (ox + panel / 2 + radius * math.cos(angle), 30 + panel / 2 + radius * math.sin(angle))
-        parts.append(f'<text x="{ox + 10}" y="20" font-size="16" font-weight="bold">{escape(otype)}</text>')
-        for t in rules.transitions:
-            if t.order_type != otype:
+    two_lines = any(_flags(s) for s in statuses)
+
+    svert: dict[int, Vertex] = {}
+    for s in statuses:
+        w, h = _status_size(s, two_lines)
+        svert[s.id] = _vertex(_Node("status", _View(w, h), status=s))
+    initial = next((s for s in statuses if s.initial), None)
+    start = _vertex(_Node("start", _View(2 * START_R, 2 * START_R))) if initial else None
+
+    roots = [initial.id] if initial else []
+    back = _back_edges(list(status_of), [(t.from_id, t.to_id) for t in transitions], roots)
+
+    vertices: list[Vertex] = ([start] if start else []) + list(svert.values())
+    edges: list[Edge] = []
+    inverted: list[Edge] = []
+    pieces: dict[int, tuple[Edge, Edge | None]] = {}
+    lvert: dict[int, Vertex] = {}
+    for i, t in enumerate(transitions):
+        text = role_label(t.roles)
+        lv = _vertex(_Node("label", _View(text_width(text, LABEL_SIZE) + 2 * LABEL_PAD, LABEL_H), index=i))
+        lvert[i] = lv
+        vertices.append(lv)
+        first = Edge(svert[t.from_id], lv)
+        # a self-loop (the rules file refuses them; a hand-built RuleSet may not) returns from its label
+        second = Edge(lv, svert[t.to_id]) if t.from_id != t.to_id else None
+        pieces[i] = (first, second)
+        for e in (first, second):
+            if e is not None:
+                edges.append(e)
+                if (t.from_id, t.to_id) in back:
+                    inverted.append(e)
+    start_edge = Edge(start, svert[initial.id]) if start else None
+    if start_edge:
+        edges.append(start_edge)
+
+    placed: dict[int, tuple[float, float]] = {}  # id(vertex) -> shift of its component
+    layouts: dict[int, tuple[SugiyamaLayout, list]] = {}
+    loose: list[Vertex] = []
+    comps = _components(vertices, edges)
+    laid = []
+    for cv, ce in comps:
+        if not ce:
+            loose.extend(cv)
+            continue
+        comp_roots = [start] if start in cv else []
+        sug, bands = _layout_component(cv, ce, [e for e in inverted if e in ce], comp_roots)
+        xs = [v.view.xy[0] - v.view.w / 2 for layer in sug.layers for v in layer]
+        xe = [v.view.xy[0] + v.view.w / 2 for layer in sug.layers for v in layer]
+        ys = [b[0] for b in bands]
+        ye = [b[1] for b in bands]
+        laid.append((cv, sug, bands, min(xs), max(xe), min(ys), max(ye)))
+    # the component with the initial status first, then the bigger ones
+    laid.sort(key=lambda c: (start not in c[0], -len(c[0])))
+
+    x_cursor = PANEL_PAD
+    top = PANEL_TITLE_H
+    bottom = top
+    for cv, sug, bands, x0, x1, y0, y1 in laid:
+        dx, dy = x_cursor - x0, top - y0
+        shifted = [(a + dy, b + dy) for a, b in bands]
+        for layer in sug.layers:
+            for v in layer:
+                placed[id(v)] = (dx, dy)
+                layouts[id(v)] = (sug, shifted)
+        x_cursor += (x1 - x0) + COMPONENT_GAP
+        bottom = max(bottom, top + (y1 - y0))
+    width = max(x_cursor - COMPONENT_GAP + PANEL_PAD, 2 * PANEL_PAD + 160)
+
+    def box(v) -> _Box:
+        dx, dy = placed[id(v)]
+        return _Box(v.view.xy[0] + dx, v.view.xy[1] + dy, v.view.w, v.view.h)
+
+    boxes = {sid: box(v) for sid, v in svert.items() if id(v) in placed}
+    labels = {i: box(v) for i, v in lvert.items()}
+
+    # statuses without any transition: a captioned row (wrapped) under the drawing
+    loose_caption = None
+    loose_statuses = [v for v in loose if v.data.kind == "status"]
+    if loose_statuses:
+        y = bottom + (28.0 if laid else 4.0)
+        loose_caption = (PANEL_PAD, y + 12)
+        y += 22
+        row_w = max(width - 2 * PANEL_PAD, max(v.view.w for v in loose_statuses))
+        x = PANEL_PAD
+        row_h = 0.0
+        for v in loose_statuses:
+            if x > PANEL_PAD and x + v.view.w > PANEL_PAD + row_w:
+                x, y = PANEL_PAD, y + row_h + 14
+                row_h = 0.0
+            boxes[v.data.status.id] = _Box(x + v.view.w / 2, y + v.view.h / 2, v.view.w, v.view.h)
+            x += v.view.w + XSPACE
+            row_h = max(row_h, v.view.h)
+            width = max(width, x - XSPACE + PANEL_PAD)
+        bottom = y + row_h
+
+    # --- routing
+    def rank(v) -> int:
+        return layouts[id(v)][0].grx[v].rank
+
+    def band(v) -> tuple[float, float]:
+        return layouts[id(v)][1][rank(v)]
+
+    def chain(e: Edge) -> list:
+        a, b = e.v
+        sug = layouts[id(a)][0]
+        ra, rb = sug.grx[a].rank, sug.grx[b].rank
+        ctrl = sug.ctrls.get(e, {})
+        step = 1 if rb > ra else -1
+        return [a] + [ctrl[r] for r in range(ra + step, rb, step)] + [b]
+
+    def xy(v) -> Point:
+        dx, dy = placed[id(v)]
+        return (v.view.xy[0] + dx, v.view.xy[1] + dy)
+
+    chains: dict[int, list] = {}
+    for i, (first, second) in pieces.items():
+        c = chain(first)
+        c = c + (chain(second)[1:] if second is not None else [c[0]])
+        chains[i] = c
+    if start_edge:
+        chains[-1] = chain(start_edge)
+
+    # ports: the edges at one side of a status spread along it, ordered by where they go
+    ports: dict[tuple[int, int], list[tuple[float, int, int]]] = {}
+    for i, c in chains.items():
+        for end, neighbour, which in ((c[0], c[1], 0), (c[-1], c[-2], 1)):
+            if end.data.kind != "status":
                 continue
-            (x1, y1), (x2, y2) = where[t.from_id], where[t.to_id]
-            dx, dy = x2 - x1, y2 - y1
-            length = math.hypot(dx, dy) or 1
-            shrink = min(node_h / 2 / max(abs(dy) / length, 1e-9), node_w / 2 / max(abs(dx) / length, 1e-9))
-            x2e, y2e = x2 - dx / length * shrink, y2 - dy / length * shrink
-            color = "#c0392b" if t.roles <= {"manager", "system"} else "#555"
-            parts.append(
-                f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2e:.1f}" y2="{y2e:.1f}" stroke="{color}" marker-end="url(#arrow)">'
-                f"<title>{escape(', '.join(sorted(t.roles)))}</title></line>"
+            side = 1 if rank(neighbour) > rank(end) else -1
+            ports.setdefault((id(end), side), []).append((xy(neighbour)[0], i, which))
+    port_x: dict[tuple[int, int], float] = {}
+    for (vid, side), items in ports.items():
+        items.sort()
+        owner = next(v for v in svert.values() if id(v) == vid)
+        bx = xy(owner)[0]
+        usable = owner.view.w - 2 * RING - 24
+        step = min(16.0, usable / max(len(items) - 1, 1))
+        for k, (_, i, which) in enumerate(items):
+            port_x[(i, which)] = bx + (k - (len(items) - 1) / 2) * step
+
+    def route(i: int, c: list) -> _Path:
+        def x_of(k: int) -> float:
+            if k == 0 and (i, 0) in port_x:
+                return port_x[(i, 0)]
+            if k == len(c) - 1 and (i, 1) in port_x:
+                return port_x[(i, 1)]
+            return xy(c[k])[0]
+
+        def edge_y(v, side: int, own: bool) -> float:
+            """Where a path leaves or enters `v` on `side` (+1 below, -1 above): the box or its layer band."""
+            if own:
+                y = xy(v)[1]
+                half = v.view.h / 2 - (RING if v.data.kind == "status" else 0)
+                if v.data.kind == "start":
+                    half = START_R
+                return y + side * half
+            top_, bottom_ = band(v)
+            return bottom_ if side > 0 else top_
+
+        d0 = 1 if rank(c[1]) > rank(c[0]) else -1
+        x0 = x_of(0)
+        path = _Path((x0, edge_y(c[0], d0, True)))
+        y_exit = edge_y(c[0], d0, False)
+        if abs(y_exit - path.start[1]) > 0.05:
+            path.steps.append(("L", (x0, y_exit)))
+        prev = (x0, y_exit)
+        for k in range(1, len(c)):
+            d = 1 if rank(c[k]) > rank(c[k - 1]) else -1
+            xk = x_of(k)
+            y_in = edge_y(c[k], -d, False)
+            bend = (y_in - prev[1]) / 2
+            path.steps.append(("C", (prev[0], prev[1] + bend), (xk, y_in - bend), (xk, y_in)))
+            if k == len(c) - 1:
+                y_box = edge_y(c[k], -d, True)
+                if abs(y_box - y_in) > 0.05:
+                    path.steps.append(("L", (xk, y_box)))
+                break
+            d_next = 1 if rank(c[k + 1]) > rank(c[k]) else -1
+            y_out = edge_y(c[k], d_next, False)
+            if abs(y_out - y_in) > 0.05:
+                path.steps.append(("L", (xk, y_out)))
+            prev = (xk, y_out)
+        return path
+
+    paths = {i: route(i, c) for i, c in chains.items() if i >= 0}
+    start_box = box(start) if start else None
+    start_path = route(-1, chains[-1]) if start_edge else None
+    any_box_h = next(iter(svert.values())).view.h if svert else 0.0
+    return _PanelLayout(
+        order_type=otype,
+        statuses=boxes,
+        labels=labels,
+        paths=paths,
+        start=start_box,
+        start_path=start_path,
+        loose_caption=loose_caption,
+        width=width,
+        height=bottom + PANEL_PAD,
+        transitions=transitions,
+        status_of=status_of,
+        box_h=any_box_h,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# SVG
+
+
+def _f(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def _marker_id(style: EdgeStyle | None) -> str:
+    return f"arrow-{style.kind}" if style else "arrow-start"
+
+
+def _defs() -> str:
+    markers = []
+    for style, color in [(s, s.color) for s in EDGE_STYLES] + [(None, "#212121")]:
+        markers.append(
+            f'<marker id="{_marker_id(style)}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" '
+            f'markerHeight="8" markerUnits="userSpaceOnUse" orient="auto">'
+            f'<path d="M0,0 L10,5 L0,10 z" fill="{color}"/></marker>'
+        )
+    return "<defs>" + "".join(markers) + "</defs>"
+
+
+def _edge_attrs(style: EdgeStyle) -> str:
+    dash = f' stroke-dasharray="{style.dash}"' if style.dash else ""
+    return f'stroke="{style.color}" stroke-width="{style.width}"{dash} fill="none"'
+
+
+def _status_svg(status: Status, b: _Box, two_lines: bool) -> str:
+    look = _look(status)
+    flags = _flags(status)
+    inner = _Box(b.x, b.y, b.w - 2 * RING, b.h - 2 * RING)
+    dash = ' stroke-dasharray="5 3"' if status.hidden else ""
+    text_color = _HIDDEN_TEXT if status.hidden else look.text
+    italic = ' font-style="italic"' if status.hidden else ""
+    tip = f"{status.name} — id {status.id}, code {status.code}" + (f"; {', '.join(flags)}" if flags else "")
+    parts = [
+        f'<g class="status" data-status-id="{status.id}" data-code="{_esc(status.code)}" '
+        f'data-flags="{" ".join(flags)}"><title>{_esc(tip)}</title>'
+    ]
+    if status.can_override_to:
+        parts.append(
+            f'<rect class="override-ring" x="{_f(b.left)}" y="{_f(b.top)}" width="{_f(b.w)}" height="{_f(b.h)}" '
+            f'rx="9" fill="none" stroke="{_OVERRIDE_RING}" stroke-width="2"/>'
+        )
+    parts.append(
+        f'<rect class="status-box" x="{_f(inner.left)}" y="{_f(inner.top)}" width="{_f(inner.w)}" '
+        f'height="{_f(inner.h)}" rx="6" fill="{look.fill}" stroke="{look.stroke}" stroke-width="1.4"{dash}/>'
+    )
+    name = _shorten(f"{status.name} ({status.id})", NAME_SIZE, BOX_MAX_TEXT_W, bold=True)
+    name_y = b.y - 3 if two_lines else b.y + 4
+    parts.append(
+        f'<text class="status-name" x="{_f(b.x)}" y="{_f(name_y)}" text-anchor="middle" font-size="{NAME_SIZE:g}" '
+        f'font-weight="bold" fill="{text_color}"{italic}>{_esc(name)}</text>'
+    )
+    if flags:
+        words = " · ".join(_FLAG_WORDS[f] for f in flags)
+        parts.append(
+            f'<text class="status-flags" x="{_f(b.x)}" y="{_f(b.y + 12)}" text-anchor="middle" '
+            f'font-size="{FLAG_SIZE:g}" fill="#424242">{_esc(words)}</text>'
+        )
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _panel_svg(p: _PanelLayout, ox: float, oy: float) -> str:
+    out = [
+        f'<g class="panel" data-order-type="{_esc(p.order_type)}">',
+        f'<rect class="panel-frame" x="{_f(ox)}" y="{_f(oy)}" width="{_f(p.width)}" height="{_f(p.height)}" '
+        f'rx="8" fill="#fafafa" stroke="#cfd8dc"/>',
+        f'<text class="panel-title" x="{_f(ox + PANEL_PAD)}" y="{_f(oy + 23)}" font-size="17" '
+        f'font-weight="bold" fill="#263238">{_esc(p.order_type)}</text>',
+        f'<text x="{_f(ox + PANEL_PAD + text_width(_clean(p.order_type), 17, True) + 10)}" y="{_f(oy + 23)}" '
+        f'font-size="11" fill="#607d8b">order type · {len(p.status_of)} statuses, '
+        f"{len(p.transitions)} transitions</text>",
+    ]
+    if p.start and p.start_path:
+        out.append(
+            f'<g class="start"><circle cx="{_f(p.start.x + ox)}" cy="{_f(p.start.y + oy)}" r="{START_R:g}" '
+            f'fill="#212121"/><path d="{p.start_path.d(ox, oy)}" stroke="#212121" stroke-width="1.4" fill="none" '
+            f'marker-end="url(#{_marker_id(None)})"/></g>'
+        )
+    for i, t in enumerate(p.transitions):
+        style = edge_style(t.roles)
+        text = role_label(t.roles)
+        lb = p.labels[i].moved(ox, oy)
+        src, dst = p.status_of[t.from_id], p.status_of[t.to_id]
+        out.append(
+            f'<g class="transition edge-{style.kind}" data-from="{t.from_id}" data-to="{t.to_id}" '
+            f'data-roles="{_esc(",".join(r for r in ROLES if r in t.roles))}">'
+            f"<title>{_esc(f'{src.name} → {dst.name}: {text}')}</title>"
+            f'<path class="edge" d="{p.paths[i].d(ox, oy)}" {_edge_attrs(style)} '
+            f'marker-end="url(#{_marker_id(style)})"/>'
+            f'<rect class="edge-label-box" x="{_f(lb.left)}" y="{_f(lb.top)}" width="{_f(lb.w)}" height="{_f(lb.h)}" '
+            f'rx="3" fill="#ffffff" stroke="{style.color}" stroke-width="0.8"/>'
+            f'<text class="edge-label" x="{_f(lb.x)}" y="{_f(lb.y + 4)}" text-anchor="middle" '
+            f'font-size="{LABEL_SIZE:g}" fill="{style.color}">{_esc(text)}</text></g>'
+        )
+    two_lines = p.box_h > 30.0 + 2 * RING
+    for sid, b in p.statuses.items():
+        out.append(_status_svg(p.status_of[sid], b.moved(ox, oy), two_lines))
+    if p.loose_caption:
+        out.append(
+            f'<text x="{_f(p.loose_caption[0] + ox)}" y="{_f(p.loose_caption[1] + oy)}" font-size="11" '
+            f'fill="#607d8b">No transitions in this order type (reached only by an override, if at all):</text>'
+        )
+    out.append("</g>")
+    return "\n".join(out)
+
+
+def _legend_svg(rules: RuleSet, ox: float, oy: float, width: float) -> tuple[str, float]:
+    """The legend: edge styles, status markings and who may override; returns it and its height."""
+    out = [f'<g class="legend">']
+    items: list[tuple[str, float]] = []  # (svg at origin 0,0 shifted later, width)
+
+    def edge_item(style: EdgeStyle) -> tuple[str, float]:
+        text = style.legend
+        w = 46 + text_width(text, 11) + 8
+        svg = (
+            f'<g class="legend-edge legend-edge-{style.kind}">'
+            f'<path d="M{{x}},{{y}} L{{x2}},{{y}}" {_edge_attrs(style)} marker-end="url(#{_marker_id(style)})"/>'
+            f'<text x="{{tx}}" y="{{ty}}" font-size="11" fill="#263238">{_esc(text)}</text></g>'
+        )
+        return svg, w
+
+    def status_item(flag: str, text: str) -> tuple[str, float]:
+        w = 40 + text_width(text, 11) + 8
+        if flag == "plain":
+            look = _PLAIN
+        else:
+            look = _LOOKS.get(flag, _PLAIN)
+        dash = ' stroke-dasharray="5 3"' if flag == "hidden" else ""
+        ring = (
+            f'<rect x="{{rx}}" y="{{ry}}" width="36" height="22" rx="7" fill="none" stroke="{_OVERRIDE_RING}" '
+            f'stroke-width="2"/>'
+            if flag == "can_override_to"
+            else ""
+        )
+        svg = (
+            f'<g class="legend-status legend-status-{flag}">{ring}'
+            f'<rect x="{{bx}}" y="{{by}}" width="28" height="14" rx="4" fill="{look.fill}" stroke="{look.stroke}" '
+            f'stroke-width="1.4"{dash}/><text x="{{tx}}" y="{{ty}}" font-size="11" fill="#263238">{_esc(text)}</text></g>'
+        )
+        return svg, w
+
+    rows: list[list[tuple[str, float]]] = [
+        [edge_item(s) for s in EDGE_STYLES],
+        [
+            status_item("initial", "initial (• marks the entry)"),
+            status_item("cancelled", "cancelled"),
+            status_item("invoiced", "invoiced"),
+            status_item("hidden", "hidden (dashed)"),
+            status_item("can_override_to", "override target (outer ring)"),
+            status_item("plain", "other status"),
+        ],
+    ]
+    out.append(
+        f'<text x="{_f(ox)}" y="{_f(oy + 14)}" font-size="13" font-weight="bold" fill="#263238">Legend</text>'
+    )
+    overrides = role_label(rules.override_roles) or "nobody"
+    note = (
+        f"Each arrow is a transition, labelled with the roles allowed to take it. An override ignores the "
+        f"arrows and may target any override target; override roles: {overrides}."
+    )
+    out.append(f'<text x="{_f(ox + 70)}" y="{_f(oy + 14)}" font-size="11" fill="#455a64">{_esc(note)}</text>')
+    y = oy + 26
+    for row in rows:
+        x = ox
+        for svg, w in row:
+            if x > ox and x + w > ox + width:
+                x, y = ox, y + 26
+            cy = y + 11
+            out.append(
+                svg.format(
+                    x=_f(x), x2=_f(x + 38), y=_f(cy), tx=_f(x + (46 if "legend-edge" in svg else 40)), ty=_f(cy + 4),
+                    rx=_f(x), ry=_f(cy - 11), bx=_f(x + 4), by=_f(cy - 7),
+                )
             )
-        for status in statuses:
-            x, y = where[status.id]
-            fill = "#fdecea" if status.cancelled else "#eaf2fd" if status.initial else "#f4f4f4"
-            dash = ' stroke-dasharray="4 3"' if status.hidden else ""
-            width = 3 if status.can_override_to else 1
-            parts.append(
-                f'<rect x="{x - node_w / 2:.1f}" y="{y - node_h / 2:.1f}" width="{node_w}" height="{node_h}" rx="6" '
-                f'fill="{fill}" stroke="#333" stroke-width="{width}"{dash}/>'
-                f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle">{escape(status.name)} ({status.id})</text>'
-            )
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+            x += w + 14
+        y += 26
+    out.append("</g>")
+    return "\n".join(out), y - oy
+
+
+def render_svg(rules: RuleSet, order_type: str | None = None) -> str:
+    """A layered drawing of each order type's transition graph, one panel per type, with a legend."""
+    panels = [_layout_panel(rules, t) for t in _types(rules, order_type)]
+    margin = 16.0
+    row_limit = max([MAX_ROW_W] + [p.width for p in panels])
+    # panels left to right, wrapped into rows no wider than the widest panel or MAX_ROW_W
+    rows: list[list[_PanelLayout]] = [[]]
+    x = 0.0
+    for p in panels:
+        if rows[-1] and x + p.width > row_limit:
+            rows.append([])
+            x = 0.0
+        rows[-1].append(p)
+        x += p.width + PANEL_GAP
+    content_w = max(sum(p.width for p in row) + PANEL_GAP * (len(row) - 1) for row in rows)
+    legend, legend_h = _legend_svg(rules, margin, margin, max(content_w, 900.0))
+    width = max(content_w, 900.0) + 2 * margin
+    y = margin + legend_h + 12
+    body = []
+    for row in rows:
+        x = margin
+        for p in row:
+            body.append(_panel_svg(p, x, y))
+            x += p.width + PANEL_GAP
+        y += max(p.height for p in row) + PANEL_GAP
+    height = y - PANEL_GAP + margin
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{FONT_FAMILY}" font-size="11">'
+    )
+    return "\n".join([head, _defs(), f'<rect width="100%" height="100%" fill="#ffffff"/>', legend, *body, "</svg>"]) + "\n"

@@ -1,43 +1,80 @@
-"""The worker's HTTP read API (DESIGN §6.3) over the views."""
+"""The worker's HTTP read API (DESIGN §6.3, §11) over the views.
+
+With `ORDERSTATUS_ACTOR_AUTH` other than `off`, every route needs `Authorization: Bearer <token>` and
+the actor is the token's principal — never a query parameter — so a client sees only its own orders
+(another client's order looks missing, R4) and only public notes. With auth off (first-wave
+deployments), `role`/`client_id` query parameters name the actor of `transitions` as before."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 from aiohttp import web
 
+from service.domain.model import ROLES, Actor, Principal
 from service.queries import views
-from service.domain.model import ROLES, Actor
+from service.runtime.auth import NotAuthenticated
+
+# the request's Authorization header value -> the principal, or raises with why; None: auth is off
+Authenticate = Callable[[str | None], Principal] | None
 
 
-def routes(pool) -> list:
+def _error(status: int, reason: str, message: str, **headers) -> web.Response:
+    return web.json_response({"reason": reason, "message": message}, status=status, headers=headers or None)
+
+
+def routes(pool, authenticate: Authenticate = None) -> list:
     def order_id_of(request: web.Request) -> int:
         try:
-            value = int(request.match_info["order_id"])
+            return int(request.match_info["order_id"])
         except ValueError:
-            raise web.HTTPBadRequest(text='{"error": "order id must be an integer"}', content_type="application/json")
-        return value
+            raise web.HTTPBadRequest(text='{"reason": "invalid_request", "message": "order id must be an integer"}',
+                                     content_type="application/json") from None
+
+    def principal_of(request: web.Request) -> Principal | None:
+        """The verified caller (None with auth off); a 401 when there is no valid bearer token."""
+        if authenticate is None:
+            return None
+        try:
+            return authenticate(request.headers.get("Authorization"))
+        except NotAuthenticated as exc:
+            why = str(exc)
+        except Exception:  # anything a hostile header provokes is a refusal too, never a 500
+            why = "the bearer token cannot be read"
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"reason": "actor_not_authenticated", "message": why}),
+            content_type="application/json", headers={"WWW-Authenticate": 'Bearer realm="orderstatus"'},
+        )
 
     async def get_statuses(request: web.Request) -> web.Response:
+        principal_of(request)
         async with pool.acquire() as conn:
             return web.json_response(await views.statuses(conn, request.query.get("order_type")))
 
     async def get_transitions(request: web.Request) -> web.Response:
         order_id = order_id_of(request)
-        role = request.query.get("role")
-        if role not in ROLES:
-            return web.json_response({"error": f"role must be one of {sorted(ROLES)}"}, status=400)
-        actor = Actor(id=request.query.get("actor_id", "http"), role=role, client_id=request.query.get("client_id"))
+        principal = principal_of(request)
+        if principal is not None:
+            actor = principal.actor()
+        else:
+            role = request.query.get("role")
+            if role not in ROLES:
+                return _error(400, "invalid_request", f"role must be one of {', '.join(ROLES)}")
+            actor = Actor(id=request.query.get("actor_id", "http"), role=role, client_id=request.query.get("client_id"))
         async with pool.acquire() as conn:
             found = await views.transitions(conn, order_id, actor)
         if found is None:
-            return web.json_response({"error": "order_not_found"}, status=404)
+            return _error(404, "order_not_found", f"Order {order_id} does not exist or you do not have access to it.")
         return web.json_response(found)
 
     async def get_history(request: web.Request) -> web.Response:
         order_id = order_id_of(request)
+        principal = principal_of(request)
         async with pool.acquire() as conn:
-            found = await views.history(conn, order_id)
+            found = await views.history(conn, order_id, principal.actor() if principal is not None else None)
         if found is None:
-            return web.json_response({"error": "order_not_found"}, status=404)
+            return _error(404, "order_not_found", f"Order {order_id} does not exist or you do not have access to it.")
         return web.json_response(found)
 
     return [

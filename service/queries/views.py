@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from service.adapters.postgres import orders as orders_store
 from service.adapters.postgres.rules import fetch_rules
-from service.domain.model import Actor, Status
-from service.domain.rules import availability
+from service.domain.model import STAFF_ROLES, Actor, Status
+from service.domain.rules import availability, can_access
 
 
 def _status_dict(s: Status) -> dict:
@@ -43,16 +43,35 @@ async def transitions(conn, order_id: int, actor: Actor) -> dict | None:
     }
 
 
-async def history(conn, order_id: int) -> dict | None:
+async def history(conn, order_id: int, viewer: Actor | None = None) -> dict | None:
+    """The order's changes and notes; None when there is no such order for `viewer` (R4).
+
+    `viewer` None is an operator (the CLI, or the read API with auth off): everything. A client sees
+    only its own orders, only public notes, and of each change's actor only the role."""
     order = await orders_store.read_order(conn, order_id)
-    if order is None:
+    if order is None or (viewer is not None and not can_access(viewer, order)):
         return None
     rules = await fetch_rules(conn)
     current = rules.status(order.status_id) if rules else None
+    entries = await orders_store.fetch_history(conn, order_id)
+    if viewer is not None and viewer.role not in STAFF_ROLES:
+        entries = [_as_client_sees(entry) for entry in entries]
     return {
         "order_id": order_id,
         "order_type": order.order_type,
         "version": order.version,
         "status": current.ref() if current else {"id": order.status_id},
-        "history": await orders_store.fetch_history(conn, order_id),
+        "history": entries,
+    }
+
+
+def _as_client_sees(entry: dict) -> dict:
+    note = entry["note"]
+    return {
+        **entry,
+        "actor": {"role": entry["actor"].get("role")},
+        "note": note if note.get("is_public") else None,
+        # reservation refs and coupon codes are internal bookkeeping
+        "removed_reservations": [],
+        "removed_coupons": [],
     }

@@ -83,6 +83,11 @@ async def start_http(host: str, port: int, progress: Progress, metrics: Metrics,
     app.router.add_get("/status", status_view)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    return await serve(app, host, port, routes)
+
+
+async def serve(app: web.Application, host: str, port: int, routes: list[Route] = ()) -> web.AppRunner:
+    """Serve `app` (a new one by default) with the extra routes; returns the runner (call .cleanup())."""
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     runner = web.AppRunner(app, access_log=None)

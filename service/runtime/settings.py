@@ -57,7 +57,19 @@ class Settings(BaseSettings):
 
     http_port: int = 8080
     notifier_http_port: int = 8081
-    http_host: str = "0.0.0.0"
+    # loopback unless told otherwise: a pod sets 0.0.0.0 on purpose (deploy/k8s)
+    http_host: str = "127.0.0.1"
+    # DESIGN §11: the read API on its own port (unset: on the health port)
+    read_api_port: int | None = None
+
+    # DESIGN §11: who may act. off | optional | required; keys from a JWKS file or PEM public keys
+    actor_auth: Literal["off", "optional", "required"] = "off"
+    auth_jwks_file: str | None = None
+    auth_public_keys: str | None = None  # comma-separated PEM files
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # only `orderstatus tokens issue` and the dev stack sign; services never need it
+    auth_private_key_file: str | None = None
 
     max_batch_items: int = Field(50, ge=1)
     # DESIGN §11: a value above max_message_bytes is dead-lettered unparsed (and no output we write may

@@ -22,7 +22,7 @@ from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 from service.runtime.settings import Settings
-from service.worker.batch import process_isolating_poison
+from service.worker.batch import ActorCheck, process_isolating_poison, trust_the_command
 from service.worker.relay import OutboxRelay
 
 log = structlog.get_logger("orderstatus.worker")
@@ -31,7 +31,8 @@ log = structlog.get_logger("orderstatus.worker")
 class CommandStrategy:
     """A whole poll batch is one unit: one transaction for all its commands (DESIGN §9)."""
 
-    def __init__(self, settings: Settings, pool, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, pool, metrics: Metrics, check_actor: ActorCheck) -> None:
+        self.check_actor = check_actor
         self.max_records = settings.kafka_max_poll_records
         self.max_batch_items = settings.max_batch_items
         self.topics = Topics(events=settings.events_topic, dlq=settings.dlq_topic,
@@ -50,7 +51,7 @@ class CommandStrategy:
 
     async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
         result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items, self.limits,
-                                                self.timeout_tries)
+                                                self.timeout_tries, self.check_actor)
         for outcome in result.outcomes:
             self.metrics.messages.labels("worker", outcome.outcome.split(":")[0]).inc()
         if result.duplicates:
@@ -61,11 +62,11 @@ class CommandStrategy:
 
 class CommandWorker:
     def __init__(self, settings: Settings, pool, producer, consumer, metrics: Metrics, progress: Progress,
-                 retry: OutageRetry) -> None:
+                 retry: OutageRetry, check_actor: ActorCheck = trust_the_command) -> None:
         self.retry = retry
         self.relay = OutboxRelay(pool, producer, metrics=metrics)
-        self.loop = ConsumeLoop(consumer, settings.commands_topic, CommandStrategy(settings, pool, metrics), retry,
-                                progress, metrics)
+        strategy = CommandStrategy(settings, pool, metrics, check_actor)
+        self.loop = ConsumeLoop(consumer, settings.commands_topic, strategy, retry, progress, metrics)
 
     async def status(self) -> dict:
         """The worker's part of /status: its outbox (as of the relay's last look) and its lag."""

@@ -8,7 +8,7 @@ crash loop."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -18,7 +18,15 @@ from service.contract.commands import InputLimits, parse_command
 from service.contract.events import Topics, to_wire
 from service.domain.commands import ChangeOrderStatus, Command, InvalidCommand, OverrideOrderStatuses, SourceMessage
 from service.runtime.faults import is_outage, is_timeout
-from service.worker.handlers import HANDLERS, Context, Outcome, handle_invalid, invalid_dedupe_key
+from service.domain.model import Actor
+from service.worker.handlers import (
+    HANDLERS,
+    Context,
+    Outcome,
+    handle_invalid,
+    handle_unauthenticated,
+    invalid_dedupe_key,
+)
 
 log = structlog.get_logger("orderstatus.worker")
 
@@ -75,9 +83,28 @@ def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics) -> None:
     uow.add(outcome.command_id, outcome.outcome, outcome.changes, [to_wire(e, topics) for e in outcome.emitted])
 
 
+# who acts: (the message's headers, the command's actor) -> the actor to act as, or why it may not
+ActorCheck = Callable[[Sequence[tuple[str, bytes | None]], Actor], "Actor | str"]
+
+
+def trust_the_command(headers, actor: Actor) -> Actor:
+    """`ORDERSTATUS_ACTOR_AUTH=off`: the first-wave behaviour, the command's actor as it says."""
+    return actor
+
+
+def _handle(p: Parsed, ctx: Context, check_actor: ActorCheck) -> Outcome:
+    if p.command is None:
+        return handle_invalid(p.invalid, p.source, ctx)
+    verdict = check_actor(p.source.headers, p.command.actor)
+    if isinstance(verdict, str):
+        return handle_unauthenticated(p.command, ctx, verdict)
+    command = p.command if verdict == p.command.actor else replace(p.command, actor=verdict)
+    return HANDLERS[command.type](command, ctx)
+
+
 async def process_batch(
     sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
-    limits: InputLimits = InputLimits(),
+    limits: InputLimits = InputLimits(), check_actor: ActorCheck = trust_the_command,
 ) -> BatchResult:
     """Make the outcome of every message durable in one transaction (messages in the given order)."""
     parsed = [parse(s, limits) for s in sources]
@@ -97,11 +124,10 @@ async def process_batch(
                 command_id=p.dedupe_key, partition=p.source.partition, offset=p.source.offset,
                 order_id=getattr(p.command, "order_id", None),
             ):
+                outcome = _handle(p, ctx, check_actor)
                 if p.command is not None:
-                    outcome = HANDLERS[p.command.type](p.command, ctx)
                     log.info("command processed", type=p.kind, outcome=outcome.outcome)
                 else:
-                    outcome = handle_invalid(p.invalid, p.source, ctx)
                     log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message)
             _add(uow, outcome, topics)
             outcomes.append(outcome)
@@ -111,7 +137,7 @@ async def process_batch(
 
 async def process_isolating_poison(
     sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
-    limits: InputLimits = InputLimits(), timeout_tries: int = 3,
+    limits: InputLimits = InputLimits(), timeout_tries: int = 3, check_actor: ActorCheck = trust_the_command,
 ) -> BatchResult:
     """Try the batch in one transaction; on a failure that is no outage, one message per transaction.
 
@@ -119,14 +145,14 @@ async def process_isolating_poison(
     own) is dead-lettered with reason `processing_failed`. Outages propagate: the caller waits and
     retries the same batch, nothing is dead-lettered for them."""
     try:
-        return await process_batch(sources, uow_factory, topics, max_batch_items, limits)
+        return await process_batch(sources, uow_factory, topics, max_batch_items, limits, check_actor)
     except Exception as exc:
         if is_outage(exc):
             raise
         log.warning("batch failed, isolating messages", error=repr(exc), size=len(sources))
     result = BatchResult(outcomes=[], duplicates=0)
     for source in sources:
-        alone = await _process_alone(source, uow_factory, topics, max_batch_items, limits, timeout_tries)
+        alone = await _process_alone(source, uow_factory, topics, max_batch_items, limits, timeout_tries, check_actor)
         result.outcomes.extend(alone.outcomes)
         result.duplicates += alone.duplicates
         result.skipped += alone.skipped
@@ -134,10 +160,10 @@ async def process_isolating_poison(
 
 
 async def _process_alone(source: SourceMessage, uow_factory, topics: Topics, max_batch_items: int,
-                         limits: InputLimits, timeout_tries: int) -> BatchResult:
+                         limits: InputLimits, timeout_tries: int, check_actor: ActorCheck) -> BatchResult:
     for attempt in range(1, timeout_tries + 1):
         try:
-            return await process_batch([source], uow_factory, topics, max_batch_items, limits)
+            return await process_batch([source], uow_factory, topics, max_batch_items, limits, check_actor)
         except Exception as exc:
             if is_outage(exc):
                 raise

@@ -81,21 +81,33 @@ def handle_change_order_status(cmd: ChangeOrderStatus, ctx: Context) -> Outcome:
                    [_rejected(ctx, decision, 0, cmd, cmd.order_id, cmd.status)])
 
 
+def _refused_whole(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context, rejection: Rejection) -> Outcome:
+    """Nothing of the command applies: one rejection, and for a batch a compact summary (the item count
+    and the reason, never a result per item: a huge batch must not make a huge event)."""
+    label = f"rejected:{rejection.reason.value}"
+    if isinstance(cmd, ChangeOrderStatus):
+        return Outcome(cmd.command_id, cmd.type, label, [_rejected(ctx, rejection, 0, cmd, cmd.order_id, cmd.status)])
+    return Outcome(cmd.command_id, cmd.type, label, [
+        _rejected(ctx, rejection, 0, cmd, None, None),
+        OverrideCompleted(
+            event_id=event_id_for(cmd.command_id, 1), command_id=cmd.command_id, results=(),
+            item_count=len(cmd.items), occurred_at=ctx.now, correlation_id=cmd.correlation_id,
+            reason=rejection.reason.value,
+        ),
+    ])
+
+
+def handle_unauthenticated(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context, why: str) -> Outcome:
+    """DESIGN §11: a command whose actor no valid token vouches for changes nothing."""
+    return _refused_whole(cmd, ctx, Rejection(Reason.ACTOR_NOT_AUTHENTICATED, f"The actor is not authenticated: {why}."))
+
+
 def handle_override_order_statuses(cmd: OverrideOrderStatuses, ctx: Context) -> Outcome:
     """R11, R12: each item on its own, in item order; then one summary. Too many items: nothing applies."""
     if len(cmd.items) > ctx.max_batch_items:
-        # compact: the count and the limit, never a result per item (a huge batch must not make a huge event)
-        rejection = Rejection(
+        return _refused_whole(cmd, ctx, Rejection(
             Reason.BATCH_TOO_LARGE, f"A batch holds at most {ctx.max_batch_items} items; this one has {len(cmd.items)}."
-        )
-        return Outcome(cmd.command_id, cmd.type, f"rejected:{rejection.reason.value}", [
-            _rejected(ctx, rejection, 0, cmd, None, None),
-            OverrideCompleted(
-                event_id=event_id_for(cmd.command_id, 1), command_id=cmd.command_id, results=(),
-                item_count=len(cmd.items), occurred_at=ctx.now, correlation_id=cmd.correlation_id,
-                reason=rejection.reason.value,
-            ),
-        ])
+        ))
 
     outcome = Outcome(cmd.command_id, cmd.type, "applied")
     results: list[OverrideResult] = []

@@ -16,6 +16,7 @@ from service.entrypoints.cli import (
     queries,
     rules,
     send,
+    tokens,
     topics,
 )
 from service.runtime.logging import configure_logging
@@ -31,6 +32,6 @@ def main(ctx: click.Context) -> None:
     ctx.obj = settings
 
 
-for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, dev):
+for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, tokens, dev):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -1,0 +1,150 @@
+"""Actor tokens (DESIGN §11): what verifies, what is refused and why, and how a command's actor is checked."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime, timedelta, timezone
+
+import jwt
+import pytest
+
+from service.domain.model import Actor, Principal
+from service.runtime.auth import (
+    ActorCheck,
+    AuthConfigError,
+    NotAuthenticated,
+    TokenVerifier,
+    algorithms_available,
+    bearer,
+    issue_token,
+    new_key_pair,
+)
+
+PRIVATE, PUBLIC = new_key_pair()
+OTHER_PRIVATE, _ = new_key_pair()
+ISSUER, AUDIENCE = "https://id.example.com", "orderstatus"
+
+
+@pytest.fixture
+def verifier(tmp_path) -> TokenVerifier:
+    key = tmp_path / "public.pem"
+    key.write_bytes(PUBLIC)
+    return TokenVerifier.from_files(None, str(key), ISSUER, AUDIENCE)
+
+
+def token(private: bytes = PRIVATE, **overrides) -> str:
+    claims = dict(sub="u-7", role="client", client_id="c-1", issuer=ISSUER, audience=AUDIENCE)
+    claims.update(overrides)
+    return issue_token(private, **claims)
+
+
+class TestVerification:
+    def test_a_valid_token_gives_its_principal(self, verifier):
+        """Signature, expiry, issuer and audience check out: the claims become the principal."""
+        assert verifier.verify(token(name="Ann")) == Principal("u-7", "client", "c-1", "Ann")
+
+    @pytest.mark.parametrize(
+        ("make", "why"),
+        [
+            (lambda: token(OTHER_PRIVATE), "signature"),
+            (lambda: token(ttl=timedelta(seconds=1), now=datetime.now(timezone.utc) - timedelta(hours=1)), "expired"),
+            (lambda: token(issuer="https://evil.example.com"), "issuer"),
+            (lambda: token(audience="someone-else"), "audience"),
+            (lambda: token(role="admin"), "role"),
+            (lambda: token(client_id=None), "client_id"),
+            (lambda: "not.a.jwt", "not valid"),
+            (lambda: None, "no actor token"),
+            (lambda: b"\xff\xfe", "not a JWT"),
+            (lambda: "x" * 10_000, "too large"),
+        ],
+        ids=["forged", "expired", "wrong-issuer", "wrong-audience", "unknown-role", "client-without-client-id",
+             "garbage", "missing", "binary", "huge"],
+    )
+    def test_bad_tokens_are_refused_with_the_reason(self, verifier, make, why):
+        """Forged, expired, foreign and malformed tokens are refused, each saying why."""
+        with pytest.raises(NotAuthenticated, match=why):
+            verifier.verify(make())
+
+    def test_a_symmetric_token_keyed_with_the_public_key_is_refused(self, verifier):
+        """Algorithm confusion: an HS256 token whose secret is our public key does not verify."""
+        def b64(data: bytes) -> bytes:
+            return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+        claims = {"sub": "u-7", "role": "system", "iss": ISSUER, "aud": AUDIENCE,
+                  "exp": int((datetime.now(timezone.utc) + timedelta(hours=1)).timestamp())}
+        signing_input = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + b"." + b64(json.dumps(claims).encode())
+        forged = signing_input + b"." + b64(hmac.new(PUBLIC, signing_input, hashlib.sha256).digest())
+        with pytest.raises(NotAuthenticated):
+            verifier.verify(forged)
+
+    def test_keys_rotate_through_a_jwks_file(self, tmp_path):
+        """A JWKS with two keys verifies tokens signed by either."""
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        second_private, _ = new_key_pair()
+        keys = [jwt.algorithms.ECAlgorithm.to_jwk(load_pem_private_key(p, None).public_key(), as_dict=True)
+                for p in (PRIVATE, second_private)]
+        jwks = tmp_path / "jwks.json"
+        jwks.write_text(json.dumps({"keys": keys}))
+        rotating = TokenVerifier.from_files(str(jwks), None, ISSUER, AUDIENCE)
+        assert rotating.verify(token(second_private)).sub == "u-7"
+        assert rotating.verify(token()).sub == "u-7"
+
+    def test_no_keys_is_a_configuration_error(self):
+        """Auth without keys cannot start (it would refuse everything, or worse, trust everything)."""
+        with pytest.raises(AuthConfigError):
+            TokenVerifier.from_files(None, None, ISSUER, AUDIENCE)
+
+    def test_every_accepted_algorithm_is_available(self):
+        """cryptography is installed, so the asymmetric algorithms we accept are really there."""
+        assert algorithms_available()
+
+
+class TestActorCheck:
+    ACTOR = Actor("u-7", "client", "c-1")
+
+    def test_off_trusts_the_command(self):
+        """ACTOR_AUTH=off: the first-wave behaviour, no token needed."""
+        assert ActorCheck("off", None)((), self.ACTOR) == self.ACTOR
+
+    def test_required_refuses_a_command_without_a_token(self, verifier):
+        """ACTOR_AUTH=required: no actor-token header, no action."""
+        assert ActorCheck("required", verifier)((), self.ACTOR) == "no actor token"
+
+    def test_optional_accepts_no_token_but_checks_one_that_is_there(self, verifier):
+        """ACTOR_AUTH=optional: a missing token passes, a bad one is refused."""
+        check = ActorCheck("optional", verifier)
+        assert check((), self.ACTOR) == self.ACTOR
+        assert "signature" in check([("actor-token", token(OTHER_PRIVATE).encode())], self.ACTOR)
+
+    @pytest.mark.parametrize("claims", [dict(sub="u-8"), dict(role="staff", client_id=None), dict(client_id="c-2")],
+                             ids=["sub", "role", "client_id"])
+    def test_claims_must_be_the_commands_actor(self, verifier, claims):
+        """A valid token for someone else does not vouch for the command's actor."""
+        verdict = ActorCheck("required", verifier)([("actor-token", token(**claims).encode())], self.ACTOR)
+        assert isinstance(verdict, str) and "does not match" in verdict
+
+    def test_a_matching_token_gives_the_verified_actor_with_its_name(self, verifier):
+        """The verified actor carries the token's display name (emails show it)."""
+        verdict = ActorCheck("required", verifier)([("actor-token", token(name="Ann").encode())], self.ACTOR)
+        assert verdict == Actor("u-7", "client", "c-1", "Ann")
+
+    def test_required_without_keys_cannot_start(self):
+        """Requiring tokens with nothing to verify them is a start-up error, not a silent pass."""
+        with pytest.raises(AuthConfigError):
+            ActorCheck("required", None)
+
+
+class TestBearer:
+    @pytest.mark.parametrize("header", [None, "", "Basic dXNlcjpwYXNz", "Bearer ", "token-without-scheme"])
+    def test_anything_but_a_bearer_token_is_refused(self, verifier, header):
+        """Only `Authorization: Bearer <token>` is read."""
+        with pytest.raises(NotAuthenticated):
+            bearer(header, verifier)
+
+    def test_a_bearer_token_gives_its_principal(self, verifier):
+        """The HTTP face uses the same verification as the Kafka face."""
+        assert bearer(f"Bearer {token()}", verifier).client_id == "c-1"
