@@ -1,0 +1,112 @@
+"""Outcome events of commands, read from the events topic (request-reply over Kafka, DESIGN §11).
+
+`EventsTail` reads the events topic without a consumer group (every reader sees every event, so any
+gateway replica or CLI can wait for any command), from the end as it was when it started, and hands
+each event to whoever waits for its command id. Start it BEFORE publishing the command, so the
+outcome cannot slip past between the publish and the first read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from service.adapters.kafka.clients import client_options
+from service.runtime.settings import Settings
+
+
+@dataclass
+class Outcome:
+    """The events of one command seen so far; `final` once its last event arrived."""
+
+    command_id: str
+    events: list[dict] = field(default_factory=list)
+    final: bool = False
+
+
+def is_final(command_type: str | None, event: dict) -> bool:
+    """Whether `event` is the last one its command produces: a ChangeOrderStatus has exactly one event;
+    an OverrideOrderStatuses ends with its OrderStatusOverrideCompleted summary, unless it was not even
+    a valid command (one invalid_command rejection, no summary)."""
+    if event.get("type") == "OrderStatusOverrideCompleted" or event.get("reason") == "invalid_command":
+        return True
+    return command_type != "OverrideOrderStatuses"
+
+
+class EventsTail:
+    def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
+        self.topic = settings.events_topic
+        self.from_beginning = from_beginning
+        self._consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
+                                          auto_offset_reset="earliest" if from_beginning else "latest")
+        self._waiting: dict[str, tuple[Outcome, str | None, asyncio.Event]] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> "EventsTail":
+        """Join the topic's partitions at their current end (or beginning); returns once positioned."""
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        if self.from_beginning:
+            await self._consumer.seek_to_beginning(*tps)
+        else:
+            await self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the positions now: events after this point are ours to see
+            await self._consumer.position(tp)
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def records(self, poll_ms: int = 200) -> AsyncIterator[tuple[object, dict | None]]:
+        """Every record from the position on, with its JSON object (None when the value is not one)."""
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=poll_ms)
+            for messages in batch.values():
+                for message in messages:
+                    yield message, _json_object(message.value)
+
+    def expect(self, command_id: str, command_type: str | None) -> None:
+        """Register interest in a command's events before it is published."""
+        self._waiting.setdefault(command_id, (Outcome(command_id), command_type, asyncio.Event()))
+        if self._task is None:
+            self._task = asyncio.create_task(self._dispatch(), name="events-tail")
+
+    async def wait(self, command_id: str, timeout: float) -> Outcome:
+        """The command's outcome once final, or what was seen by the deadline (final=False)."""
+        outcome, _, done = self._waiting[command_id]
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._waiting.pop(command_id, None)
+        return outcome
+
+    async def _dispatch(self) -> None:
+        async for _, event in self.records():
+            if event is None:
+                continue
+            waiting = self._waiting.get(event.get("command_id"))
+            if waiting is None:
+                continue
+            outcome, command_type, done = waiting
+            outcome.events.append(event)
+            if is_final(command_type, event):
+                outcome.final = True
+                done.set()
+
+
+def _json_object(value: bytes | None) -> dict | None:
+    try:
+        data = json.loads(value) if value is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
