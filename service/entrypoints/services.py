@@ -12,8 +12,11 @@ import structlog
 from aiohttp import web
 
 from service.adapters.kafka.clients import make_consumer, make_producer
+from service.adapters.kafka.replies import EventsTail
 from service.adapters.postgres.connection import create_pool
 from service.adapters.smtp import Mailer
+from service.contract.commands import InputLimits
+from service.gateway.app import Gateway
 from service.notifier.app import Notifier
 from service.queries.http import routes as read_routes
 from service.runtime.auth import ActorCheck, TokenVerifier, bearer
@@ -45,7 +48,7 @@ class _Process:
     async def open_pool(self, settings: Settings):
         async for attempt in self.retry("postgres"):
             with attempt:
-                pool = await create_pool(settings.database_url, size=settings.database_pool_size,
+                pool = await create_pool(settings.database_url.get_secret_value(), size=settings.database_pool_size,
                                          statement_timeout_s=settings.db_statement_timeout_s,
                                          lock_timeout_s=settings.db_lock_timeout_s)
         self.retry.resumed()
@@ -124,4 +127,47 @@ async def run_notifier(settings: Settings, stop: asyncio.Event | None = None,
         await http.cleanup()
         await pool.close()
         log.info("notifier stopped")
+    return 0
+
+
+async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
+                      ready: asyncio.Event | None = None) -> int:
+    """Run the gateway until `stop`: every request needs a valid bearer token, so keys are required."""
+    stop = stop or asyncio.Event()
+    process = _Process("gateway", settings)
+    verifier = TokenVerifier.from_files(settings.auth_jwks_file, settings.auth_public_keys, settings.auth_issuer,
+                                        settings.auth_audience)
+    pool = await process.open_pool(settings)
+    producer = make_producer(settings)
+    tail = EventsTail(settings)
+    async for attempt in process.retry("kafka"):
+        with attempt:
+            await producer.start()
+            await tail.start()
+    gateway = Gateway(pool=pool, producer=producer, tail=tail, authenticate=partial(bearer, verifier=verifier),
+                      commands_topic=settings.commands_topic, wait_s=settings.gateway_wait_s,
+                      limits=InputLimits(settings.max_message_bytes, settings.max_wire_items),
+                      max_events=settings.max_batch_items + 2)
+    app = web.Application(client_max_size=settings.max_message_bytes)
+    http = await start_http(settings.http_host, settings.gateway_port, process.progress, process.metrics,
+                            gateway.routes(), app=app)
+    log.info("gateway started", port=bound_port(http), wait_s=settings.gateway_wait_s)
+    try:
+        async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop):
+            process.progress.polled()
+            if ready is not None:
+                ready.set()
+            while not stop.is_set():  # requests are served by the HTTP server; readiness needs no consumer
+                process.progress.polled()
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+    finally:
+        stop.set()
+        await http.cleanup()
+        await tail.stop()
+        await producer.stop()
+        await pool.close()
+        log.info("gateway stopped")
     return 0

@@ -197,6 +197,7 @@ PANEL_PAD = 18.0
 PANEL_TITLE_H = 34.0
 PANEL_GAP = 24.0
 MAX_ROW_W = 1560.0
+LOOSE_CAPTION = "Statuses of this order type that no transition leaves or enters:"
 
 
 @dataclass
@@ -274,7 +275,6 @@ class _PanelLayout:
     height: float
     transitions: list[Transition]
     status_of: dict[int, Status]
-    box_h: float
 
 
 def _status_size(status: Status, two_lines: bool) -> tuple[float, float]:
@@ -435,7 +435,8 @@ def _layout_panel(rules: RuleSet, otype: str) -> _PanelLayout:
                 layouts[id(v)] = (sug, shifted)
         x_cursor += (x1 - x0) + COMPONENT_GAP
         bottom = max(bottom, top + (y1 - y0))
-    width = max(x_cursor - COMPONENT_GAP + PANEL_PAD, 2 * PANEL_PAD + 160)
+    title_w = text_width(_clean(otype), 17, True) + 10 + text_width(_panel_subtitle(len(statuses), len(transitions)), 11)
+    width = max(x_cursor - COMPONENT_GAP + PANEL_PAD, 2 * PANEL_PAD + title_w)
 
     def box(v) -> _Box:
         dx, dy = placed[id(v)]
@@ -448,6 +449,7 @@ def _layout_panel(rules: RuleSet, otype: str) -> _PanelLayout:
     loose_caption = None
     loose_statuses = [v for v in loose if v.data.kind == "status"]
     if loose_statuses:
+        width = max(width, 2 * PANEL_PAD + text_width(LOOSE_CAPTION, 11))
         y = bottom + (28.0 if laid else 4.0)
         loose_caption = (PANEL_PAD, y + 12)
         y += 22
@@ -556,7 +558,6 @@ def _layout_panel(rules: RuleSet, otype: str) -> _PanelLayout:
     paths = {i: route(i, c) for i, c in chains.items() if i >= 0}
     start_box = box(start) if start else None
     start_path = route(-1, chains[-1]) if start_edge else None
-    any_box_h = next(iter(svert.values())).view.h if svert else 0.0
     return _PanelLayout(
         order_type=otype,
         statuses=boxes,
@@ -569,7 +570,6 @@ def _layout_panel(rules: RuleSet, otype: str) -> _PanelLayout:
         height=bottom + PANEL_PAD,
         transitions=transitions,
         status_of=status_of,
-        box_h=any_box_h,
     )
 
 
@@ -601,7 +601,7 @@ def _edge_attrs(style: EdgeStyle) -> str:
     return f'stroke="{style.color}" stroke-width="{style.width}"{dash} fill="none"'
 
 
-def _status_svg(status: Status, b: _Box, two_lines: bool) -> str:
+def _status_svg(status: Status, b: _Box) -> str:
     look = _look(status)
     flags = _flags(status)
     inner = _Box(b.x, b.y, b.w - 2 * RING, b.h - 2 * RING)
@@ -623,7 +623,7 @@ def _status_svg(status: Status, b: _Box, two_lines: bool) -> str:
         f'height="{_f(inner.h)}" rx="6" fill="{look.fill}" stroke="{look.stroke}" stroke-width="1.4"{dash}/>'
     )
     name = _shorten(f"{status.name} ({status.id})", NAME_SIZE, BOX_MAX_TEXT_W, bold=True)
-    name_y = b.y - 3 if two_lines else b.y + 4
+    name_y = b.y - 3 if flags else b.y + 4
     parts.append(
         f'<text class="status-name" x="{_f(b.x)}" y="{_f(name_y)}" text-anchor="middle" font-size="{NAME_SIZE:g}" '
         f'font-weight="bold" fill="{text_color}"{italic}>{_esc(name)}</text>'
@@ -638,6 +638,23 @@ def _status_svg(status: Status, b: _Box, two_lines: bool) -> str:
     return "".join(parts)
 
 
+def _panel_subtitle(statuses: int, transitions: int) -> str:
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
+
+    return f"order type · {count(statuses, 'status')}, {count(transitions, 'transition')}"
+
+
+def _wrap(text: str, size: float, width: float) -> list[str]:
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and text_width(lines[-1] + " " + word, size) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
 def _panel_svg(p: _PanelLayout, ox: float, oy: float) -> str:
     out = [
         f'<g class="panel" data-order-type="{_esc(p.order_type)}">',
@@ -646,8 +663,7 @@ def _panel_svg(p: _PanelLayout, ox: float, oy: float) -> str:
         f'<text class="panel-title" x="{_f(ox + PANEL_PAD)}" y="{_f(oy + 23)}" font-size="17" '
         f'font-weight="bold" fill="#263238">{_esc(p.order_type)}</text>',
         f'<text x="{_f(ox + PANEL_PAD + text_width(_clean(p.order_type), 17, True) + 10)}" y="{_f(oy + 23)}" '
-        f'font-size="11" fill="#607d8b">order type · {len(p.status_of)} statuses, '
-        f"{len(p.transitions)} transitions</text>",
+        f'font-size="11" fill="#607d8b">{_panel_subtitle(len(p.status_of), len(p.transitions))}</text>',
     ]
     if p.start and p.start_path:
         out.append(
@@ -671,88 +687,97 @@ def _panel_svg(p: _PanelLayout, ox: float, oy: float) -> str:
             f'<text class="edge-label" x="{_f(lb.x)}" y="{_f(lb.y + 4)}" text-anchor="middle" '
             f'font-size="{LABEL_SIZE:g}" fill="{style.color}">{_esc(text)}</text></g>'
         )
-    two_lines = p.box_h > 30.0 + 2 * RING
     for sid, b in p.statuses.items():
-        out.append(_status_svg(p.status_of[sid], b.moved(ox, oy), two_lines))
+        out.append(_status_svg(p.status_of[sid], b.moved(ox, oy)))
     if p.loose_caption:
         out.append(
             f'<text x="{_f(p.loose_caption[0] + ox)}" y="{_f(p.loose_caption[1] + oy)}" font-size="11" '
-            f'fill="#607d8b">No transitions in this order type (reached only by an override, if at all):</text>'
+            f'fill="#607d8b">{LOOSE_CAPTION}</text>'
         )
     out.append("</g>")
     return "\n".join(out)
 
 
+_LEGEND_STATUSES = (
+    ("initial", "initial (• marks the entry)"),
+    ("cancelled", "cancelled"),
+    ("invoiced", "invoiced"),
+    ("hidden", "hidden (dashed)"),
+    ("can_override_to", "override target (outer ring)"),
+    ("plain", "other status"),
+)
+_LEGEND_ROW_H = 26.0
+_LEGEND_ITEM_GAP = 14.0
+
+
+def _legend_edge(style: EdgeStyle, x: float, cy: float) -> str:
+    return (
+        f'<g class="legend-edge legend-edge-{style.kind}">'
+        f'<path d="M{_f(x)},{_f(cy)} L{_f(x + 38)},{_f(cy)}" {_edge_attrs(style)} '
+        f'marker-end="url(#{_marker_id(style)})"/>'
+        f'<text x="{_f(x + 46)}" y="{_f(cy + 4)}" font-size="11" fill="#263238">{_esc(style.legend)}</text></g>'
+    )
+
+
+def _legend_status(flag: str, text: str, x: float, cy: float) -> str:
+    look = _LOOKS.get(flag, _PLAIN)
+    dash = ' stroke-dasharray="5 3"' if flag == "hidden" else ""
+    ring = (
+        f'<rect x="{_f(x)}" y="{_f(cy - 11)}" width="36" height="22" rx="7" fill="none" '
+        f'stroke="{_OVERRIDE_RING}" stroke-width="2"/>'
+        if flag == "can_override_to"
+        else ""
+    )
+    return (
+        f'<g class="legend-status legend-status-{flag}">{ring}'
+        f'<rect x="{_f(x + 4)}" y="{_f(cy - 7)}" width="28" height="14" rx="4" fill="{look.fill}" '
+        f'stroke="{look.stroke}" stroke-width="1.4"{dash}/>'
+        f'<text x="{_f(x + 40)}" y="{_f(cy + 4)}" font-size="11" fill="#263238">{_esc(text)}</text></g>'
+    )
+
+
+def _legend_rows() -> list[list[tuple[float, object]]]:
+    """The legend's two rows of (width, draw(x, cy)) items: edge kinds, then status markings."""
+    edges = [(54 + text_width(s.legend, 11), lambda x, cy, s=s: _legend_edge(s, x, cy)) for s in EDGE_STYLES]
+    statuses = [
+        (48 + text_width(text, 11), lambda x, cy, f=flag, t=text: _legend_status(f, t, x, cy))
+        for flag, text in _LEGEND_STATUSES
+    ]
+    return [edges, statuses]
+
+
+def _legend_width() -> float:
+    """The width that holds every legend row on one line."""
+    return max(sum(w for w, _ in row) + _LEGEND_ITEM_GAP * (len(row) - 1) for row in _legend_rows())
+
+
 def _legend_svg(rules: RuleSet, ox: float, oy: float, width: float) -> tuple[str, float]:
     """The legend: edge styles, status markings and who may override; returns it and its height."""
-    out = [f'<g class="legend">']
-    items: list[tuple[str, float]] = []  # (svg at origin 0,0 shifted later, width)
-
-    def edge_item(style: EdgeStyle) -> tuple[str, float]:
-        text = style.legend
-        w = 46 + text_width(text, 11) + 8
-        svg = (
-            f'<g class="legend-edge legend-edge-{style.kind}">'
-            f'<path d="M{{x}},{{y}} L{{x2}},{{y}}" {_edge_attrs(style)} marker-end="url(#{_marker_id(style)})"/>'
-            f'<text x="{{tx}}" y="{{ty}}" font-size="11" fill="#263238">{_esc(text)}</text></g>'
-        )
-        return svg, w
-
-    def status_item(flag: str, text: str) -> tuple[str, float]:
-        w = 40 + text_width(text, 11) + 8
-        if flag == "plain":
-            look = _PLAIN
-        else:
-            look = _LOOKS.get(flag, _PLAIN)
-        dash = ' stroke-dasharray="5 3"' if flag == "hidden" else ""
-        ring = (
-            f'<rect x="{{rx}}" y="{{ry}}" width="36" height="22" rx="7" fill="none" stroke="{_OVERRIDE_RING}" '
-            f'stroke-width="2"/>'
-            if flag == "can_override_to"
-            else ""
-        )
-        svg = (
-            f'<g class="legend-status legend-status-{flag}">{ring}'
-            f'<rect x="{{bx}}" y="{{by}}" width="28" height="14" rx="4" fill="{look.fill}" stroke="{look.stroke}" '
-            f'stroke-width="1.4"{dash}/><text x="{{tx}}" y="{{ty}}" font-size="11" fill="#263238">{_esc(text)}</text></g>'
-        )
-        return svg, w
-
-    rows: list[list[tuple[str, float]]] = [
-        [edge_item(s) for s in EDGE_STYLES],
-        [
-            status_item("initial", "initial (• marks the entry)"),
-            status_item("cancelled", "cancelled"),
-            status_item("invoiced", "invoiced"),
-            status_item("hidden", "hidden (dashed)"),
-            status_item("can_override_to", "override target (outer ring)"),
-            status_item("plain", "other status"),
-        ],
+    out = [
+        '<g class="legend">',
+        f'<text x="{_f(ox)}" y="{_f(oy + 14)}" font-size="13" font-weight="bold" fill="#263238">Legend</text>',
     ]
-    out.append(
-        f'<text x="{_f(ox)}" y="{_f(oy + 14)}" font-size="13" font-weight="bold" fill="#263238">Legend</text>'
+    who = role_label(rules.override_roles)
+    note = "Each arrow is a transition, labelled with the roles allowed to take it. " + (
+        f"An override ignores the arrows: it may move an order to any override target, and only these roles "
+        f"may do it: {who}."
+        if who
+        else "No role may override."
     )
-    overrides = role_label(rules.override_roles) or "nobody"
-    note = (
-        f"Each arrow is a transition, labelled with the roles allowed to take it. An override ignores the "
-        f"arrows and may target any override target; override roles: {overrides}."
-    )
-    out.append(f'<text x="{_f(ox + 70)}" y="{_f(oy + 14)}" font-size="11" fill="#455a64">{_esc(note)}</text>')
-    y = oy + 26
-    for row in rows:
+    y = oy + 14
+    for line in _wrap(_clean(note), 11, width - 70):
+        out.append(
+            f'<text class="legend-note" x="{_f(ox + 70)}" y="{_f(y)}" font-size="11" fill="#455a64">{_esc(line)}</text>'
+        )
+        y += 15
+    for row in _legend_rows():
         x = ox
-        for svg, w in row:
+        for w, draw in row:
             if x > ox and x + w > ox + width:
-                x, y = ox, y + 26
-            cy = y + 11
-            out.append(
-                svg.format(
-                    x=_f(x), x2=_f(x + 38), y=_f(cy), tx=_f(x + (46 if "legend-edge" in svg else 40)), ty=_f(cy + 4),
-                    rx=_f(x), ry=_f(cy - 11), bx=_f(x + 4), by=_f(cy - 7),
-                )
-            )
-            x += w + 14
-        y += 26
+                x, y = ox, y + _LEGEND_ROW_H
+            out.append(draw(x, y + 11))
+            x += w + _LEGEND_ITEM_GAP
+        y += _LEGEND_ROW_H
     out.append("</g>")
     return "\n".join(out), y - oy
 
@@ -763,7 +788,7 @@ def render_svg(rules: RuleSet, order_type: str | None = None) -> str:
     margin = 16.0
     row_limit = max([MAX_ROW_W] + [p.width for p in panels])
     # panels left to right, wrapped into rows no wider than the widest panel or MAX_ROW_W
-    rows: list[list[_PanelLayout]] = [[]]
+    rows: list[list[_PanelLayout]] = [[]] if panels else []
     x = 0.0
     for p in panels:
         if rows[-1] and x + p.width > row_limit:
@@ -771,9 +796,10 @@ def render_svg(rules: RuleSet, order_type: str | None = None) -> str:
             x = 0.0
         rows[-1].append(p)
         x += p.width + PANEL_GAP
-    content_w = max(sum(p.width for p in row) + PANEL_GAP * (len(row) - 1) for row in rows)
-    legend, legend_h = _legend_svg(rules, margin, margin, max(content_w, 900.0))
-    width = max(content_w, 900.0) + 2 * margin
+    content_w = max([sum(p.width for p in row) + PANEL_GAP * (len(row) - 1) for row in rows] + [0.0])
+    content_w = max(content_w, _legend_width())
+    legend, legend_h = _legend_svg(rules, margin, margin, content_w)
+    width = content_w + 2 * margin
     y = margin + legend_h + 12
     body = []
     for row in rows:
@@ -782,7 +808,7 @@ def render_svg(rules: RuleSet, order_type: str | None = None) -> str:
             body.append(_panel_svg(p, x, y))
             x += p.width + PANEL_GAP
         y += max(p.height for p in row) + PANEL_GAP
-    height = y - PANEL_GAP + margin
+    height = y - (PANEL_GAP if rows else 12) + margin
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{FONT_FAMILY}" font-size="11">'

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from service.domain.model import ROLES, Actor, Principal
-from service.queries import views
+from service.adapters.postgres import views
 from service.runtime.auth import NotAuthenticated
 
 # the request's Authorization header value -> the principal, or raises with why; None: auth is off

@@ -53,7 +53,8 @@ Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 
 async def start_http(host: str, port: int, progress: Progress, metrics: Metrics, routes: list[Route] = (),
-                     status: Callable[[], Awaitable[dict]] | None = None) -> web.AppRunner:
+                     status: Callable[[], Awaitable[dict]] | None = None,
+                     app: web.Application | None = None) -> web.AppRunner:
     """Serve /healthz, /readyz, /metrics, /status and any extra routes; returns the runner (call .cleanup()).
 
     /readyz is about this process's ability to work; /status (JSON) shows what an operator looks at:
@@ -78,7 +79,7 @@ async def start_http(host: str, port: int, progress: Progress, metrics: Metrics,
             body.update(await status())
         return web.json_response(body)
 
-    app = web.Application()
+    app = app or web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status_view)
     app.router.add_get("/readyz", readyz)

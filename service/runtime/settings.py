@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,7 +13,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ORDERSTATUS_", extra="ignore")
 
-    database_url: str = "postgresql://postgres@localhost:5432/orderstatus"
+    # a secret (it may carry the password): `.get_secret_value()` only where the connection is opened.
+    # TLS is asyncpg's DSN syntax end to end, migrations included: `?sslmode=verify-full&sslrootcert=FILE`
+    database_url: SecretStr = SecretStr("postgresql://postgres@localhost:5432/orderstatus")
     database_pool_size: int = Field(4, ge=1)
 
     kafka_bootstrap_servers: str = "localhost:9092"
@@ -25,6 +27,15 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str | None = None
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
+    # SSL and SASL_SSL verify the broker's certificate (system CAs or kafka_ssl_cafile) and, unless
+    # this is false, its host name
+    kafka_ssl_check_hostname: bool = True
+    # OAUTHBEARER: a file holding the token, read again on every token request (e.g. a Kubernetes
+    # projected service-account token, which the kubelet rotates in place)
+    kafka_sasl_oauth_token_file: str | None = None
+    # GSSAPI: the Kerberos credentials come from the environment (KRB5_CONFIG, KRB5_CLIENT_KTNAME, ...)
+    kafka_sasl_kerberos_service_name: str = "kafka"
+    kafka_sasl_kerberos_domain_name: str | None = None
     kafka_client_id: str = "orderstatus"
     kafka_request_timeout_ms: int = 30_000
     kafka_session_timeout_ms: int = 10_000
@@ -53,6 +64,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_use_tls: bool = False
     smtp_timeout_s: float = 30.0
+    # the CA bundle that verifies the SMTP server (unset: the system CAs)
+    smtp_cafile: str | None = None
     mail_from: str = "orders@localhost"
 
     http_port: int = 8080
@@ -61,6 +74,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     # DESIGN §11: the read API on its own port (unset: on the health port)
     read_api_port: int | None = None
+    # DESIGN §11: the gateway (seed APIs over HTTP) and how long it waits for an outcome before a 202
+    gateway_port: int = 8082
+    gateway_wait_s: float = Field(10.0, gt=0)
 
     # DESIGN §11: who may act. off | optional | required; keys from a JWKS file or PEM public keys
     actor_auth: Literal["off", "optional", "required"] = "off"
@@ -89,3 +105,46 @@ class Settings(BaseSettings):
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _secure_combinations(self) -> "Settings":
+        """Combinations that would send credentials in the clear, or silently ignore them, are refused
+        with one line naming the variables (never their values)."""
+        problem = _smtp_problem(self) or _kafka_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def _smtp_problem(s: Settings) -> str | None:
+    if s.smtp_username is not None and not (s.smtp_starttls or s.smtp_use_tls):
+        return ("ORDERSTATUS_SMTP_USERNAME is set but neither ORDERSTATUS_SMTP_STARTTLS nor ORDERSTATUS_SMTP_USE_TLS "
+                "is true: SMTP credentials are never sent without TLS")
+    return None
+
+
+_SASL_CREDENTIALS = {
+    "PLAIN": ("kafka_sasl_plain_username", "kafka_sasl_plain_password"),
+    "SCRAM-SHA-256": ("kafka_sasl_plain_username", "kafka_sasl_plain_password"),
+    "SCRAM-SHA-512": ("kafka_sasl_plain_username", "kafka_sasl_plain_password"),
+    "OAUTHBEARER": ("kafka_sasl_oauth_token_file",),
+    "GSSAPI": (),  # Kerberos credentials come from the environment
+}
+
+
+def _kafka_problem(s: Settings) -> str | None:
+    protocol = s.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        missing = [f"ORDERSTATUS_{name.upper()}" for name in _SASL_CREDENTIALS[s.kafka_sasl_mechanism]
+                   if getattr(s, name) is None]
+        if missing:
+            return (f"ORDERSTATUS_KAFKA_SECURITY_PROTOCOL={protocol} with ORDERSTATUS_KAFKA_SASL_MECHANISM="
+                    f"{s.kafka_sasl_mechanism} needs {' and '.join(missing)}")
+    if protocol not in ("SSL", "SASL_SSL"):
+        given = [name for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile") if getattr(s, name)]
+        if given:
+            return (f"ORDERSTATUS_{given[0].upper()} is set but ORDERSTATUS_KAFKA_SECURITY_PROTOCOL={protocol} "
+                    "does not use TLS (SSL or SASL_SSL)")
+    if s.kafka_ssl_keyfile and not s.kafka_ssl_certfile:
+        return "ORDERSTATUS_KAFKA_SSL_KEYFILE is set without ORDERSTATUS_KAFKA_SSL_CERTFILE (the client certificate)"
+    return None

@@ -6,7 +6,9 @@ import sys
 
 import click
 
-from service.entrypoints.services import run_notifier, run_worker
+from service.entrypoints.cli.common import UserError
+from service.entrypoints.services import run_gateway, run_notifier, run_worker
+from service.runtime.auth import AuthConfigError
 from service.runtime.settings import Settings
 from service.runtime.signals import run_until_signalled
 
@@ -25,4 +27,14 @@ def notifier(settings: Settings) -> None:
     sys.exit(run_until_signalled(run_notifier, settings))
 
 
-COMMANDS = [worker, notifier]
+@click.command()
+@click.pass_obj
+def gateway(settings: Settings) -> None:
+    """Run the gateway (the seed APIs over HTTP, DESIGN §11) until SIGTERM/SIGINT."""
+    try:
+        sys.exit(run_until_signalled(run_gateway, settings))
+    except AuthConfigError as exc:  # every request needs a token: no keys, no gateway
+        raise UserError(f"the gateway cannot start: {exc}") from None
+
+
+COMMANDS = [worker, notifier, gateway]

@@ -6,7 +6,7 @@ import click
 
 from service.domain.model import ROLES, Actor
 from service.entrypoints.cli.common import UserError, print_json, with_conn
-from service.queries import views
+from service.adapters.postgres import views
 from service.runtime.settings import Settings
 
 

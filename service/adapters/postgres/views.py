@@ -1,9 +1,12 @@
-"""Read side: the queries behind the HTTP read API and the `transitions` / `history` commands."""
+"""Read side: the queries behind the HTTP read API, the gateway and the `transitions` / `history` commands."""
 
 from __future__ import annotations
 
+import json
+
 from service.adapters.postgres import orders as orders_store
 from service.adapters.postgres.rules import fetch_rules
+from service.domain.events import event_id_for
 from service.domain.model import STAFF_ROLES, Actor, Status
 from service.domain.rules import availability, can_access
 
@@ -74,4 +77,25 @@ def _as_client_sees(entry: dict) -> dict:
         # reservation refs and coupon codes are internal bookkeeping
         "removed_reservations": [],
         "removed_coupons": [],
+    }
+
+
+async def command_outcome(conn, command_id: str, max_events: int) -> dict | None:
+    """What became of a command: its processed record and the events it produced (None: not seen yet).
+
+    A command's events have deterministic ids (event_id_for(command_id, n)), so they are found in the
+    outbox without scanning it; `max_events` bounds n (a batch has at most max_batch_items + 1 events)."""
+    record = await conn.fetchrow(
+        "SELECT command_type, outcome, processed_at FROM processed_commands WHERE command_id = $1", command_id
+    )
+    if record is None:
+        return None
+    ids = [event_id_for(command_id, n) for n in range(max_events)]
+    rows = await conn.fetch("SELECT payload FROM outbox WHERE event_id = ANY($1::uuid[]) ORDER BY id", ids)
+    return {
+        "command_id": command_id,
+        "command_type": record["command_type"],
+        "outcome": record["outcome"],
+        "processed_at": record["processed_at"].isoformat(),
+        "events": [json.loads(bytes(r["payload"])) for r in rows],
     }

@@ -1,0 +1,163 @@
+"""The OpenAPI 3.1 document of the HTTP faces (DESIGN §11): the gateway's seed APIs and the worker's
+read API, generated from the pydantic models of `service.contract.http`.
+
+    python -m service.contract.openapi            write schemas/openapi.json
+    python -m service.contract.openapi --check    exit 1 (one line) when it is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pydantic.json_schema import models_json_schema
+
+from service.contract import http
+from service.domain.model import Reason
+
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
+REF = "#/components/schemas/{model}"
+
+
+def _ref(model) -> dict:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+ERROR = _json(_ref(http.ErrorBody))
+UNAUTHORIZED = {"description": "No or bad bearer token (reason actor_not_authenticated).", "content": ERROR}
+ACCEPTED = {
+    "description": "No outcome within ORDERSTATUS_GATEWAY_WAIT_S: poll the Location (GET /commands/{command_id}).",
+    "headers": {"Location": {"schema": {"type": "string"}, "description": "/commands/{command_id}"}},
+    "content": _json(_ref(http.Accepted)),
+}
+
+
+def _refusals(*codes: int) -> dict:
+    reasons = {
+        403: "role_not_permitted, override_not_allowed",
+        404: "order_not_found",
+        409: "no_change, stale_status, transition_not_allowed, cancel_has_goods_out_notes, cancel_order_invoiced, "
+             "cancel_has_payments",
+        413: "batch_too_large",
+        422: "status_not_found, status_not_available, status_hidden, invalid_command",
+    }
+    return {str(code): {"description": f"Refused: {reasons[code]}.", "content": ERROR} for code in codes}
+
+
+ORDER_ID = {"name": "orderId", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "description": "Becomes the command id: a retried request never applies twice.",
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^@]"}}
+SECURED = [{"bearer": []}]
+
+
+def _change(summary: str, model, seed: str) -> dict:
+    return {"put": {
+        "tags": ["gateway"], "summary": summary, "description": f"{seed} Answers once the outcome is known.",
+        "security": SECURED, "parameters": [ORDER_ID, IDEMPOTENCY_KEY],
+        "requestBody": {"required": True, "content": _json(_ref(model))},
+        "responses": {"200": {"description": "Applied.", "content": _json(_ref(http.Empty))}, "202": ACCEPTED,
+                      "401": UNAUTHORIZED, **_refusals(403, 404, 409, 422)},
+    }}
+
+
+def _read(summary: str, description: str, parameters: list, tag: str = "read API") -> dict:
+    return {"get": {
+        "tags": [tag], "summary": summary, "description": description, "security": SECURED,
+        "parameters": parameters,
+        "responses": {"200": {"description": "Found.", "content": _json({"type": "object"})}, "401": UNAUTHORIZED,
+                      **_refusals(404)},
+    }}
+
+
+def openapi_document() -> dict:
+    _, schemas = models_json_schema([(model, "validation") for model in http.HTTP_MODELS],
+                                    ref_template=REF)
+    results = {"type": "array", "items": _ref(http.StoreFeederResult)}
+    items = {"type": "array", "items": _ref(http.StoreFeederOverride)}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "orderstatus HTTP faces",
+            "version": "2",
+            "description": "The seed APIs (Wordbee, StoreFeeder, Brightpearl) served by `orderstatus gateway` as "
+                           "request-reply over Kafka, and the worker's read API. Every route needs "
+                           "`Authorization: Bearer <actor token>`; the actor is the token's principal. Reason codes: "
+                           + ", ".join(r.value for r in Reason) + ".",
+        },
+        "servers": [{"url": "http://127.0.0.1:8082", "description": "gateway (ORDERSTATUS_GATEWAY_PORT)"},
+                    {"url": "http://127.0.0.1:8080", "description": "worker read API (ORDERSTATUS_HTTP_PORT)"}],
+        "paths": {
+            "/api/orders/{orderId}/status": _change(
+                "Change an order's status (Wordbee)", http.WordbeeStatusChange,
+                "Wordbee PUT orders/{orderId}/status: `message` becomes a public note (it is in the email)."),
+            "/api/orders/{orderId}/status/transitions": _read(
+                "Available next statuses (Wordbee, R13)", "For the token's actor.", [ORDER_ID], tag="gateway"),
+            "/orders/override-order-statuses": {"put": {
+                "tags": ["gateway"], "summary": "Override order statuses (StoreFeeder)",
+                "description": "Up to ORDERSTATUS_MAX_BATCH_ITEMS (50) items, each applied or refused on its own; "
+                               "JSON or XML (ArrayOfOverrideOrderStatusModel), answered in kind or per Accept.",
+                "security": SECURED, "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": items}, "application/xml": {"schema": items}}},
+                "responses": {
+                    "200": {"description": "A result per item, in item order.",
+                            "content": {"application/json": {"schema": results},
+                                        "application/xml": {"schema": results}}},
+                    "202": ACCEPTED, "401": UNAUTHORIZED, **_refusals(413, 422)},
+            }},
+            "/order-service/order/{orderId}/status": _change(
+                "Change an order's status (Brightpearl)", http.BrightpearlStatusChange,
+                "Brightpearl PUT order/{ORDER-ID}/status with orderStatusId and orderNote."),
+            "/commands/{command_id}": {"get": {
+                "tags": ["gateway"], "summary": "A command's outcome, once known", "security": SECURED,
+                "parameters": [{"name": "command_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "Known.", "content": _json(_ref(http.CommandOutcome))},
+                              "401": UNAUTHORIZED,
+                              "404": {"description": "Not known (yet), or not yours.", "content": ERROR}},
+            }},
+            "/statuses": _read("The statuses (of one order type)", "DESIGN §6.3.",
+                               [{"name": "order_type", "in": "query", "required": False, "schema": {"type": "string"}}]),
+            "/orders/{orderId}/status/transitions": _read("Available next statuses (R13)", "For the token's actor.",
+                                                          [ORDER_ID]),
+            "/orders/{orderId}/history": _read(
+                "The order's changes and notes", "A client sees its own orders and public notes only.", [ORDER_ID]),
+        },
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                           "description": "An actor token: sub, role, client_id, name (DESIGN §11)."}},
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = args.path.read_text(encoding="utf-8") if args.path.exists() else None
+        if current != text:
+            print(f"{args.path} is stale; run `make schemas`", file=sys.stderr)
+            return 1
+        return 0
+    args.path.write_text(text, encoding="utf-8")
+    print(f"wrote {args.path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

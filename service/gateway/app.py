@@ -1,0 +1,260 @@
+"""`orderstatus gateway`: the three seed APIs over HTTP (DESIGN §11), as request-reply over Kafka.
+
+Each request is authenticated (bearer token -> principal; no actor field is read from the body),
+turned into our command with the caller's token in `actor-token`, published, and answered from its
+outcome event, read by command id from the events topic (EventsTail: no consumer group, so every
+replica sees every event). No outcome within ORDERSTATUS_GATEWAY_WAIT_S: 202 and a Location to poll.
+An `Idempotency-Key` header becomes the command id, so a retried request never applies twice: a
+command already processed is answered from Postgres without publishing again."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from xml.etree.ElementTree import Element, SubElement, tostring
+
+import structlog
+from aiohttp import web
+from defusedxml import ElementTree as SafeXml
+from pydantic import BaseModel, ValidationError
+
+from service.adapters.postgres import views
+from service.contract.commands import InputLimits, parse_command
+from service.contract.http import (
+    BrightpearlStatusChange,
+    StoreFeederOverride,
+    StoreFeederResult,
+    WordbeeStatusChange,
+)
+from service.contract.validation import first_error, is_storable_text
+from service.domain.commands import InvalidCommand
+from service.domain.model import STAFF_ROLES, Principal
+from service.gateway import translate
+from service.gateway.docs import openapi_document, render_docs
+from service.runtime.auth import TOKEN_HEADER, NotAuthenticated
+
+log = structlog.get_logger("orderstatus.gateway")
+
+_XML = re.compile(r"\b(application|text)/xml\b")
+
+
+class Refusal(Exception):
+    """An answer before anything is published: a status and the error body."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+class Gateway:
+    def __init__(self, *, pool, producer, tail, authenticate: Callable[[str | None], Principal], commands_topic: str,
+                 wait_s: float, limits: InputLimits, max_events: int) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.tail = tail
+        self.authenticate = authenticate
+        self.commands_topic = commands_topic
+        self.wait_s = wait_s
+        self.limits = limits
+        self.max_events = max_events
+
+    def routes(self) -> list:
+        return [
+            ("PUT", "/api/orders/{order_id}/status", self.wordbee_change),
+            ("GET", "/api/orders/{order_id}/status/transitions", self.wordbee_transitions),
+            ("PUT", "/orders/override-order-statuses", self.storefeeder_override),
+            ("PUT", "/order-service/order/{order_id}/status", self.brightpearl_change),
+            ("GET", "/commands/{command_id}", self.command),
+            ("GET", "/openapi.json", self.openapi),
+            ("GET", "/docs", self.docs),
+        ]
+
+    # ------------------------------------------------------------------ the seed routes
+
+    async def wordbee_change(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, self._change(request, WordbeeStatusChange, translate.wordbee_command))
+
+    async def brightpearl_change(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, self._change(request, BrightpearlStatusChange,
+                                                        translate.brightpearl_command))
+
+    async def storefeeder_override(self, request: web.Request) -> web.StreamResponse:
+        async def run():
+            principal, token = self._principal(request)
+            items = await self._override_items(request)
+            command = translate.storefeeder_command(items, principal, self._command_id(request))
+            return await self._submit(command, token, translate.override_answer)
+
+        return await self._answer(request, run())
+
+    async def wordbee_transitions(self, request: web.Request) -> web.StreamResponse:
+        async def run():
+            principal, _ = self._principal(request)
+            order_id = _order_id(request)
+            async with self.pool.acquire() as conn:
+                found = await views.transitions(conn, order_id, principal.actor())
+            if found is None:
+                return 404, translate.error("order_not_found",
+                                            f"Order {order_id} does not exist or you do not have access to it.")
+            return 200, found
+
+        return await self._answer(request, run())
+
+    async def command(self, request: web.Request) -> web.StreamResponse:
+        async def run():
+            principal, _ = self._principal(request)
+            command_id = request.match_info["command_id"]
+            async with self.pool.acquire() as conn:
+                found = await views.command_outcome(conn, command_id, self.max_events)
+            # a client sees only its own commands; a command it may not see looks unknown, like an order (R4)
+            if found is None or not _may_see(principal, found["events"]):
+                return 404, translate.error("command_not_found", f"No outcome is known for command {command_id}.")
+            return 200, found
+
+        return await self._answer(request, run())
+
+    async def openapi(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(openapi_document())
+
+    async def docs(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=render_docs(openapi_document()), content_type="text/html")
+
+    # ------------------------------------------------------------------ the request-reply machinery
+
+    async def _change(self, request: web.Request, model: type[BaseModel], build):
+        principal, token = self._principal(request)
+        order_id = _order_id(request)
+        body = _validated(model, await self._json(request))
+        return await self._submit(build(order_id, body, principal, self._command_id(request)), token,
+                                  translate.change_answer)
+
+    async def _submit(self, command: dict, token: str, answer):
+        value = json.dumps(command).encode()
+        parsed = parse_command(value, self.limits)
+        if isinstance(parsed, InvalidCommand):
+            raise Refusal(422, "invalid_command", parsed.message)
+        command_id = parsed.command_id
+        async with self.pool.acquire() as conn:
+            known = await views.command_outcome(conn, command_id, self.max_events)
+        if known is not None and known["events"]:  # a retried request: the first one's answer, nothing new
+            return answer(known["events"])
+        key = str(command["order_id"] if parsed.type == "ChangeOrderStatus" else command_id).encode()
+        self.tail.expect(command_id, parsed.type)  # before publishing: the outcome cannot slip past
+        await self.producer.send_and_wait(self.commands_topic, value=value, key=key,
+                                          headers=[(TOKEN_HEADER, token.encode())])
+        outcome = await self.tail.wait(command_id, self.wait_s)
+        if outcome.final:
+            return answer(outcome.events)
+        return 202, {"command_id": command_id, "status": "accepted"}, {"Location": f"/commands/{command_id}"}
+
+    async def _answer(self, request: web.Request, work) -> web.StreamResponse:
+        try:
+            status, body, *extra = await work
+        except Refusal as refusal:
+            status, body, extra = refusal.status, translate.error(refusal.reason, refusal.message), []
+        headers = extra[0] if extra else {}
+        if status == 401:
+            headers = {**headers, "WWW-Authenticate": 'Bearer realm="orderstatus"'}
+        if isinstance(body, list) and _wants_xml(request):
+            return web.Response(status=status, body=_results_xml(body), content_type="application/xml",
+                                headers=headers)
+        if isinstance(body, list):
+            body = [item.model_dump(exclude_none=True) for item in body]
+        return web.json_response(body, status=status, headers=headers)
+
+    def _principal(self, request: web.Request) -> tuple[Principal, str]:
+        header = request.headers.get("Authorization")
+        try:
+            principal = self.authenticate(header)
+        except NotAuthenticated as exc:
+            raise Refusal(401, "actor_not_authenticated", str(exc)) from None
+        except Exception:  # whatever a hostile header provokes is a refusal, never a 500
+            raise Refusal(401, "actor_not_authenticated", "the bearer token cannot be read") from None
+        return principal, header.partition(" ")[2].strip()
+
+    def _command_id(self, request: web.Request) -> str:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return str(uuid.uuid4())
+        if not (is_storable_text(key) and 0 < len(key) <= 200 and not key.startswith("@")):
+            raise Refusal(422, "invalid_command", "Idempotency-Key must be 1-200 characters, not starting with '@'")
+        return key
+
+    async def _json(self, request: web.Request):
+        try:
+            return json.loads(await request.read())
+        except (ValueError, RecursionError):
+            raise Refusal(422, "invalid_command", "the body is not JSON") from None
+
+    async def _override_items(self, request: web.Request) -> list[StoreFeederOverride]:
+        if _XML.search(request.headers.get("Content-Type", "")):
+            raw = _override_items_from_xml(await request.read())
+        else:
+            raw = await self._json(request)
+        if not isinstance(raw, list):
+            raise Refusal(422, "invalid_command", "the body must be a list of {OrderNumber, OrderStatus}")
+        if len(raw) > self.limits.max_wire_items:
+            raise Refusal(422, "invalid_command", f"at most {self.limits.max_wire_items} items are read")
+        return [_validated(StoreFeederOverride, item, where=f"item {n}") for n, item in enumerate(raw)]
+
+
+def _validated(model: type[BaseModel], data, where: str = "body"):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Refusal(422, "invalid_command", f"{where}: {first_error(exc, whole=where)}") from None
+
+
+def _order_id(request: web.Request) -> int:
+    text = request.match_info["order_id"]
+    if not re.fullmatch(r"[1-9]\d{0,18}", text):
+        raise Refusal(422, "invalid_command", "the order id must be a positive integer")
+    return int(text)
+
+
+def _may_see(principal: Principal, events: list[dict]) -> bool:
+    if principal.role in STAFF_ROLES:
+        return True
+    return any((e.get("actor") or {}).get("id") == principal.sub for e in events)
+
+
+def _wants_xml(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    sent_xml = _XML.search(request.headers.get("Content-Type", ""))
+    return bool(_XML.search(accept) or (sent_xml and "json" not in accept))
+
+
+def _override_items_from_xml(body: bytes) -> list[dict]:
+    """StoreFeeder's ArrayOfOverrideOrderStatusModel, parsed with defusedxml (no entities, no DTDs)."""
+    try:
+        root = SafeXml.fromstring(body)
+    except Exception:  # ParseError and defusedxml's refusals of entities and DTDs alike
+        raise Refusal(422, "invalid_command", "the body is not acceptable XML") from None
+    items = []
+    for element in root:
+        fields = {_local(child.tag): (child.text or "").strip() for child in element}
+        number = fields.get("OrderNumber", "")
+        if not re.fullmatch(r"[1-9]\d{0,18}", number):
+            raise Refusal(422, "invalid_command", f"OrderNumber {number[:40]!r} must match ^[1-9]\\d*$")
+        items.append({"OrderNumber": int(number), "OrderStatus": fields.get("OrderStatus", "")})
+    return items
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _results_xml(results: list[StoreFeederResult]) -> bytes:
+    root = Element("ArrayOfOverrideOrderStatusResponse")
+    for result in results:
+        item = SubElement(root, "OverrideOrderStatusResponse")
+        SubElement(item, "Success").text = "true" if result.Success else "false"
+        if result.Error is not None:
+            SubElement(item, "Error").text = result.Error
+        if result.Reason is not None:
+            SubElement(item, "Reason").text = result.Reason
+        SubElement(item, "OrderNumber").text = str(result.OrderNumber)
+        SubElement(item, "OrderStatus").text = str(result.OrderStatus)
+    return tostring(root, encoding="utf-8", xml_declaration=True)

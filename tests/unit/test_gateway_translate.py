@@ -1,0 +1,97 @@
+"""The gateway's pure translation: seed requests to our commands, our events to the seeds' answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from service.contract.commands import parse_command
+from service.contract.http import BrightpearlStatusChange, StoreFeederOverride, WordbeeStatusChange
+from service.contract.openapi import DEFAULT_PATH, openapi_document, render
+from service.domain.commands import ChangeOrderStatus, OverrideOrderStatuses
+from service.domain.model import Principal, Reason
+from service.gateway import translate
+from service.gateway.docs import render_docs
+
+CLIENT = Principal("u-7", "client", "c-1", "Ann")
+
+
+class TestRequests:
+    def test_the_actor_is_the_principal_and_wordbee_messages_are_public(self):
+        """Wordbee's body names no actor: the command acts as the token's principal; `message` is public."""
+        body = WordbeeStatusChange.model_validate({"status": 21, "message": "Please cancel", "notify": False})
+        command = parse_command(json.dumps(translate.wordbee_command(1029, body, CLIENT, "c1")).encode())
+        assert isinstance(command, ChangeOrderStatus)
+        assert (command.actor.id, command.actor.role, command.actor.client_id) == ("u-7", "client", "c-1")
+        assert command.note.text == "Please cancel" and command.note.is_public and command.notify is False
+
+    def test_brightpearl_note_keeps_its_visibility_and_file(self):
+        """orderNote {text, isPublic, fileId} becomes the note as given (isPublic defaults to false)."""
+        body = BrightpearlStatusChange.model_validate({"orderStatusId": 21, "orderNote": {"text": "x", "fileId": 28}})
+        command = parse_command(json.dumps(translate.brightpearl_command(1029, body, CLIENT, "c2")).encode())
+        assert (command.status, command.note.is_public, command.note.file_id) == (21, False, 28)
+
+    def test_storefeeder_items_become_one_override(self):
+        """The array becomes one OverrideOrderStatuses, items in order, codes or ids as given."""
+        items = [StoreFeederOverride.model_validate(i) for i in
+                 ({"OrderNumber": 1, "OrderStatus": "OnHold"}, {"OrderNumber": 2, "OrderStatus": 21})]
+        command = parse_command(json.dumps(translate.storefeeder_command(items, CLIENT, "c3")).encode())
+        assert isinstance(command, OverrideOrderStatuses) and [(i.order_id, i.status) for i in command.items] == [
+            (1, "OnHold"), (2, 21)]
+
+    @pytest.mark.parametrize("body", [{"status": "21"}, {"status": True}, {"status": 21, "notify": "yes"}, {}])
+    def test_malformed_wordbee_bodies_are_refused(self, body):
+        """A body that is not the seed's shape does not validate (the gateway answers 422)."""
+        with pytest.raises(ValueError):
+            WordbeeStatusChange.model_validate(body)
+
+
+class TestAnswers:
+    def test_every_reason_has_a_status_code(self):
+        """DESIGN §11 maps every reason code to an HTTP status."""
+        assert set(translate.STATUS_BY_REASON) == set(Reason)
+
+    @pytest.mark.parametrize(("reason", "status"), [
+        ("order_not_found", 404), ("role_not_permitted", 403), ("override_not_allowed", 403), ("no_change", 409),
+        ("stale_status", 409), ("transition_not_allowed", 409), ("cancel_has_payments", 409),
+        ("status_not_found", 422), ("status_hidden", 422), ("invalid_command", 422), ("batch_too_large", 413),
+        ("actor_not_authenticated", 401)])
+    def test_a_rejection_answers_its_status_and_error_body(self, reason, status):
+        """A rejected change answers the mapped status with {reason, message}."""
+        rejected = [{"type": "OrderStatusChangeRejected", "reason": reason, "message": "why"}]
+        assert translate.change_answer(rejected) == (status, {"reason": reason, "message": "why"})
+
+    def test_an_applied_change_answers_200_with_an_empty_object(self):
+        """The seeds answer a successful change with {}."""
+        assert translate.change_answer([{"type": "OrderStatusChanged"}]) == (200, {})
+
+    def test_a_batch_answers_a_result_per_item_and_a_refused_batch_its_status(self):
+        """StoreFeeder: 200 and a result per item; a batch refused whole answers its own status."""
+        summary = {"type": "OrderStatusOverrideCompleted", "reason": None, "results": [
+            {"order_id": 1, "status": "OnHold", "success": True, "reason": None, "error": None},
+            {"order_id": 2, "status": 21, "success": False, "reason": "order_not_found", "error": "gone"}]}
+        status, results = translate.override_answer([summary])
+        assert status == 200 and [(r.OrderNumber, r.Success, r.Reason, r.Error) for r in results] == [
+            (1, True, None, None), (2, False, "order_not_found", "gone")]
+        refused = [{"type": "OrderStatusChangeRejected", "reason": "batch_too_large", "message": "51 > 50"},
+                   {"type": "OrderStatusOverrideCompleted", "reason": "batch_too_large", "results": []}]
+        assert translate.override_answer(refused) == (413, {"reason": "batch_too_large", "message": "51 > 50"})
+
+
+class TestOpenApi:
+    def test_the_document_is_valid_openapi_3_1(self):
+        """The generated document passes openapi-spec-validator."""
+        from openapi_spec_validator import validate
+
+        validate(openapi_document())
+
+    def test_the_committed_document_is_up_to_date(self):
+        """schemas/openapi.json is what the models generate (run `make schemas` after changing them)."""
+        assert DEFAULT_PATH.read_text(encoding="utf-8") == render()
+
+    def test_the_docs_page_is_self_contained(self):
+        """The rendered page names every route and loads nothing from anywhere (no CDN, no script)."""
+        page = render_docs(openapi_document())
+        assert "<script" not in page and "src=" not in page and "href=\"http" not in page
+        assert all(path in page for path in openapi_document()["paths"])
