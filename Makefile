@@ -1,10 +1,14 @@
-# Everything bootstraps itself: a fresh machine needs only Python 3.11+ and make.
+# Everything bootstraps itself: a fresh machine needs only Python 3.11+, make and Node (npm) for the
+# AsyncAPI parser the contract tests run.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev demo test unit bench schemas clean
+ASYNCAPI_TOOLS := tools/asyncapi
+NODE_STAMP     := $(ASYNCAPI_TOOLS)/node_modules/.installed
+
+.PHONY: dev demo test unit bench schemas docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,24 +16,34 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[embedded,test]'
 	touch $(STAMP)
 
+$(NODE_STAMP): $(ASYNCAPI_TOOLS)/package.json $(ASYNCAPI_TOOLS)/package-lock.json
+	npm ci --prefix $(ASYNCAPI_TOOLS) --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 dev: $(STAMP)
 	$(BIN)/orderstatus dev
 
 demo: $(STAMP)
 	$(BIN)/orderstatus dev --demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -p no:cacheprovider
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+# the contract files: JSON Schemas, AsyncAPI and OpenAPI, all generated (the tests fail when stale)
 schemas: $(STAMP)
 	$(BIN)/python -m service.contract.schema_export
+	$(BIN)/python -m service.contract.asyncapi
+	$(BIN)/python -m service.contract.openapi
+
+docs: schemas $(NODE_STAMP)
+	node $(ASYNCAPI_TOOLS)/render.mjs
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info $(ASYNCAPI_TOOLS)/node_modules
