@@ -3,10 +3,17 @@
 `process_batch` makes the whole batch durable in one unit of work. If that fails for a reason that
 is not an outage (a bug, data the database refuses), `process_isolating_poison` redoes the batch one
 message per unit of work so the single poisonous message is isolated and dead-lettered — never a
-crash loop."""
+crash loop.
+
+A redriven dead letter (DESIGN §11, headers `redrive.*`) has one chance: its redrive key (the DLQ
+record it came from) is claimed first, so a redrive sent twice or replayed with the commands topic
+does nothing the second time. A redriven command whose id was recorded as invalid takes that record
+over and is processed once more, under fresh event ids; a command id that applied or was rejected
+stays a duplicate, so a redrive never applies a command twice."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -16,7 +23,9 @@ import structlog
 
 from service.contract.commands import InputLimits, parse_command
 from service.contract.events import Topics, to_wire
+from service.contract.redrive import Redrive, read_redrive
 from service.domain.commands import ChangeOrderStatus, Command, InvalidCommand, OverrideOrderStatuses, SourceMessage
+from service.domain.events import DeadLetter
 from service.runtime.faults import is_outage, is_timeout
 from service.domain.model import Actor
 from service.worker.handlers import (
@@ -38,6 +47,7 @@ class UnitOfWork(Protocol):
     async def __aexit__(self, *exc) -> None: ...
     async def rules(self): ...
     async def claim(self, keys) -> set[str]: ...
+    async def take_over_invalid(self, keys) -> set[str]: ...
     async def lock_orders(self, order_ids) -> dict: ...
     def add(self, command_id: str, outcome: str, changes, messages) -> None: ...
     async def commit(self) -> None: ...
@@ -48,6 +58,7 @@ class Parsed:
     source: SourceMessage
     command: Command | None
     invalid: InvalidCommand | None
+    redrive: Redrive | None = None
 
     @property
     def dedupe_key(self) -> str:
@@ -67,9 +78,10 @@ class Parsed:
 
 def parse(source: SourceMessage, limits: InputLimits) -> Parsed:
     parsed = parse_command(source.value, limits)
+    redrive = read_redrive(source.headers)
     if isinstance(parsed, InvalidCommand):
-        return Parsed(source, None, parsed)
-    return Parsed(source, parsed, None)
+        return Parsed(source, None, parsed, redrive)
+    return Parsed(source, parsed, None, redrive)
 
 
 @dataclass
@@ -110,12 +122,21 @@ async def process_batch(
     parsed = [parse(s, limits) for s in sources]
     async with uow_factory() as uow:
         rules = await uow.rules()
-        new = await uow.claim((p.dedupe_key, p.kind, p.source.position) for p in parsed)
+        live = await _unspent_redrives(uow, parsed, topics)
+        new = await uow.claim((p.dedupe_key, p.kind, p.source.position) for p in live)
+        retaken = await _take_over_invalid(uow, [p for p in live if p.redrive and p.dedupe_key not in new])
         fresh: list[Parsed] = []
-        for p in parsed:  # a command id repeated inside one batch counts once: the first wins
+        again: set[int] = set()  # the fresh ones processed once more after a redrive (by id())
+        for p in live:  # a command id repeated inside one batch counts once: the first wins
             if p.dedupe_key in new:
                 new.discard(p.dedupe_key)
                 fresh.append(p)
+            elif p.dedupe_key in retaken:
+                retaken.discard(p.dedupe_key)
+                fresh.append(p)
+                again.add(id(p))
+            elif p.redrive is not None:  # the command applied or was rejected before: a duplicate
+                uow.add(p.redrive.key(topics.dlq), "redrive:duplicate", [], [])
         orders = await uow.lock_orders(oid for p in fresh for oid in p.order_ids())
         ctx = Context(rules=rules, orders=orders, now=datetime.now(timezone.utc), max_batch_items=max_batch_items)
         outcomes = []
@@ -125,14 +146,54 @@ async def process_batch(
                 order_id=getattr(p.command, "order_id", None),
             ):
                 outcome = _handle(p, ctx, check_actor)
+                if id(p) in again:
+                    outcome = _under_fresh_ids(outcome, p.redrive.key(topics.dlq))
+                redriven = {} if p.redrive is None else {"redrive_count": p.redrive.count,
+                                                         "retaken": id(p) in again}
                 if p.command is not None:
-                    log.info("command processed", type=p.kind, outcome=outcome.outcome)
+                    log.info("command processed", type=p.kind, outcome=outcome.outcome, **redriven)
                 else:
-                    log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message)
+                    log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message, **redriven)
             _add(uow, outcome, topics)
+            if p.redrive is not None:
+                uow.add(p.redrive.key(topics.dlq), f"redrive:{outcome.outcome}", [], [])
             outcomes.append(outcome)
         await uow.commit()
     return BatchResult(outcomes=outcomes, duplicates=len(parsed) - len(fresh))
+
+
+async def _unspent_redrives(uow: UnitOfWork, parsed: list[Parsed], topics: Topics) -> list[Parsed]:
+    """The batch without the redrives already spent: each DLQ record's redrive key is claimed once, so a
+    redrive sent twice, or replayed with the commands topic, is a duplicate whatever its command id."""
+    redriven = [p for p in parsed if p.redrive is not None]
+    if not redriven:
+        return parsed
+    unspent = await uow.claim((p.redrive.key(topics.dlq), "redrive", p.source.position) for p in redriven)
+    live = []
+    for p in parsed:
+        if p.redrive is None:
+            live.append(p)
+        elif p.redrive.key(topics.dlq) in unspent:
+            unspent.discard(p.redrive.key(topics.dlq))
+            live.append(p)
+    return live
+
+
+async def _take_over_invalid(uow: UnitOfWork, redriven: list[Parsed]) -> set[str]:
+    """The command ids of redriven commands that were recorded as invalid, now reclaimed to be processed
+    once more (a rules or limits fix may make them valid); any other record keeps them duplicates."""
+    if not redriven:
+        return set()
+    return await uow.take_over_invalid((p.dedupe_key, p.kind, p.source.position) for p in redriven)
+
+
+def _under_fresh_ids(outcome: Outcome, salt: str) -> Outcome:
+    """The outcome of a command processed once more after a redrive: its events get ids of their own,
+    derived from the usual ones and the redrive (still deterministic), so no subscriber takes them for
+    the events of the earlier attempt."""
+    emitted = [e if isinstance(e, DeadLetter) else replace(e, event_id=uuid.uuid5(e.event_id, salt))
+               for e in outcome.emitted]
+    return replace(outcome, emitted=emitted)
 
 
 async def process_isolating_poison(
@@ -190,13 +251,20 @@ async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factor
     """Only the DLQ copy (keyed by the message's position so a replay does not copy it twice)."""
     async with uow_factory() as uow:
         key = f"@{source.position}"
-        new = await uow.claim([(key, "poison", source.position)])
+        keys = [(key, "poison", source.position)]
+        redrive = read_redrive(source.headers)  # a failed redrive is spent too: it is back in the DLQ
+        if redrive is not None:
+            keys.append((redrive.key(topics.dlq), "redrive", source.position))
+        new = await uow.claim(keys)
         outcomes = []
-        if new:
+        if key in new:
             ctx = Context(rules=None, orders={}, now=datetime.now(timezone.utc))
             outcome = handle_invalid(poison, source, ctx)
             _add(uow, outcome, topics)
             outcomes.append(outcome)
+        if redrive is not None and redrive.key(topics.dlq) in new:
+            uow.add(redrive.key(topics.dlq), f"redrive:{outcomes[0].outcome}" if outcomes else "redrive:duplicate",
+                    [], [])
         await uow.commit()
     return BatchResult(outcomes=outcomes, duplicates=0 if outcomes else 1)
 

@@ -62,6 +62,10 @@ class PostgresUnitOfWork:
         """Claim (command_id, command_type, source) records; returns the ids that are new."""
         return await processed.claim(self.conn, keys)
 
+    async def take_over_invalid(self, keys: Iterable[tuple[str, str, str]]) -> set[str]:
+        """Reclaim records of commands recorded as invalid, for their redrive; returns the ids taken over."""
+        return await processed.take_over_invalid(self.conn, keys)
+
     async def lock_orders(self, order_ids: Iterable[int]) -> dict[int, OrderFacts]:
         return await orders.lock_orders(self.conn, order_ids)
 
