@@ -136,10 +136,14 @@ def edge_style(roles: frozenset[str]) -> EdgeStyle:
     return STAFF_EDGE
 
 
+def _ordered_roles(roles: frozenset[str]) -> list[str]:
+    """Roles in the order of DESIGN §5.1 (client, staff, manager, system), any unknown one after them."""
+    return [r for r in ROLES if r in roles] + sorted(roles - set(ROLES))
+
+
 def role_label(roles: frozenset[str]) -> str:
-    """The roles of a transition in the order of DESIGN §5.1 (client, staff, manager, system)."""
-    known = [r for r in ROLES if r in roles]
-    return ", ".join(known + sorted(roles - set(ROLES)))
+    """The label of a transition: its roles, in the order of DESIGN §5.1."""
+    return ", ".join(_ordered_roles(roles))
 
 
 @dataclass(frozen=True)
@@ -340,10 +344,52 @@ def _components(vertices: list[Vertex], edges: list[Edge]) -> list[tuple[list[Ve
     return list(groups.values())
 
 
+@dataclass
+class _Graph:
+    """One order type as a layout graph: a vertex per status, per transition label, and the start dot."""
+
+    statuses: dict[int, Vertex]
+    labels: dict[int, Vertex]  # by transition index
+    pieces: dict[int, tuple[Edge, Edge | None]]  # transition index -> (from -> label, label -> to)
+    start: Vertex | None
+    start_edge: Edge | None
+    edges: list[Edge]
+    inverted: list[Edge]  # the pieces of transitions that close a cycle
+
+    @property
+    def vertices(self) -> list[Vertex]:
+        return ([self.start] if self.start else []) + list(self.statuses.values()) + list(self.labels.values())
+
+
+def _build_graph(statuses: list[Status], transitions: list[Transition]) -> _Graph:
+    two_lines = any(_flags(s) for s in statuses)
+    svert = {s.id: _vertex(_Node("status", _View(*_status_size(s, two_lines)), status=s)) for s in statuses}
+    initial = next((s for s in statuses if s.initial), None)
+    back = _back_edges(list(svert), [(t.from_id, t.to_id) for t in transitions], [initial.id] if initial else [])
+    graph = _Graph(svert, {}, {}, None, None, [], [])
+    for i, t in enumerate(transitions):
+        text = role_label(t.roles)
+        label = _vertex(_Node("label", _View(text_width(text, LABEL_SIZE) + 2 * LABEL_PAD, LABEL_H), index=i))
+        graph.labels[i] = label
+        first = Edge(svert[t.from_id], label)
+        # a self-loop (the rules file refuses them; a RuleSet built in code may not) returns from its label
+        second = Edge(label, svert[t.to_id]) if t.from_id != t.to_id else None
+        graph.pieces[i] = (first, second)
+        for e in (first, second):
+            if e is not None:
+                graph.edges.append(e)
+                if (t.from_id, t.to_id) in back:
+                    graph.inverted.append(e)
+    if initial:
+        graph.start = _vertex(_Node("start", _View(2 * START_R, 2 * START_R)))
+        graph.start_edge = Edge(graph.start, svert[initial.id])
+        graph.edges.append(graph.start_edge)
+    return graph
+
+
 def _layout_component(vertices: list[Vertex], edges: list[Edge], inverted: list[Edge], roots: list[Vertex]):
     """Run the Sugiyama layout; return the layout and the band (top, bottom) of every layer."""
-    core = graph_core(vertices, edges)
-    sug = SugiyamaLayout(core)
+    sug = SugiyamaLayout(graph_core(vertices, edges))
     sug.xspace, sug.yspace = XSPACE, YSPACE
     sug.dw, sug.dh = 4.0, 4.0  # dummy nodes of long edges: thin, so they cost little room
     sug.init_all(roots=roots, inverted_edges=inverted)
@@ -351,16 +397,168 @@ def _layout_component(vertices: list[Vertex], edges: list[Edge], inverted: list[
     # grandalf keeps each layer's vertices apart already; make it a guarantee, in layer order
     for layer in sug.layers:
         ordered = sorted(layer, key=lambda v: sug.grx[v].pos)
-        for left, right in zip(ordered, ordered[1:]):
+        for left, right in zip(ordered, ordered[1:], strict=False):
             least = left.view.xy[0] + (left.view.w + right.view.w) / 2 + XSPACE
             if right.view.xy[0] < least:
                 right.view.xy = (least, right.view.xy[1])
-    bands = []
-    for layer in sug.layers:
-        bands.append(
-            (min(v.view.xy[1] - v.view.h / 2 for v in layer), max(v.view.xy[1] + v.view.h / 2 for v in layer))
-        )
+    bands = [
+        (min(v.view.xy[1] - v.view.h / 2 for v in layer), max(v.view.xy[1] + v.view.h / 2 for v in layer))
+        for layer in sug.layers
+    ]
     return sug, bands
+
+
+class _Placement:
+    """Where the laid-out components went: every vertex (dummies included) with its layout and offset."""
+
+    def __init__(self) -> None:
+        self.offset: dict[int, Point] = {}  # id(vertex) -> shift of its component
+        self.layout: dict[int, tuple[SugiyamaLayout, list[tuple[float, float]]]] = {}
+
+    def add(self, sug: SugiyamaLayout, bands: list[tuple[float, float]], dx: float, dy: float) -> None:
+        shifted = [(a + dy, b + dy) for a, b in bands]
+        for layer in sug.layers:
+            for v in layer:
+                self.offset[id(v)] = (dx, dy)
+                self.layout[id(v)] = (sug, shifted)
+
+    def has(self, v) -> bool:
+        return id(v) in self.offset
+
+    def xy(self, v) -> Point:
+        dx, dy = self.offset[id(v)]
+        return (v.view.xy[0] + dx, v.view.xy[1] + dy)
+
+    def box(self, v) -> _Box:
+        x, y = self.xy(v)
+        return _Box(x, y, v.view.w, v.view.h)
+
+    def rank(self, v) -> int:
+        return self.layout[id(v)][0].grx[v].rank
+
+    def band(self, v) -> tuple[float, float]:
+        """The top and bottom of the layer `v` is in."""
+        return self.layout[id(v)][1][self.rank(v)]
+
+    def chain(self, e: Edge) -> list:
+        """The edge's vertices in order from its tail to its head, with the dummy vertices of its layers between."""
+        a, b = e.v
+        sug = self.layout[id(a)][0]
+        ra, rb = sug.grx[a].rank, sug.grx[b].rank
+        ctrl = sug.ctrls.get(e, {})
+        step = 1 if rb > ra else -1
+        return [a] + [ctrl[r] for r in range(ra + step, rb, step)] + [b]
+
+
+def _place_components(graph: _Graph) -> tuple[_Placement, float, float, list[Vertex]]:
+    """Lay out each connected component and put them side by side, the one with the start first.
+
+    Returns the placement, the width and bottom of the drawing, and the statuses with no edge."""
+    placement = _Placement()
+    laid, loose = [], []
+    for cv, ce in _components(graph.vertices, graph.edges):
+        if not ce:
+            loose.extend(v for v in cv if v.data.kind == "status")
+            continue
+        roots = [graph.start] if graph.start in cv else []
+        sug, bands = _layout_component(cv, ce, [e for e in graph.inverted if e in ce], roots)
+        every = [v for layer in sug.layers for v in layer]
+        x0 = min(v.view.xy[0] - v.view.w / 2 for v in every)
+        x1 = max(v.view.xy[0] + v.view.w / 2 for v in every)
+        laid.append((graph.start in cv, len(cv), sug, bands, x0, x1))
+    laid.sort(key=lambda c: (not c[0], -c[1]))
+    x, bottom = PANEL_PAD, PANEL_TITLE_H
+    for _, _, sug, bands, x0, x1 in laid:
+        y0, y1 = bands[0][0], bands[-1][1]
+        placement.add(sug, bands, x - x0, PANEL_TITLE_H - y0)
+        x += (x1 - x0) + COMPONENT_GAP
+        bottom = max(bottom, PANEL_TITLE_H + (y1 - y0))
+    width = x - COMPONENT_GAP + PANEL_PAD if laid else 2 * PANEL_PAD
+    return placement, width, bottom, loose
+
+
+def _place_loose(loose: list[Vertex], width: float, top: float) -> tuple[dict[int, _Box], float, float]:
+    """Statuses with no transition, in rows under the caption; returns their boxes, the width and the bottom."""
+    width = max(width, 2 * PANEL_PAD + text_width(LOOSE_CAPTION, 11))
+    row_w = max(width - 2 * PANEL_PAD, max(v.view.w for v in loose))
+    boxes: dict[int, _Box] = {}
+    x, y, row_h = PANEL_PAD, top, 0.0
+    for v in loose:
+        if x > PANEL_PAD and x + v.view.w > PANEL_PAD + row_w:
+            x, y, row_h = PANEL_PAD, y + row_h + 14, 0.0
+        boxes[v.data.status.id] = _Box(x + v.view.w / 2, y + v.view.h / 2, v.view.w, v.view.h)
+        x += v.view.w + XSPACE
+        row_h = max(row_h, v.view.h)
+        width = max(width, x - XSPACE + PANEL_PAD)
+    return boxes, width, y + row_h
+
+
+def _ports(chains: dict[int, list], place: _Placement) -> dict[tuple[int, int], float]:
+    """The x where each edge meets its status: the edges on one side of a box spread along it, in the
+    order of where they go, so arrowheads do not pile up. Keyed by (edge, 0 for the tail or 1 for the head)."""
+    sides: dict[tuple[int, int], list[tuple[float, int, int, Vertex]]] = {}
+    for i, c in chains.items():
+        for end, neighbour, which in ((c[0], c[1], 0), (c[-1], c[-2], 1)):
+            if end.data.kind == "status":
+                side = 1 if place.rank(neighbour) > place.rank(end) else -1
+                sides.setdefault((id(end), side), []).append((place.xy(neighbour)[0], i, which, end))
+    port_x: dict[tuple[int, int], float] = {}
+    for items in sides.values():
+        items.sort(key=lambda item: item[:3])
+        owner = items[0][3]
+        usable = owner.view.w - 2 * RING - 24
+        step = min(16.0, usable / max(len(items) - 1, 1))
+        for k, (_, i, which, _) in enumerate(items):
+            port_x[(i, which)] = place.xy(owner)[0] + (k - (len(items) - 1) / 2) * step
+    return port_x
+
+
+def _route(c: list, tail_x: float | None, head_x: float | None, place: _Placement) -> _Path:
+    """The path along a chain: straight through each layer at its vertex, a curve across each gap between layers.
+
+    Inside a layer only this edge's own vertex (a label or a dummy) is at its x, so the path crosses no box or
+    label; the curves stay within the gaps, where there are no boxes at all."""
+
+    def x_of(k: int) -> float:
+        if k == 0 and tail_x is not None:
+            return tail_x
+        if k == len(c) - 1 and head_x is not None:
+            return head_x
+        return place.xy(c[k])[0]
+
+    def at_box(v, side: int) -> float:
+        """The y of the top (side -1) or bottom (+1) of the box itself (inside an override ring)."""
+        half = START_R if v.data.kind == "start" else v.view.h / 2 - RING
+        return place.xy(v)[1] + side * half
+
+    def at_band(v, side: int) -> float:
+        top, bottom = place.band(v)
+        return bottom if side > 0 else top
+
+    def direction(a, b) -> int:
+        return 1 if place.rank(b) > place.rank(a) else -1
+
+    d = direction(c[0], c[1])
+    x = x_of(0)
+    path = _Path((x, at_box(c[0], d)))
+    prev = (x, at_band(c[0], d))
+    if abs(prev[1] - path.start[1]) > 0.05:
+        path.steps.append(("L", prev))
+    for k in range(1, len(c)):
+        d = direction(c[k - 1], c[k])
+        x, y_in = x_of(k), at_band(c[k], -d)
+        bend = (y_in - prev[1]) / 2
+        path.steps.append(("C", (prev[0], prev[1] + bend), (x, y_in - bend), (x, y_in)))
+        if k == len(c) - 1:
+            y_box = at_box(c[k], -d)
+            if abs(y_box - y_in) > 0.05:
+                path.steps.append(("L", (x, y_box)))
+            break
+        y_out = at_band(c[k], direction(c[k], c[k + 1]))
+        if abs(y_out - y_in) > 0.05:
+            path.steps.append(("L", (x, y_out)))
+        prev = (x, y_out)
+    return path
 
 
 def _layout_panel(rules: RuleSet, otype: str) -> _PanelLayout:
@@ -369,202 +567,33 @@ def _layout_panel(rules: RuleSet, otype: str) -> _PanelLayout:
     transitions = [
         t for t in rules.transitions if t.order_type == otype and t.from_id in status_of and t.to_id in status_of
     ]
-    two_lines = any(_flags(s) for s in statuses)
-
-    svert: dict[int, Vertex] = {}
-    for s in statuses:
-        w, h = _status_size(s, two_lines)
-        svert[s.id] = _vertex(_Node("status", _View(w, h), status=s))
-    initial = next((s for s in statuses if s.initial), None)
-    start = _vertex(_Node("start", _View(2 * START_R, 2 * START_R))) if initial else None
-
-    roots = [initial.id] if initial else []
-    back = _back_edges(list(status_of), [(t.from_id, t.to_id) for t in transitions], roots)
-
-    vertices: list[Vertex] = ([start] if start else []) + list(svert.values())
-    edges: list[Edge] = []
-    inverted: list[Edge] = []
-    pieces: dict[int, tuple[Edge, Edge | None]] = {}
-    lvert: dict[int, Vertex] = {}
-    for i, t in enumerate(transitions):
-        text = role_label(t.roles)
-        lv = _vertex(_Node("label", _View(text_width(text, LABEL_SIZE) + 2 * LABEL_PAD, LABEL_H), index=i))
-        lvert[i] = lv
-        vertices.append(lv)
-        first = Edge(svert[t.from_id], lv)
-        # a self-loop (the rules file refuses them; a hand-built RuleSet may not) returns from its label
-        second = Edge(lv, svert[t.to_id]) if t.from_id != t.to_id else None
-        pieces[i] = (first, second)
-        for e in (first, second):
-            if e is not None:
-                edges.append(e)
-                if (t.from_id, t.to_id) in back:
-                    inverted.append(e)
-    start_edge = Edge(start, svert[initial.id]) if start else None
-    if start_edge:
-        edges.append(start_edge)
-
-    placed: dict[int, tuple[float, float]] = {}  # id(vertex) -> shift of its component
-    layouts: dict[int, tuple[SugiyamaLayout, list]] = {}
-    loose: list[Vertex] = []
-    comps = _components(vertices, edges)
-    laid = []
-    for cv, ce in comps:
-        if not ce:
-            loose.extend(cv)
-            continue
-        comp_roots = [start] if start in cv else []
-        sug, bands = _layout_component(cv, ce, [e for e in inverted if e in ce], comp_roots)
-        xs = [v.view.xy[0] - v.view.w / 2 for layer in sug.layers for v in layer]
-        xe = [v.view.xy[0] + v.view.w / 2 for layer in sug.layers for v in layer]
-        ys = [b[0] for b in bands]
-        ye = [b[1] for b in bands]
-        laid.append((cv, sug, bands, min(xs), max(xe), min(ys), max(ye)))
-    # the component with the initial status first, then the bigger ones
-    laid.sort(key=lambda c: (start not in c[0], -len(c[0])))
-
-    x_cursor = PANEL_PAD
-    top = PANEL_TITLE_H
-    bottom = top
-    for cv, sug, bands, x0, x1, y0, y1 in laid:
-        dx, dy = x_cursor - x0, top - y0
-        shifted = [(a + dy, b + dy) for a, b in bands]
-        for layer in sug.layers:
-            for v in layer:
-                placed[id(v)] = (dx, dy)
-                layouts[id(v)] = (sug, shifted)
-        x_cursor += (x1 - x0) + COMPONENT_GAP
-        bottom = max(bottom, top + (y1 - y0))
-    title_w = text_width(_clean(otype), 17, True) + 10 + text_width(_panel_subtitle(len(statuses), len(transitions)), 11)
-    width = max(x_cursor - COMPONENT_GAP + PANEL_PAD, 2 * PANEL_PAD + title_w)
-
-    def box(v) -> _Box:
-        dx, dy = placed[id(v)]
-        return _Box(v.view.xy[0] + dx, v.view.xy[1] + dy, v.view.w, v.view.h)
-
-    boxes = {sid: box(v) for sid, v in svert.items() if id(v) in placed}
-    labels = {i: box(v) for i, v in lvert.items()}
-
-    # statuses without any transition: a captioned row (wrapped) under the drawing
+    graph = _build_graph(statuses, transitions)
+    place, width, bottom, loose = _place_components(graph)
+    subtitle = _panel_subtitle(len(statuses), len(transitions))
+    width = max(width, 2 * PANEL_PAD + text_width(_clean(otype), 17, True) + 10 + text_width(subtitle, 11))
+    boxes = {sid: place.box(v) for sid, v in graph.statuses.items() if place.has(v)}
     loose_caption = None
-    loose_statuses = [v for v in loose if v.data.kind == "status"]
-    if loose_statuses:
-        width = max(width, 2 * PANEL_PAD + text_width(LOOSE_CAPTION, 11))
-        y = bottom + (28.0 if laid else 4.0)
-        loose_caption = (PANEL_PAD, y + 12)
-        y += 22
-        row_w = max(width - 2 * PANEL_PAD, max(v.view.w for v in loose_statuses))
-        x = PANEL_PAD
-        row_h = 0.0
-        for v in loose_statuses:
-            if x > PANEL_PAD and x + v.view.w > PANEL_PAD + row_w:
-                x, y = PANEL_PAD, y + row_h + 14
-                row_h = 0.0
-            boxes[v.data.status.id] = _Box(x + v.view.w / 2, y + v.view.h / 2, v.view.w, v.view.h)
-            x += v.view.w + XSPACE
-            row_h = max(row_h, v.view.h)
-            width = max(width, x - XSPACE + PANEL_PAD)
-        bottom = y + row_h
+    if loose:
+        top = bottom + (28.0 if boxes else 4.0)
+        loose_caption = (PANEL_PAD, top + 12)
+        loose_boxes, width, bottom = _place_loose(loose, width, top + 22)
+        boxes.update(loose_boxes)
 
-    # --- routing
-    def rank(v) -> int:
-        return layouts[id(v)][0].grx[v].rank
-
-    def band(v) -> tuple[float, float]:
-        return layouts[id(v)][1][rank(v)]
-
-    def chain(e: Edge) -> list:
-        a, b = e.v
-        sug = layouts[id(a)][0]
-        ra, rb = sug.grx[a].rank, sug.grx[b].rank
-        ctrl = sug.ctrls.get(e, {})
-        step = 1 if rb > ra else -1
-        return [a] + [ctrl[r] for r in range(ra + step, rb, step)] + [b]
-
-    def xy(v) -> Point:
-        dx, dy = placed[id(v)]
-        return (v.view.xy[0] + dx, v.view.xy[1] + dy)
-
-    chains: dict[int, list] = {}
-    for i, (first, second) in pieces.items():
-        c = chain(first)
-        c = c + (chain(second)[1:] if second is not None else [c[0]])
-        chains[i] = c
-    if start_edge:
-        chains[-1] = chain(start_edge)
-
-    # ports: the edges at one side of a status spread along it, ordered by where they go
-    ports: dict[tuple[int, int], list[tuple[float, int, int]]] = {}
-    for i, c in chains.items():
-        for end, neighbour, which in ((c[0], c[1], 0), (c[-1], c[-2], 1)):
-            if end.data.kind != "status":
-                continue
-            side = 1 if rank(neighbour) > rank(end) else -1
-            ports.setdefault((id(end), side), []).append((xy(neighbour)[0], i, which))
-    port_x: dict[tuple[int, int], float] = {}
-    for (vid, side), items in ports.items():
-        items.sort()
-        owner = next(v for v in svert.values() if id(v) == vid)
-        bx = xy(owner)[0]
-        usable = owner.view.w - 2 * RING - 24
-        step = min(16.0, usable / max(len(items) - 1, 1))
-        for k, (_, i, which) in enumerate(items):
-            port_x[(i, which)] = bx + (k - (len(items) - 1) / 2) * step
-
-    def route(i: int, c: list) -> _Path:
-        def x_of(k: int) -> float:
-            if k == 0 and (i, 0) in port_x:
-                return port_x[(i, 0)]
-            if k == len(c) - 1 and (i, 1) in port_x:
-                return port_x[(i, 1)]
-            return xy(c[k])[0]
-
-        def edge_y(v, side: int, own: bool) -> float:
-            """Where a path leaves or enters `v` on `side` (+1 below, -1 above): the box or its layer band."""
-            if own:
-                y = xy(v)[1]
-                half = v.view.h / 2 - (RING if v.data.kind == "status" else 0)
-                if v.data.kind == "start":
-                    half = START_R
-                return y + side * half
-            top_, bottom_ = band(v)
-            return bottom_ if side > 0 else top_
-
-        d0 = 1 if rank(c[1]) > rank(c[0]) else -1
-        x0 = x_of(0)
-        path = _Path((x0, edge_y(c[0], d0, True)))
-        y_exit = edge_y(c[0], d0, False)
-        if abs(y_exit - path.start[1]) > 0.05:
-            path.steps.append(("L", (x0, y_exit)))
-        prev = (x0, y_exit)
-        for k in range(1, len(c)):
-            d = 1 if rank(c[k]) > rank(c[k - 1]) else -1
-            xk = x_of(k)
-            y_in = edge_y(c[k], -d, False)
-            bend = (y_in - prev[1]) / 2
-            path.steps.append(("C", (prev[0], prev[1] + bend), (xk, y_in - bend), (xk, y_in)))
-            if k == len(c) - 1:
-                y_box = edge_y(c[k], -d, True)
-                if abs(y_box - y_in) > 0.05:
-                    path.steps.append(("L", (xk, y_box)))
-                break
-            d_next = 1 if rank(c[k + 1]) > rank(c[k]) else -1
-            y_out = edge_y(c[k], d_next, False)
-            if abs(y_out - y_in) > 0.05:
-                path.steps.append(("L", (xk, y_out)))
-            prev = (xk, y_out)
-        return path
-
-    paths = {i: route(i, c) for i, c in chains.items() if i >= 0}
-    start_box = box(start) if start else None
-    start_path = route(-1, chains[-1]) if start_edge else None
+    chains = {}
+    for i, (first, second) in graph.pieces.items():
+        c = place.chain(first)
+        chains[i] = c + (place.chain(second)[1:] if second is not None else [c[0]])
+    if graph.start_edge:
+        chains[-1] = place.chain(graph.start_edge)
+    port_x = _ports(chains, place)
+    paths = {i: _route(c, port_x.get((i, 0)), port_x.get((i, 1)), place) for i, c in chains.items()}
     return _PanelLayout(
         order_type=otype,
         statuses=boxes,
-        labels=labels,
-        paths=paths,
-        start=start_box,
-        start_path=start_path,
+        labels={i: place.box(v) for i, v in graph.labels.items()},
+        paths={i: p for i, p in paths.items() if i >= 0},
+        start=place.box(graph.start) if graph.start else None,
+        start_path=paths.get(-1),
         loose_caption=loose_caption,
         width=width,
         height=bottom + PANEL_PAD,
@@ -678,7 +707,7 @@ def _panel_svg(p: _PanelLayout, ox: float, oy: float) -> str:
         src, dst = p.status_of[t.from_id], p.status_of[t.to_id]
         out.append(
             f'<g class="transition edge-{style.kind}" data-from="{t.from_id}" data-to="{t.to_id}" '
-            f'data-roles="{_esc(",".join(r for r in ROLES if r in t.roles))}">'
+            f'data-roles="{_esc(",".join(_ordered_roles(t.roles)))}">'
             f"<title>{_esc(f'{src.name} → {dst.name}: {text}')}</title>"
             f'<path class="edge" d="{p.paths[i].d(ox, oy)}" {_edge_attrs(style)} '
             f'marker-end="url(#{_marker_id(style)})"/>'
@@ -813,4 +842,5 @@ def render_svg(rules: RuleSet, order_type: str | None = None) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{FONT_FAMILY}" font-size="11">'
     )
-    return "\n".join([head, _defs(), f'<rect width="100%" height="100%" fill="#ffffff"/>', legend, *body, "</svg>"]) + "\n"
+    background = '<rect width="100%" height="100%" fill="#ffffff"/>'
+    return "\n".join([head, _defs(), background, legend, *body, "</svg>"]) + "\n"
