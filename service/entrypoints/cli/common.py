@@ -43,7 +43,7 @@ def with_conn(settings: Settings, work):
     """Run `work(conn)` on one short-lived connection and return its result."""
 
     async def go():
-        conn = await connect(settings.database_url)
+        conn = await connect(settings.database_url.get_secret_value())
         try:
             return await work(conn)
         finally:

@@ -14,7 +14,7 @@ from service.runtime.settings import Settings
 def migrate(settings: Settings) -> None:
     """Apply the database migrations (safe to run concurrently and repeatedly)."""
     try:
-        run_migrations(settings.database_url)
+        run_migrations(settings.database_url.get_secret_value())
     except Exception as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         raise UserError(f"migration failed: {exc.__class__.__name__}: {first_line}") from None

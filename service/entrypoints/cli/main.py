@@ -4,6 +4,7 @@ Errors print one line to stderr and exit non-zero."""
 from __future__ import annotations
 
 import click
+from pydantic import ValidationError
 
 from service.entrypoints.cli import (
     database,
@@ -19,6 +20,7 @@ from service.entrypoints.cli import (
     tokens,
     topics,
 )
+from service.entrypoints.cli.common import UserError
 from service.runtime.logging import configure_logging
 from service.runtime.settings import Settings
 
@@ -27,9 +29,23 @@ from service.runtime.settings import Settings
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """orderstatus: the order-status service and its operator tools."""
-    settings = Settings()
+    settings = _settings()
     configure_logging(settings.log_level)
     ctx.obj = settings
+
+
+def _settings() -> Settings:
+    """The settings from the environment; invalid ones are one line naming the variables. Never
+    str(ValidationError): its `input_value` would print the values, secrets included."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            message = error["msg"].removeprefix("Value error, ")
+            field = ".".join(str(part) for part in error["loc"])
+            problems.append(f"ORDERSTATUS_{field.upper()}: {message}" if field else message)
+        raise UserError("invalid settings: " + "; ".join(problems)) from None
 
 
 for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, tokens, dev):

@@ -28,7 +28,7 @@ def resend(settings: Settings, event_id: str) -> None:
 
     async def go():
         eid = parse_event_id(event_id)
-        pool = await create_pool(settings.database_url, size=2)
+        pool = await create_pool(settings.database_url.get_secret_value(), size=2)
         mailer = Mailer(settings)
         try:
             return await resend_event(pool, mailer, settings.mail_from, eid, report)
