@@ -1,4 +1,7 @@
-"""Postgres connections and migrations. Only entrypoints call these."""
+"""Postgres connections and migrations. Only entrypoints call these.
+
+Every connection, the migrations' included, is opened by asyncpg from the DSN itself, so its TLS
+parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, ...) mean the same everywhere."""
 
 from __future__ import annotations
 
@@ -58,11 +61,6 @@ async def ensure_database(database_url: str) -> None:
         await conn.close()
 
 
-def _sqlalchemy_url(database_url: str) -> str:
-    scheme, rest = database_url.split("://", 1)
-    return f"postgresql+asyncpg://{rest}" if scheme in ("postgresql", "postgres") else database_url
-
-
 def migrate(database_url: str) -> None:
     """Apply every pending migration; safe to run repeatedly and from several processes at once."""
     from alembic import command
@@ -71,5 +69,7 @@ def migrate(database_url: str) -> None:
     asyncio.run(ensure_database(database_url))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", _sqlalchemy_url(database_url).replace("%", "%%"))
+    # handed to env.py in memory, never as `sqlalchemy.url`: SQLAlchemy's asyncpg dialect would turn the
+    # DSN's query (sslmode, sslrootcert) into connect() keywords asyncpg does not take
+    config.attributes["database_url"] = database_url
     command.upgrade(config, "head")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -21,8 +22,11 @@ def _run(connection) -> None:
 
 
 async def _main() -> None:
-    url = context.config.get_main_option("sqlalchemy.url")
-    engine = create_async_engine(url, poolclass=NullPool)
+    # asyncpg parses the DSN itself (sslmode, sslrootcert, ...) exactly as the service's own pools do;
+    # the engine's URL names only the dialect
+    dsn = context.config.attributes["database_url"]
+    engine = create_async_engine("postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(dsn),
+                                 poolclass=NullPool)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
