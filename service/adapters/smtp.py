@@ -6,7 +6,10 @@ the caller claim its idempotency row between the two (see service/notifier/deliv
 failures are "certainly not sent" and which are "maybe sent".
 
 Failures are classified by SMTP reply class: 5xx is permanent (`Refused`, recorded and skipped),
-4xx and connection trouble are temporary (`SmtpUnavailable`, retried with backoff)."""
+4xx and connection trouble are temporary (`SmtpUnavailable`, retried with backoff).
+
+Credentials are only ever sent over TLS (implicit TLS or STARTTLS): the settings refuse the other
+combination, and the mailer checks again on the live connection before it logs in."""
 
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ class Refused(Exception):
         self.reply = reply
 
 
+class PlaintextCredentials(Exception):
+    """SMTP credentials would travel without TLS: refused. A configuration error, never retried."""
+
+
 class OutcomeUnknown(Exception):
     """The connection broke after the message was handed over: the server may or may not have it."""
 
@@ -49,21 +56,33 @@ class Mailer:
     """One reusable SMTP connection; opened on first use, dropped on any error and reopened."""
 
     def __init__(self, settings: Settings) -> None:
+        if settings.smtp_username is not None and not (settings.smtp_starttls or settings.smtp_use_tls):
+            # Settings() already refuses this; settings built with model_copy/model_construct are not validated
+            raise PlaintextCredentials("SMTP credentials need ORDERSTATUS_SMTP_STARTTLS or ORDERSTATUS_SMTP_USE_TLS")
         self.settings = settings
         self._smtp: aiosmtplib.SMTP | None = None
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
+        # no credentials here: aiosmtplib would log in inside connect(); _login does it after checking TLS
         return aiosmtplib.SMTP(
             hostname=s.smtp_host,
             port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password is not None else None,
             use_tls=s.smtp_use_tls,
             # explicit: False must mean no STARTTLS (aiosmtplib's None would upgrade opportunistically)
             start_tls=s.smtp_starttls and not s.smtp_use_tls,
+            cert_bundle=s.smtp_cafile,
             timeout=s.smtp_timeout_s,
         )
+
+    async def _login(self, smtp: aiosmtplib.SMTP) -> None:
+        """Authenticate when configured, and only over a connection that really is TLS."""
+        s = self.settings
+        if s.smtp_username is None:
+            return
+        if smtp.get_transport_info("sslcontext") is None:
+            raise PlaintextCredentials(f"refusing to log in to {s.smtp_host}:{s.smtp_port} without TLS")
+        await smtp.login(s.smtp_username, s.smtp_password.get_secret_value() if s.smtp_password is not None else "")
 
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
@@ -72,6 +91,10 @@ class Mailer:
         smtp = self._client()
         try:
             await smtp.connect()
+            await self._login(smtp)
+        except PlaintextCredentials:
+            smtp.close()
+            raise
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # connection, greeting, STARTTLS and login failures: nothing is sent, so wait and retry
             # (a bad password stalls the notifier visibly on /readyz instead of dropping mail)
