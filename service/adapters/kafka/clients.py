@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient
 
 from service.runtime.settings import Settings
+
+
+class FileTokenProvider(AbstractTokenProvider):
+    """OAUTHBEARER: the token is the content of a file, read again on every request, so a token the
+    platform rotates in place (a Kubernetes projected service-account token) is always current."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    async def token(self) -> str:
+        text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
+        token = text.strip()
+        if not token:
+            raise ValueError(f"the OAUTHBEARER token file {self.path} is empty")
+        return token
 
 
 def client_options(settings: Settings) -> dict:
@@ -19,14 +38,25 @@ def client_options(settings: Settings) -> dict:
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
 
-        options["ssl_context"] = create_ssl_context(
+        # verifies the broker's certificate (the CA file, else the system CAs) and by default its name
+        context = create_ssl_context(
             cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile
         )
+        context.check_hostname = settings.kafka_ssl_check_hostname
+        options["ssl_context"] = context
     if settings.kafka_security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_plain_username
-        if settings.kafka_sasl_plain_password is not None:
-            options["sasl_plain_password"] = settings.kafka_sasl_plain_password.get_secret_value()
+        # Settings has checked that the mechanism's credentials are present
+        mechanism = settings.kafka_sasl_mechanism
+        options["sasl_mechanism"] = mechanism
+        if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            options["sasl_plain_username"] = settings.kafka_sasl_plain_username
+            if settings.kafka_sasl_plain_password is not None:
+                options["sasl_plain_password"] = settings.kafka_sasl_plain_password.get_secret_value()
+        elif mechanism == "OAUTHBEARER":
+            options["sasl_oauth_token_provider"] = FileTokenProvider(settings.kafka_sasl_oauth_token_file)
+        elif mechanism == "GSSAPI":
+            options["sasl_kerberos_service_name"] = settings.kafka_sasl_kerberos_service_name
+            options["sasl_kerberos_domain_name"] = settings.kafka_sasl_kerberos_domain_name
     return options
 
 
