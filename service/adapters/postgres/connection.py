@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def _check_tls_files(database_url: str) -> None:
+    """A TLS file named in the DSN that cannot be read is a settings mistake: say which, by name (asyncpg
+    would raise a bare FileNotFoundError that reads like an unreachable server)."""
+    query = parse_qs(urlsplit(database_url).query)
+    for param in ("sslrootcert", "sslcert", "sslkey"):
+        for path in query.get(param, []):
+            if path != "system" and not os.access(path, os.R_OK):
+                raise asyncpg.exceptions.ClientConfigurationError(
+                    f'{param} file "{path}" does not exist or cannot be read')
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -30,6 +42,7 @@ async def create_pool(database_url: str, *, size: int = 4, statement_timeout_s: 
         server_settings["statement_timeout"] = str(int(statement_timeout_s * 1000))
     if lock_timeout_s is not None:
         server_settings["lock_timeout"] = str(int(lock_timeout_s * 1000))
+    _check_tls_files(database_url)
     return await asyncpg.create_pool(
         database_url, min_size=1, max_size=size, init=_init_connection, server_settings=server_settings,
         command_timeout=max(60.0, (statement_timeout_s or 0) + 30),
@@ -37,6 +50,7 @@ async def create_pool(database_url: str, *, size: int = 4, statement_timeout_s: 
 
 
 async def connect(database_url: str) -> asyncpg.Connection:
+    _check_tls_files(database_url)
     conn = await asyncpg.connect(database_url, command_timeout=60)
     await _init_connection(conn)
     return conn
@@ -44,6 +58,7 @@ async def connect(database_url: str) -> asyncpg.Connection:
 
 async def ensure_database(database_url: str) -> None:
     """Create the target database when it is missing (first run on a fresh server)."""
+    _check_tls_files(database_url)
     parts = urlsplit(database_url)
     name = parts.path.lstrip("/")
     if not name or name == "postgres":

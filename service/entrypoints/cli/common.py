@@ -32,6 +32,9 @@ def run(coro):
         raise UserError(f"cannot reach a service: {exc}") from None
     except (KafkaConnectionError, asyncpg.exceptions.CannotConnectNowError) as exc:
         raise UserError(f"cannot reach a service: {exc}") from None
+    except asyncpg.exceptions.ClientConfigurationError as exc:
+        # a bad ORDERSTATUS_DATABASE_URL parameter, e.g. an unknown sslmode or a missing sslrootcert file
+        raise UserError(f"database connection settings: {exc}") from None
     except asyncpg.exceptions.UndefinedTableError as exc:
         raise UserError(f"the database is not migrated ({exc}); run `orderstatus migrate`") from None
     except (KafkaError, asyncpg.PostgresError) as exc:
