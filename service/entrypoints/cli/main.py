@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from service.entrypoints.cli import (
     database,
     dev,
+    dlq,
     notifications,
     ops,
     orders,
@@ -48,6 +49,7 @@ def _settings() -> Settings:
         raise UserError("invalid settings: " + "; ".join(problems)) from None
 
 
-for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, tokens, dev):
+for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, tokens, dev,
+               dlq):
     for command in module.COMMANDS:
         main.add_command(command)
