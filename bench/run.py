@@ -1,108 +1,158 @@
-"""Throughput benchmark (`make bench`): embedded Postgres and broker, the real worker in-process.
+"""`make bench`: the benchmark suite of issue 12, every scenario on fresh embedded Postgres and broker,
+the worker(s) as real `orderstatus worker` subprocesses.
 
-Seeds ORDERS orders, publishes COMMANDS ChangeOrderStatus commands that alternate each order
-between Confirmed and OnHold (each valid only after the previous one), then measures how long the
-worker takes to make them all durable, and how long until every event is published."""
+  throughput  50,000 dependent commands over 1,000 orders, produced while one worker runs
+  naive       the same commands through the naive baseline (bench/naive.py: one transaction and one
+              synchronous publish per command); the summary gives the ratio worker / naive
+  latency     a steady 1,000 and 5,000 commands/s for 15 s each: p50, p95, p99, max of event
+              timestamp − command timestamp
+  scale-out   the throughput scenario with 1, 2 and 3 worker processes in one group
+
+Prints a table, writes bench/results/latest.json and bench/results/latest.png."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import os
+import signal
+import subprocess
+import sys
 import time
-import uuid
+import traceback
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
-from service.adapters.kafka.admin import create_topics
-from service.adapters.postgres.connection import connect, migrate
-from service.adapters.postgres.orders import upsert_orders
-from service.adapters.postgres.rules import fetch_rules, replace_rules
-from service.contract.orders_file import parse_orders
-from service.contract.rules_file import load_rules_file
-from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, scratch_dir
-from service.entrypoints.services import run_worker
-from service.runtime.logging import configure_logging
-from service.runtime.settings import Settings
-
-SAMPLES = Path(__file__).resolve().parent.parent / "service" / "devkit" / "samples"
+from bench import report, scenarios
+from bench.infra import PREFIX, ROOT
+from bench.measure import machine
+from bench.scenarios import SCENARIOS, Options
 
 
-async def bench(orders: int, commands: int, partitions: int, max_poll: int) -> dict:
-    configure_logging("WARNING", json=True)
-    postgres = EmbeddedPostgres(scratch_dir("orderstatus-bench-pg-")).start()
-    broker = EmbeddedBroker().start()
-    try:
-        await asyncio.to_thread(migrate, postgres.url)  # alembic runs its own event loop
-        settings = Settings(database_url=postgres.url, kafka_bootstrap_servers=broker.bootstrap_servers,
-                            kafka_enable_idempotence=False, http_port=0, kafka_max_poll_records=max_poll,
-                            log_level="WARNING")
-        conn = await connect(settings.database_url)
-        await replace_rules(conn, load_rules_file(SAMPLES / "rules.yaml"))
-        rules = await fetch_rules(conn)
-        lines = [json.dumps({"order_id": 10_000 + i, "order_type": "SO", "status": "Confirmed"}) for i in range(orders)]
-        await upsert_orders(conn, parse_orders(lines, rules), rules)
-        await create_topics(settings, partitions, 1)
-
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5)
-        await producer.start()
-        started = time.perf_counter()
-        for n in range(commands):
-            order_id = 10_000 + n % orders
-            step = n // orders
-            expected, target = ("Confirmed", "OnHold") if step % 2 == 0 else ("OnHold", "Confirmed")
-            command = {"type": "ChangeOrderStatus", "command_id": str(uuid.uuid4()), "order_id": order_id,
-                       "status": target, "expected_status": expected, "actor": {"id": "bench", "role": "manager"}}
-            await producer.send(settings.commands_topic, json.dumps(command).encode(), key=str(order_id).encode())
-        await producer.flush()
-        await producer.stop()
-        produce_s = time.perf_counter() - started
-
-        stop = asyncio.Event()
-        worker = asyncio.create_task(run_worker(settings, stop))
-        # the clock starts at the first durable command: group join time is not throughput
-        first = durable = published = None
-        while published is None:
-            await asyncio.sleep(0.02)
-            if worker.done():
-                worker.result()
-                raise RuntimeError("worker stopped")
-            now = time.perf_counter()
-            if durable is None:
-                done = await conn.fetchval("SELECT count(*) FROM processed_commands")
-                if done and first is None:
-                    first = now
-                if done >= commands:
-                    durable = now
-            elif await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0:
-                published = now
-        durable_s, published_s = durable - first, published - first
-        stop.set()
-        await worker
-        applied = await conn.fetchval("SELECT count(*) FROM order_history")
-        await conn.close()
-        assert applied == commands, f"only {applied} of {commands} applied"
-        return {
-            "orders": orders, "commands": commands, "partitions": partitions, "max_poll_records": max_poll,
-            "produce_s": round(produce_s, 2),
-            "durable_s": round(durable_s, 2), "commands_per_s": round(commands / durable_s),
-            "all_published_s": round(published_s, 2), "events_per_s": round(commands / published_s),
-        }
-    finally:
-        broker.stop()
-        postgres.stop()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 200 orders, 5,000 commands (naive 2,000), 4 s per rate")
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, metavar="SCENARIO",
+                        help=f"run only these ({', '.join(SCENARIOS)})")
+    parser.add_argument("--orders", type=int, help="orders the commands go round (default 1,000)")
+    parser.add_argument("--commands", type=int, help="commands of throughput and scale-out (default 50,000)")
+    parser.add_argument("--naive-commands", type=int, help="commands of the naive baseline (default: --commands)")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions of every topic (default 6)")
+    parser.add_argument("--rates", type=int, nargs="+", default=[1_000, 5_000], help="steady rates, commands/s")
+    parser.add_argument("--latency-seconds", type=float, help="seconds per steady rate (default 15)")
+    parser.add_argument("--scale", type=int, nargs="+", default=[1, 2, 3], help="worker processes of scale-out")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment of the workers, e.g. ORDERSTATUS_KAFKA_LINGER_MS=10 (repeatable)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds a scenario may take (default 900)")
+    parser.add_argument("--output", type=Path, default=report.RESULTS / "latest.json",
+                        help="the JSON file; the chart goes beside it as .png (default bench/results/latest.json)")
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--commands", type=int, default=20_000)
-    parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--max-poll-records", type=int, default=500)
-    args = parser.parse_args()
-    result = asyncio.run(bench(args.orders, args.commands, args.partitions, args.max_poll_records))
-    print(json.dumps(result, indent=2))
+def options(args: argparse.Namespace) -> Options:
+    quick = args.quick
+    commands = args.commands or (5_000 if quick else 50_000)
+    worker_env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith(PREFIX):
+            raise SystemExit(f"--env {item!r}: expected {PREFIX}NAME=VALUE")
+        worker_env[key] = value
+    return Options(
+        orders=args.orders or (200 if quick else 1_000),
+        commands=commands,
+        naive_commands=args.naive_commands or (2_000 if quick else commands),
+        partitions=args.partitions,
+        rates=tuple(args.rates),
+        latency_seconds=args.latency_seconds or (4.0 if quick else 15.0),
+        scale=tuple(args.scale),
+        worker_env=worker_env,
+        timeout_s=args.timeout,
+    )
+
+
+def git_revision() -> str:
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    revision = git("rev-parse", "--short", "HEAD") or "unknown"
+    return revision + ("+dirty" if git("status", "--porcelain", "--", "service") else "")
+
+
+async def suite(opts: Options, selected: list[str]) -> tuple[list[dict], list[str]]:
+    results: list[dict] = []
+    errors: list[str] = []
+
+    async def attempt(name: str, scenario) -> None:
+        try:
+            outcome = await scenario
+            results.extend(outcome if isinstance(outcome, list) else [outcome])
+        except Exception as exc:
+            traceback.print_exc()
+            errors.append(f"{name}: {exc!r}")
+
+    for name in selected:
+        if name == "throughput":
+            await attempt(name, scenarios.throughput(opts))
+        elif name == "naive":
+            await attempt(name, scenarios.naive(opts))
+        elif name == "latency":
+            for rate in opts.rates:
+                await attempt(f"latency@{rate}", scenarios.latency(opts, rate))
+        elif name == "scale-out":
+            for n in opts.scale:
+                await attempt(f"scale-out×{n}", scenarios.throughput(opts, n, f"scale-out×{n}"))
+    return results, errors
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # SIGTERM like Ctrl-C: the scenario in hand stops its workers, the broker and Postgres on the way out
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # platformdirs, finding the broker binary
+    opts = options(args)
+    ignored = sorted(k for k in os.environ if k.startswith(PREFIX))
+    for key in ignored:  # the suite configures its own infrastructure; --env passes settings on
+        del os.environ[key]
+    if ignored:
+        print(f"ignoring {', '.join(ignored)} (use --env to give the workers settings)")
+    if not report.chart_available():  # fail now, not after minutes of measuring
+        raise SystemExit("matplotlib is missing: pip install -e '.[bench]' (or 'matplotlib>=3.8,<4')")
+    selected = [s for s in SCENARIOS if not args.only or s in args.only]
+    started = datetime.now(timezone.utc)
+    print(f"orderstatus bench: {', '.join(selected)} — {opts.orders:,} orders, {opts.commands:,} commands, "
+          f"{opts.partitions} partitions", flush=True)
+    clock = time.monotonic()
+    results, errors = asyncio.run(suite(opts, selected))
+
+    throughput = next((r for r in results if r["scenario"] == "throughput"), None)
+    naive = next((r for r in results if r["scenario"] == "naive"), None)
+    summary = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "suite_s": round(time.monotonic() - clock),
+        "machine": machine(),
+        "git": git_revision(),
+        "python": sys.version.split()[0],
+        "options": {k: v for k, v in vars(opts).items() if k != "progress"},
+        "worker_vs_naive": round(throughput["commands_per_s"] / naive["commands_per_s"], 1)
+        if throughput and naive else None,
+        "scenarios": results,
+        "errors": errors,
+    }
+    print()
+    print(report.table(results))
+    print(report.notes(summary))
+    report.write_json(summary, args.output)
+    chart = args.output.with_suffix(".png")
+    report.write_chart(summary, chart)
+    print(f"wrote {args.output} and {chart}")
+    for error in errors:
+        print(f"FAILED {error}", file=sys.stderr)
+    if errors or not all(r["verified"] for r in results):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""The naive baseline (issue 12), a process of its own: `python -m bench.naive`, configured like
+`orderstatus worker` by the ORDERSTATUS_* environment.
+
+Per consumed record, one at a time: the service's own `process_batch` on that one record in its own
+unit of work (one transaction: claim, lock, decide, write history, outbox and outcome), then that
+command's outbox rows published with one synchronous `send_and_wait` each and marked published, then
+the record's offset committed. Same decisions and same writes as the worker, none of its batching.
+
+It reaches into the service at three points — `process_batch`, `PostgresUnitOfWork` and the outbox
+table — so a change there is fixed here, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import TopicPartition
+
+from service.adapters.kafka.clients import make_consumer, make_producer
+from service.adapters.postgres.connection import create_pool
+from service.adapters.postgres.rules import RulesCache
+from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from service.contract.commands import InputLimits
+from service.contract.events import Topics
+from service.domain.commands import SourceMessage
+from service.runtime.logging import configure_logging
+from service.runtime.settings import Settings
+from service.runtime.signals import run_until_signalled
+from service.worker.batch import process_batch
+
+
+async def publish_synchronously(pool, producer, event_ids) -> None:
+    """This command's outbox rows, each sent and acknowledged before the next, then marked published."""
+    if not event_ids:
+        return
+    rows = await pool.fetch(
+        "SELECT id, topic, message_key, payload, headers FROM outbox WHERE event_id = ANY($1::uuid[]) ORDER BY id",
+        list(event_ids))
+    for row in rows:
+        headers = [(name, None if value is None else bytes.fromhex(value)) for name, value in row["headers"]]
+        await producer.send_and_wait(row["topic"], value=bytes(row["payload"]), key=row["message_key"],
+                                     headers=headers)
+    await pool.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+
+
+async def run_naive(settings: Settings, stop: asyncio.Event) -> int:
+    pool = await create_pool(settings.database_url.get_secret_value(), size=2,
+                             statement_timeout_s=settings.db_statement_timeout_s,
+                             lock_timeout_s=settings.db_lock_timeout_s)
+    producer = make_producer(settings, linger_ms=0)  # each send is awaited alone: lingering would only add delay
+    consumer = make_consumer(settings, settings.worker_group, settings.commands_topic, max_poll_records=1)
+    topics = Topics(events=settings.events_topic, dlq=settings.dlq_topic, max_message_bytes=settings.max_message_bytes)
+    limits = InputLimits(max_message_bytes=settings.max_message_bytes, max_wire_items=settings.max_wire_items)
+    rules_cache = RulesCache()
+    await producer.start()
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp, messages in batch.items():
+                for m in messages:
+                    source = SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
+                    result = await process_batch([source], lambda: PostgresUnitOfWork(pool, rules_cache), topics,
+                                                 settings.max_batch_items, limits)
+                    await publish_synchronously(pool, producer, [e.event_id for o in result.outcomes
+                                                                 for e in o.emitted if hasattr(e, "event_id")])
+                    await consumer.commit({TopicPartition(tp.topic, tp.partition): m.offset + 1})
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+    return 0
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, json=True)
+    raise SystemExit(run_until_signalled(run_naive, settings))
+
+
+if __name__ == "__main__":
+    main()

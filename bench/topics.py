@@ -1,0 +1,71 @@
+"""Following a topic from outside any consumer group: every record from the beginning, kept with its
+partition, offset and Kafka timestamp, counted as it arrives.
+
+Records are counted by reading them, not from end offsets: the embedded broker's ListOffsets answers
+a high watermark that counts record batches, not records (5,006 records in 12 batches: 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    timestamp_ms: int
+    timestamp_type: int  # 0 CreateTime, 1 LogAppendTime
+    key: bytes | None
+    value: bytes | None
+
+
+class TopicFollower:
+    def __init__(self, bootstrap_servers: str, topic: str, partitions: int) -> None:
+        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                         auto_offset_reset="earliest", fetch_max_wait_ms=50)
+        self.records: list[Record] = []
+        self.last_record_at = time.monotonic()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> "TopicFollower":
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        await self.consumer.seek_to_beginning(*self.tps)
+        self._task = asyncio.create_task(self._follow())
+        return self
+
+    async def _follow(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+            for tp, messages in batch.items():
+                self.records.extend(Record(tp.partition, m.offset, m.timestamp, m.timestamp_type, m.key, m.value)
+                                    for m in messages)
+            if batch:
+                self.last_record_at = time.monotonic()
+
+    @property
+    def count(self) -> int:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            self._task.result()  # a dead follower fails the scenario
+        return len(self.records)
+
+    async def settle(self, quiet_s: float = 1.0, timeout: float = 30.0) -> None:
+        """Until nothing new has arrived for `quiet_s` (late duplicates, a drain at shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - self.last_record_at < quiet_s and time.monotonic() < deadline:
+            _ = self.count
+            await asyncio.sleep(0.1)
+
+    def ordered(self) -> list[Record]:
+        return sorted(self.records, key=lambda r: (r.partition, r.offset))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
