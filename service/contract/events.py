@@ -134,6 +134,8 @@ class WireMessage:
     event_id: uuid.UUID | None = None
     event_type: str | None = None
     order_id: int | None = None
+    # the Kafka timestamp (ms) of the command that caused it: the relay measures end-to-end latency from it
+    source_timestamp_ms: int | None = None
 
     @property
     def size(self) -> int:

@@ -20,6 +20,7 @@ class SourceMessage:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None  # the record's Kafka timestamp (end-to-end latency starts here)
 
     @property
     def position(self) -> str:

@@ -45,6 +45,9 @@ class ConsumeLoop:
         self.progress = progress
         self.metrics = metrics
         self.offsets = OffsetCommitter(consumer, progress)
+        self.lag_every_s = 5.0
+        self._lag_at = float("-inf")
+        self._lag_labels: set[tuple[str, str]] = set()
 
     async def start(self) -> None:
         self.consumer.subscribe([self.topic], listener=CommitOnRevoke(self.offsets))
@@ -62,10 +65,13 @@ class ConsumeLoop:
                 check()
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=self.strategy.max_records)
                 self.progress.polled()
+                if time.monotonic() - self._lag_at >= self.lag_every_s:
+                    await self.export_lag()
                 if not batch:
                     continue
                 sources = [
-                    SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
+                    SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()),
+                                  m.timestamp if m.timestamp is not None and m.timestamp >= 0 else None)
                     for tp, messages in batch.items()
                     for m in messages
                 ]
@@ -89,6 +95,27 @@ class ConsumeLoop:
                 position = None
             lag[f"{tp.topic}:{tp.partition}"] = None if end is None or position is None else max(end - position, 0)
         return lag
+
+    async def export_lag(self) -> None:
+        """Set `orderstatus_consumer_lag{service,topic,partition}` from `lag()`; partitions no longer assigned
+        (or without a position yet) are dropped from the gauge, not left at their last value."""
+        self._lag_at = time.monotonic()
+        try:
+            lag = await self.lag()
+        except Exception as exc:  # the gauge must never stop the loop
+            log.warning("consumer lag not measured", error=repr(exc))
+            return
+        gauge, service = self.metrics.consumer_lag, self.metrics.service
+        current: set[tuple[str, str]] = set()
+        for where, value in lag.items():
+            if value is None:
+                continue
+            topic, partition = where.rsplit(":", 1)
+            gauge.labels(service, topic, partition).set(value)
+            current.add((topic, partition))
+        for topic, partition in self._lag_labels - current:
+            gauge.remove(service, topic, partition)
+        self._lag_labels = current
 
     async def _make_durable(self, sources: list[SourceMessage], stop: asyncio.Event) -> bool:
         """Every unit durable and marked done, in order; False when a stop came first."""

@@ -79,6 +79,8 @@ async def start_http(host: str, port: int, progress: Progress, metrics: Metrics,
             body.update(await status())
         return web.json_response(body)
 
+    # orderstatus_ready: what /readyz would answer, evaluated at every scrape
+    metrics.ready.labels(metrics.service).set_function(lambda: 1.0 if progress.ready()[0] else 0.0)
     app = app or web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status_view)

@@ -42,4 +42,24 @@ class Metrics:
             "orderstatus_outbox_parked", "Outbox rows parked because the broker refused them for good", ["service"],
             registry=self.registry,
         )
+        # issue 11: lag, outcomes by reason, end-to-end latency and readiness, for dashboards and alerts
+        self.consumer_lag = Gauge(
+            "orderstatus_consumer_lag", "Messages between the consumer's position and the partition's end",
+            ["service", "topic", "partition"], registry=self.registry,
+        )
+        self.rejections = Counter(
+            "orderstatus_rejections_total", "OrderStatusChangeRejected events emitted (override items and "
+            "invalid_command included), by reason", ["service", "reason"], registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "orderstatus_dead_letters_total", "Commands dead-lettered, by error.reason", ["service", "reason"],
+            registry=self.registry,
+        )
+        self.end_to_end = Histogram(
+            "orderstatus_end_to_end_seconds", "From a command's Kafka timestamp to its events acknowledged by the "
+            "broker", ["service"], registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+        )
+        self.ready = Gauge("orderstatus_ready", "1 when /readyz says ready, else 0", ["service"],
+                           registry=self.registry)
         self.service = service

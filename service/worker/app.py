@@ -17,6 +17,7 @@ from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.contract.commands import InputLimits
 from service.contract.events import Topics
 from service.domain.commands import SourceMessage
+from service.domain.events import ChangeRejected
 from service.runtime.consume import ConsumeLoop
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
@@ -54,6 +55,12 @@ class CommandStrategy:
                                                 self.timeout_tries, self.check_actor)
         for outcome in result.outcomes:
             self.metrics.messages.labels("worker", outcome.outcome.split(":")[0]).inc()
+            kind, _, reason = outcome.outcome.partition(":")
+            if kind == "invalid":  # dead-lettered: invalid on the wire, too large, or processing_failed
+                self.metrics.dead_letters.labels("worker", reason).inc()
+            for event in outcome.emitted:  # every rejection, override items and invalid_command included
+                if isinstance(event, ChangeRejected):
+                    self.metrics.rejections.labels("worker", event.reason).inc()
         if result.duplicates:
             self.metrics.messages.labels("worker", "duplicate").inc(result.duplicates)
         if result.skipped:

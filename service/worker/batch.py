@@ -91,8 +91,13 @@ class BatchResult:
     skipped: int = 0  # messages not even the dead-letter path could record (logged, counted)
 
 
-def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics) -> None:
-    uow.add(outcome.command_id, outcome.outcome, outcome.changes, [to_wire(e, topics) for e in outcome.emitted])
+def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None) -> None:
+    """The outcome into the unit of work; its events carry the command's Kafka timestamp (end-to-end latency)."""
+    messages = [to_wire(e, topics) for e in outcome.emitted]
+    if source is not None and source.timestamp_ms is not None:
+        messages = [replace(m, source_timestamp_ms=source.timestamp_ms) if m.event_id is not None else m
+                    for m in messages]
+    uow.add(outcome.command_id, outcome.outcome, outcome.changes, messages)
 
 
 # who acts: (the message's headers, the command's actor) -> the actor to act as, or why it may not
@@ -154,7 +159,7 @@ async def process_batch(
                     log.info("command processed", type=p.kind, outcome=outcome.outcome, **redriven)
                 else:
                     log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message, **redriven)
-            _add(uow, outcome, topics)
+            _add(uow, outcome, topics, p.source)
             if p.redrive is not None:
                 uow.add(p.redrive.key(topics.dlq), f"redrive:{outcome.outcome}", [], [])
             outcomes.append(outcome)

@@ -55,6 +55,11 @@ class OutboxRelay:
                       size=len(row.value), error=repr(error), retry=f"orderstatus outbox retry {row.id}")
         if self.metrics is not None:
             self.metrics.published.labels(self.metrics.service).inc(len(sent))
+            acknowledged = time.time()  # the command's timestamp is wall-clock time too
+            latency = self.metrics.end_to_end.labels(self.metrics.service)
+            for row, result in zip(batch.rows, results):
+                if result == SENT and row.source_time is not None:
+                    latency.observe(max(acknowledged - row.source_time.timestamp(), 0.0))
             for _, error in refused:
                 self.metrics.relay_errors.labels(self.metrics.service, type(error).__name__).inc()
             if outage is not None:

@@ -25,10 +25,12 @@ async def insert(conn, messages: Sequence[WireMessage]) -> None:
         return
     await conn.execute(
         """
-        INSERT INTO outbox (event_id, event_type, topic, message_key, payload, headers, order_id)
-        SELECT event_id, event_type, topic, message_key, payload, headers::jsonb, order_id
-          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::bigint[])
-                 WITH ORDINALITY AS m(event_id, event_type, topic, message_key, payload, headers, order_id, n)
+        INSERT INTO outbox (event_id, event_type, topic, message_key, payload, headers, order_id, source_time)
+        SELECT event_id, event_type, topic, message_key, payload, headers::jsonb, order_id,
+               to_timestamp(source_ms / 1000.0)
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::bigint[],
+                      $8::bigint[])
+                 WITH ORDINALITY AS m(event_id, event_type, topic, message_key, payload, headers, order_id, source_ms, n)
          ORDER BY n
         """,
         [m.event_id for m in messages],
@@ -39,6 +41,7 @@ async def insert(conn, messages: Sequence[WireMessage]) -> None:
         # JSON text, as a list inside an array would read as a second dimension; hex keeps header bytes exact
         [json.dumps([[name, None if value is None else value.hex()] for name, value in m.headers]) for m in messages],
         [m.order_id for m in messages],
+        [m.source_timestamp_ms for m in messages],
     )
 
 
@@ -49,11 +52,13 @@ class StoredMessage:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes | None]]
+    source_time: datetime | None = None  # the command's Kafka timestamp (end-to-end latency)
 
 
 def _stored(row) -> StoredMessage:
     headers = [(name, None if value is None else bytes.fromhex(value)) for name, value in row["headers"]]
-    return StoredMessage(row["id"], row["topic"], row["message_key"], bytes(row["payload"]), headers)
+    return StoredMessage(row["id"], row["topic"], row["message_key"], bytes(row["payload"]), headers,
+                         row.get("source_time"))
 
 
 @dataclass
@@ -91,7 +96,7 @@ async def unpublished(pool, limit: int) -> AsyncIterator[RelayBatch | None]:
                 return
             rows = await conn.fetch(
                 """
-                SELECT id, topic, message_key, payload, headers FROM outbox o
+                SELECT id, topic, message_key, payload, headers, source_time FROM outbox o
                  WHERE published_at IS NULL AND parked_at IS NULL
                    AND NOT (o.message_key IS NOT NULL AND EXISTS (
                         SELECT 1 FROM outbox p
