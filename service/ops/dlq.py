@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from service.adapters.kafka.records import Record, TopicRecords
 from service.contract.redrive import read_count, redrive_headers
 from service.ops.errors import OpsError
+from service.ops.printing import printable
 
 MAX_ECHO = 200  # characters of a command id shown in a listing
 WINDOW = 100  # redriven records in flight before their acknowledgements are awaited
@@ -102,28 +103,6 @@ def read_letter(record: Record) -> DeadLetter:
         truncated=headers.get("error.truncated") == b"true",
         redrive_count=read_count(record.headers),
     )
-
-
-def printable(data: bytes, limit: int) -> str:
-    """Bytes as text safe for a terminal: UTF-8 where it is valid and printable, every other byte or
-    character escaped (\\xNN, \\n, \\uNNNN); at most `limit` bytes, with a note of what was cut."""
-    text = data[:limit].decode("utf-8", "surrogateescape")  # an invalid byte becomes U+DC80..U+DCFF
-    shown = "".join(ch if ch.isprintable() and ch != "\\" else _escape(ch) for ch in text)
-    if len(data) > limit:
-        shown += f" ... [{len(data) - limit} more bytes not shown]"
-    return shown
-
-
-def _escape(ch: str) -> str:
-    if ch == "\\":
-        return "\\\\"
-    escaped = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
-    if escaped:
-        return escaped
-    code = ord(ch)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def render(letter: DeadLetter, max_bytes: int) -> list[str]:

@@ -10,6 +10,8 @@ from service.entrypoints.cli import (
     database,
     dev,
     dlq,
+    events,
+    lag,
     notifications,
     ops,
     orders,
@@ -50,6 +52,6 @@ def _settings() -> Settings:
 
 
 for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, tokens, dev,
-               dlq):
+               dlq, events, lag):
     for command in module.COMMANDS:
         main.add_command(command)

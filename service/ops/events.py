@@ -1,0 +1,99 @@
+"""`orderstatus events tail` and `orderstatus send --wait`: outcome events read back for an operator.
+
+Events come from a topic anyone may write to, so every field is printed escaped (`printing`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from service.ops.printing import printable_text
+
+# exit codes of `send --wait`
+APPLIED, REJECTED, TIMED_OUT = 0, 3, 4
+
+
+def _field(event: dict, name: str, default: str = "-") -> str:
+    value = event.get(name)
+    return default if value is None else printable_text(value, 200)
+
+
+def _status(value) -> str:
+    if isinstance(value, dict):
+        return printable_text(value.get("code") or value.get("id") or "?", 100)
+    return "-" if value is None else printable_text(value, 100)
+
+
+def _actor(value) -> str:
+    if not isinstance(value, dict):
+        return "-"
+    who = f"{printable_text(value.get('role') or '?', 20)} {printable_text(value.get('id') or '?', 200)}"
+    return who + (f" (client {printable_text(value['client_id'], 200)})" if value.get("client_id") else "")
+
+
+def describe(event: dict) -> str:
+    """One readable line per event: when, what, which order, the change or the reason, who, which command."""
+    kind = event.get("type")
+    when = _field(event, "occurred_at")
+    command = f"[command {_field(event, 'command_id')}]"
+    if kind == "OrderStatusChanged":
+        how = " (override)" if event.get("override") else ""
+        return (f"{when} OrderStatusChanged order {_field(event, 'order_id')} v{_field(event, 'version')}: "
+                f"{_status(event.get('from_status'))} -> {_status(event.get('to_status'))}{how} "
+                f"by {_actor(event.get('actor'))} {command}")
+    if kind == "OrderStatusChangeRejected":
+        return (f"{when} OrderStatusChangeRejected order {_field(event, 'order_id')}: "
+                f"{_status(event.get('requested_status'))} refused, {_field(event, 'reason')}: "
+                f"{_field(event, 'message')} {command}")
+    if kind == "OrderStatusOverrideCompleted":
+        results = event.get("results") if isinstance(event.get("results"), list) else []
+        succeeded = sum(1 for r in results if isinstance(r, dict) and r.get("success") is True)
+        total = event.get("item_count") if isinstance(event.get("item_count"), int) else len(results)
+        refused = f", refused whole: {_field(event, 'reason')}" if event.get("reason") else ""
+        return f"{when} OrderStatusOverrideCompleted: {succeeded}/{total} items applied{refused} {command}"
+    return f"{when} {printable_text(kind if kind is not None else '(no type)', 100)} " \
+           f"{printable_text(json.dumps(event, sort_keys=True), 500)}"
+
+
+def concerns(event: dict, order_id: int | None, event_type: str | None) -> bool:
+    """Whether `events tail --order-id/--type` shows the event (a batch summary concerns each item's order)."""
+    if event_type is not None and event.get("type") != event_type:
+        return False
+    if order_id is None:
+        return True
+    if event.get("order_id") == order_id:
+        return True
+    results = event.get("results")
+    return isinstance(results, list) and any(isinstance(r, dict) and r.get("order_id") == order_id for r in results)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What `send --wait` makes of a command's events: applied, rejected (wholly or in part) or timed out."""
+
+    command_id: str
+    outcome: str  # applied | rejected | timeout
+    events: list[dict]
+
+    @property
+    def exit_code(self) -> int:
+        return {"applied": APPLIED, "rejected": REJECTED}.get(self.outcome, TIMED_OUT)
+
+
+def verdict(command_id: str, events: list[dict], final: bool) -> Verdict:
+    """Applied when every change happened: the change event, or a batch summary with every item successful.
+    Any rejection (an invalid_command, a refused batch, one failed item) makes it rejected; no final event
+    in time is a timeout, whatever was seen before."""
+    if not final:
+        return Verdict(command_id, "timeout", events)
+    rejected = any(e.get("type") == "OrderStatusChangeRejected" for e in events) or any(
+        e.get("type") == "OrderStatusOverrideCompleted"
+        and (e.get("reason") or not all(isinstance(r, dict) and r.get("success") is True for r in e.get("results") or []))
+        for e in events)
+    return Verdict(command_id, "rejected" if rejected else "applied", events)
+
+
+def exit_code(verdicts: list[Verdict]) -> int:
+    """4 if any command timed out, else 3 if any was rejected, else 0."""
+    codes = {v.exit_code for v in verdicts}
+    return TIMED_OUT if TIMED_OUT in codes else REJECTED if REJECTED in codes else APPLIED

@@ -1,0 +1,77 @@
+"""`events tail` lines and `send --wait` verdicts (`service.ops.events`), without a broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.ops import events as ops
+
+CHANGED = {"type": "OrderStatusChanged", "event_id": "e1", "command_id": "c1", "order_id": 1029, "version": 4,
+           "from_status": {"id": 2, "code": "Confirmed"}, "to_status": {"id": 21, "code": "CancelledByClient"},
+           "override": False, "actor": {"id": "u-7", "role": "client", "client_id": "c-1"},
+           "occurred_at": "2026-03-01T12:00:00+00:00"}
+REJECTED = {"type": "OrderStatusChangeRejected", "command_id": "c2", "order_id": 1030, "requested_status": 21,
+            "reason": "cancel_has_payments", "message": "Order 1030 has payments.", "occurred_at": "t"}
+SUMMARY = {"type": "OrderStatusOverrideCompleted", "command_id": "c3", "item_count": 2, "occurred_at": "t",
+           "results": [{"order_id": 1, "status": "OnHold", "success": True},
+                       {"order_id": 2, "status": 21, "success": False, "reason": "order_not_found"}]}
+
+
+class TestDescribe:
+    def test_one_readable_line_per_event_type(self):
+        """What changed (or why not), on which order, by whom, for which command."""
+        assert ops.describe(CHANGED) == ("2026-03-01T12:00:00+00:00 OrderStatusChanged order 1029 v4: Confirmed -> "
+                                         "CancelledByClient by client u-7 (client c-1) [command c1]")
+        assert ops.describe(REJECTED) == ("t OrderStatusChangeRejected order 1030: 21 refused, cancel_has_payments: "
+                                          "Order 1030 has payments. [command c2]")
+        assert ops.describe(SUMMARY) == "t OrderStatusOverrideCompleted: 1/2 items applied [command c3]"
+        whole = {**SUMMARY, "results": [], "reason": "batch_too_large", "item_count": 90}
+        assert ops.describe(whole).endswith("0/90 items applied, refused whole: batch_too_large [command c3]")
+
+    def test_fields_from_the_topic_are_escaped(self):
+        """A hostile event cannot drive the terminal or forge a second line."""
+        line = ops.describe({**REJECTED, "message": "\x1b[2Jgone\nOrderStatusChanged order 1 v1"})
+        assert "\x1b" not in line and "\n" not in line and "\\x1b[2Jgone\\nOrderStatusChanged" in line
+
+    def test_an_unknown_type_is_shown_as_json(self):
+        """An event type added later still gets a line."""
+        assert ops.describe({"type": "Future", "x": 1}).endswith('Future {"type": "Future", "x": 1}')
+
+
+class TestConcerns:
+    @pytest.mark.parametrize("event, order_id, event_type, shown", [
+        (CHANGED, None, None, True),
+        (CHANGED, 1029, None, True),
+        (CHANGED, 1030, None, False),
+        (CHANGED, None, "OrderStatusChangeRejected", False),
+        (SUMMARY, 2, None, True),
+        (SUMMARY, 3, None, False),
+        (SUMMARY, 2, "OrderStatusOverrideCompleted", True),
+    ])
+    def test_filters(self, event, order_id, event_type, shown):
+        """--order-id matches the event's order or any item of a batch summary; --type the exact type."""
+        assert ops.concerns(event, order_id, event_type) is shown
+
+
+class TestVerdict:
+    @pytest.mark.parametrize("events, final, outcome, code", [
+        ([CHANGED], True, "applied", 0),
+        ([REJECTED], True, "rejected", 3),
+        ([SUMMARY], True, "rejected", 3),  # one item failed
+        ([{**SUMMARY, "results": [{"order_id": 1, "success": True}]}], True, "applied", 0),
+        ([{**SUMMARY, "results": [], "reason": "batch_too_large"}], True, "rejected", 3),
+        ([CHANGED], False, "timeout", 4),  # seen something, but not the final event
+        ([], False, "timeout", 4),
+    ])
+    def test_outcome_and_exit_code(self, events, final, outcome, code):
+        """0 applied, 3 rejected in whole or in part, 4 no final event in time."""
+        found = ops.verdict("c", events, final)
+        assert (found.outcome, found.exit_code) == (outcome, code)
+
+    def test_the_worst_outcome_decides_the_exit_code(self):
+        """Any timeout makes 4, else any rejection 3, else 0."""
+        applied, rejected, late = (ops.verdict("c", [CHANGED], True), ops.verdict("c", [REJECTED], True),
+                                   ops.verdict("c", [], False))
+        assert ops.exit_code([applied, applied]) == 0
+        assert ops.exit_code([applied, rejected]) == 3
+        assert ops.exit_code([rejected, late, applied]) == 4
