@@ -18,6 +18,7 @@ from service.adapters.smtp import Mailer
 from service.contract.commands import InputLimits
 from service.gateway.app import Gateway
 from service.notifier.app import Notifier
+from service.ops.prune import RetentionJob
 from service.queries.http import routes as read_routes
 from service.runtime.auth import ActorCheck, TokenVerifier, bearer
 from service.runtime.health import Progress, bound_port, serve, start_http, watch_health
@@ -69,6 +70,20 @@ async def _health(pool, broker_probe, progress: Progress, stop: asyncio.Event):
         await asyncio.gather(task, return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def _retention(settings: Settings, pool, stop: asyncio.Event):
+    """ORDERSTATUS_RETENTION_DAYS: the background prune beside the worker (off when unset)."""
+    if settings.retention_days is None:
+        yield
+        return
+    task = asyncio.create_task(RetentionJob(settings, pool).run(stop), name="retention")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> int:
     """Run the command worker until `stop`; `ready` is set once it is wired. Returns the exit code."""
     stop = stop or asyncio.Event()
@@ -92,7 +107,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
     log.info("worker started", http_port=bound_port(http), read_api_port=bound_port(servers[-1]),
              commands_topic=settings.commands_topic, group=settings.worker_group, actor_auth=settings.actor_auth)
     try:
-        async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop):
+        async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop), \
+                _retention(settings, pool, stop):
             if ready is not None:
                 ready.set()
             await worker.run(stop)

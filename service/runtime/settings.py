@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     db_lock_timeout_s: float = Field(10.0, gt=0)
     db_statement_timeout_tries: int = Field(3, ge=1)
 
+    # DESIGN §11: the worker's background prune of published outbox rows, processed-command records and
+    # sent/failed notification records older than this many days (unset: off); it refuses a retention
+    # shorter than the topics keep their messages (see README, Retention)
+    retention_days: float | None = Field(None, gt=0)
+    retention_interval_s: float = Field(3600.0, gt=0)  # how often the background prune runs
+    retention_batch_size: int = Field(1000, ge=1)  # rows per delete statement
+
     # how long readiness tolerates no poll/commit progress before it reports not ready
     ready_stall_seconds: float = 60.0
     # backoff for infrastructure outages (seconds)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.group import HeartbeatRequest
 
@@ -66,6 +67,24 @@ async def _expire_departed_members(admin, group: str) -> None:
     group request, so this one private call (`_send_request`) is the only way, kept here alone."""
     node = await admin.find_coordinator(group)
     await admin._send_request(HeartbeatRequest(group, -1, ""), node)
+
+
+async def topic_configs(settings: Settings, topics: list[str], names: tuple[str, ...]) -> dict[str, dict | None]:
+    """The named configuration values of each topic as the broker reports them (a broker may report only
+    what was set explicitly: a missing name is unknown, not a default); None for a topic it refused to
+    describe (one that does not exist)."""
+    admin = make_admin(settings)
+    found: dict[str, dict | None] = {topic: None for topic in topics}
+    try:
+        await admin.start()
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+        for response in responses:
+            for error_code, _, _, name, entries, *_ in response.resources:
+                if name in found and not error_code:
+                    found[name] = {entry[0]: entry[1] for entry in entries if entry[0] in names}
+    finally:
+        await admin.close()
+    return found
 
 
 class GroupOffsets:

@@ -17,6 +17,7 @@ from service.entrypoints.cli import (
     orders,
     outbox,
     processes,
+    prune,
     queries,
     rules,
     send,
@@ -52,6 +53,6 @@ def _settings() -> Settings:
 
 
 for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, tokens, dev,
-               dlq, events, lag):
+               dlq, events, lag, prune):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -1,0 +1,160 @@
+"""`orderstatus prune` and the worker's background prune (`ORDERSTATUS_RETENTION_DAYS`): delete, in bounded
+batches, published outbox rows, processed-command records and sent/failed notification records older
+than the retention.
+
+The records are what makes a replay harmless: a processed-command record turns a replayed command into a
+duplicate, a notification record a replayed event into no second email. So the retention must be at
+least as long as any topic keeps its messages: a topic that still holds a command (or an event, or a
+dead letter) whose record was pruned would re-apply it (or re-send it) when replayed or redriven. Prune
+reads each topic's `retention.ms` (plus `segment.ms`: Kafka deletes whole segments, so a message can
+outlive `retention.ms` by up to one segment's time) and refuses a shorter retention, a topic that keeps
+messages forever, and a topic whose retention the broker does not report (unless forced)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import structlog
+
+from service.adapters.kafka.admin import topic_configs
+from service.adapters.postgres import retention as store
+from service.ops.errors import OpsError
+from service.runtime.faults import is_outage
+from service.runtime.settings import Settings
+
+log = structlog.get_logger("orderstatus.prune")
+
+CONFIGS = ("retention.ms", "segment.ms", "cleanup.policy")
+TABLES = tuple(store.OLD)
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhms]?)\s*$")
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 86400}
+
+
+def parse_age(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `3600s`; a bare number is days."""
+    match = _AGE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise OpsError(f"not an age like 30d, 12h, 90m or 3600s: {text!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{round(seconds / size, 2):g}{unit}"
+    return f"{round(seconds, 3):g}s"
+
+
+@dataclass(frozen=True)
+class TopicKeeps:
+    """How long a topic may keep a message: None when unknown, -1 for ever."""
+
+    topic: str
+    keeps_ms: int | None
+    why: str
+
+    def describe(self) -> str:
+        if self.keeps_ms is None:
+            return f"{self.topic}: retention unknown ({self.why})"
+        if self.keeps_ms < 0:
+            return f"{self.topic}: keeps messages for ever ({self.why})"
+        return f"{self.topic}: keeps messages up to {human(self.keeps_ms / 1000)} ({self.why})"
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def topic_keeps(topic: str, configs: dict | None) -> TopicKeeps:
+    """What the broker's configuration of a topic says about how long it keeps messages."""
+    if configs is None:
+        return TopicKeeps(topic, None, "the broker could not describe the topic")
+    policy = configs.get("cleanup.policy") or ""
+    if "compact" in policy and "delete" not in policy:
+        return TopicKeeps(topic, -1, f"cleanup.policy={policy}")
+    retention = _int(configs.get("retention.ms"))
+    if retention is None:
+        return TopicKeeps(topic, None, "the broker does not report retention.ms")
+    if retention < 0:
+        return TopicKeeps(topic, -1, f"retention.ms={retention}")
+    segment = _int(configs.get("segment.ms"))
+    if segment is None or segment < 0:
+        return TopicKeeps(topic, retention, f"retention.ms={retention}")
+    return TopicKeeps(topic, retention + segment, f"retention.ms={retention} + segment.ms={segment}")
+
+
+def refusal(older_than: timedelta, keeps: list[TopicKeeps]) -> str | None:
+    """Why pruning records older than `older_than` is unsafe with these topics; None when it is safe."""
+    for topic in keeps:
+        if topic.keeps_ms is None:
+            return (f"{topic.describe()}: cannot tell whether a replay could bring back messages older than "
+                    f"{human(older_than.total_seconds())}; use --force only if you know the topic keeps them for less")
+        if topic.keeps_ms < 0 or topic.keeps_ms > older_than.total_seconds() * 1000:
+            return (f"{topic.describe()}, longer than the retention of {human(older_than.total_seconds())}: a replay "
+                    "or redrive of what the topic still holds would re-apply commands or re-send emails whose "
+                    "records were pruned; choose a longer retention or shorten the topic's")
+    return None
+
+
+async def topics_keep(settings: Settings) -> list[TopicKeeps]:
+    """The commands (processed records), events (notification records) and DLQ (redrives) topics."""
+    topics = [settings.commands_topic, settings.events_topic, settings.dlq_topic]
+    configs = await topic_configs(settings, topics, CONFIGS)
+    return [topic_keeps(topic, configs[topic]) for topic in topics]
+
+
+async def prune(conn, cutoff: datetime, *, batch_size: int = 1000, dry_run: bool = False,
+                pause_s: float = 0.0) -> dict[str, int]:
+    """Delete (or, in a dry run, count) the old rows of each table, `batch_size` rows per statement."""
+    if dry_run:
+        return await store.count_old(conn, cutoff)
+    deleted: dict[str, int] = {}
+    for table in TABLES:
+        total = 0
+        while True:
+            gone = await store.delete_old(conn, table, cutoff, batch_size)
+            total += gone
+            if gone < batch_size:
+                break
+            if pause_s:
+                await asyncio.sleep(pause_s)  # leave room for the worker's own transactions
+        deleted[table] = total
+    return deleted
+
+
+class RetentionJob:
+    """The worker's background prune: every `retention_interval_s`, if the topics allow it (never forced)."""
+
+    def __init__(self, settings: Settings, pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.older_than = timedelta(days=settings.retention_days)
+
+    async def once(self) -> dict[str, int] | None:
+        """One round; None when refused (logged)."""
+        reason = refusal(self.older_than, await topics_keep(self.settings))
+        if reason is not None:
+            log.error("background prune refused", reason=reason, retention_days=self.settings.retention_days)
+            return None
+        cutoff = datetime.now(timezone.utc) - self.older_than
+        deleted = await prune(self.pool, cutoff, batch_size=self.settings.retention_batch_size, pause_s=0.05)
+        log.info("background prune", cutoff=cutoff.isoformat(), **deleted)
+        return deleted
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: a round at start, then one per interval; a failed round is logged, never fatal."""
+        while not stop.is_set():
+            try:
+                await self.once()
+            except Exception as exc:
+                (log.warning if is_outage(exc) else log.error)("background prune failed", error=repr(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.retention_interval_s)
+            except asyncio.TimeoutError:
+                pass

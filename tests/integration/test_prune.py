@@ -1,0 +1,136 @@
+"""Retention (issue 11): `orderstatus prune` and the worker's background prune against real Postgres and the
+broker's topic configuration. Prune refuses a retention shorter than the topics keep their messages (or
+one the broker does not report) and deletes only what is old and finished."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from service.ops.prune import RetentionJob
+from service.runtime.settings import Settings
+from tests.helpers.cli import ok, run_cli_async, user_error
+from tests.helpers.database import fetch, seed
+from tests.helpers.services import running_worker
+from tests.helpers.waiting import wait_until
+
+DAY_MS = 86_400_000
+NOW = datetime.now(timezone.utc)
+OLD, RECENT = NOW - timedelta(days=40), NOW - timedelta(days=1)
+
+
+async def create_topics(settings: Settings, retention_ms: int | None) -> None:
+    """The three topics, each keeping messages for `retention_ms` (None: the broker's default, which the
+    embedded broker does not report)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        configs = {} if retention_ms is None else {"retention.ms": str(retention_ms)}
+        await admin.create_topics([NewTopic(topic, 3, 1, topic_configs=configs) for topic in
+                                   (settings.commands_topic, settings.events_topic, settings.dlq_topic)])
+    finally:
+        await admin.close()
+
+
+async def rows(settings: Settings) -> dict[str, set]:
+    """What is left: outbox payloads, processed command ids, notification recipients."""
+    return {
+        "outbox": {bytes(r["payload"]).decode() for r in await fetch(settings, "SELECT payload FROM outbox")},
+        "processed": {r["command_id"] for r in await fetch(settings, "SELECT command_id FROM processed_commands")},
+        "sent": {r["recipient"] for r in await fetch(settings, "SELECT recipient FROM sent_notifications")},
+    }
+
+
+async def old_and_new_rows(settings: Settings) -> None:
+    """Rows on both sides of a 30-day retention, finished and unfinished."""
+    outbox = [  # (payload, created_at, published_at, parked_at)
+        ("old-published-1", OLD, OLD, None), ("old-published-2", OLD, OLD, None), ("old-published-3", OLD, OLD, None),
+        ("old-unpublished", OLD, None, None), ("old-parked", OLD, None, OLD), ("recent-published", RECENT, RECENT, None),
+    ]
+    for payload, created, published, parked in outbox:
+        await fetch(settings, "INSERT INTO outbox (topic, payload, created_at, published_at, parked_at) "
+                              "VALUES ('evt', $1, $2, $3, $4)", payload.encode(), created, published, parked)
+    for command_id, outcome, at in [("old-applied", "applied", OLD), ("old-invalid", "invalid:not_json", OLD),
+                                    ("@redrive:dlq:0:1", "redrive:applied", OLD), ("recent", "applied", RECENT)]:
+        await fetch(settings, "INSERT INTO processed_commands (command_id, command_type, outcome, processed_at) "
+                              "VALUES ($1, 'ChangeOrderStatus', $2, $3)", command_id, outcome, at)
+    for recipient, status, at in [("old-sent@x", "sent", OLD), ("old-failed@x", "failed", OLD),
+                                  ("old-sending@x", "sending", OLD), ("recent-sent@x", "sent", RECENT)]:
+        await fetch(settings, "INSERT INTO sent_notifications (event_id, recipient, status, sent_at) "
+                              "VALUES ($1, $2, $3, $4)", uuid.uuid4(), recipient, status, at)
+
+
+KEPT = {
+    "outbox": {"old-unpublished", "old-parked", "recent-published"},
+    "processed": {"recent"},
+    "sent": {"old-sending@x", "recent-sent@x"},
+}
+
+
+async def test_prune_refuses_a_retention_shorter_than_the_topics_keep_messages(settings, cli_env):
+    """Topics keeping messages 2 days: 1 day is refused (nothing deleted), also from ORDERSTATUS_RETENTION_DAYS;
+    3 days is accepted."""
+    await create_topics(settings, 2 * DAY_MS)
+    await seed(settings)
+    await old_and_new_rows(settings)
+    before = await rows(settings)
+    user_error(await run_cli_async(cli_env, "prune", "--older-than", "1d"), "prune refused",
+               f"{settings.commands_topic}: keeps messages up to 2d (retention.ms=172800000)", "re-apply commands")
+    user_error(await run_cli_async({**cli_env, "ORDERSTATUS_RETENTION_DAYS": "1"}, "prune"), "prune refused")
+    assert await rows(settings) == before
+    done = ok(await run_cli_async(cli_env, "prune", "--older-than", "3d", "--dry-run")).stdout.splitlines()
+    assert f"topic {settings.events_topic}: keeps messages up to 2d (retention.ms=172800000)" in done
+    assert "outbox: would delete 3 rows" in done and "sent_notifications: would delete 2 rows" in done
+    assert await rows(settings) == before
+
+
+async def test_prune_refuses_when_the_broker_does_not_report_retention_unless_forced(settings, cli_env):
+    """No retention.ms reported (the embedded broker's default topics): refused with the reason; --force prunes
+    and says it was forced."""
+    await seed(settings)
+    await old_and_new_rows(settings)
+    user_error(await run_cli_async(cli_env, "prune"), "prune refused", "does not report retention.ms", "--force")
+    forced = ok(await run_cli_async(cli_env, "prune", "--force"))
+    assert "warning: forced past the check" in forced.stderr
+    assert await rows(settings) == KEPT
+
+
+async def test_prune_deletes_only_old_finished_rows_in_bounded_batches(settings, cli_env):
+    """A dry run counts and deletes nothing; the prune (one row per statement) deletes old published outbox
+    rows, old processed records and old sent/failed notifications, and keeps unpublished, parked, `sending`
+    and recent rows."""
+    await create_topics(settings, DAY_MS)
+    await seed(settings)
+    await old_and_new_rows(settings)
+    before = await rows(settings)
+    dry = ok(await run_cli_async(cli_env, "prune", "--older-than", "30d", "--dry-run")).stdout.splitlines()
+    assert dry[3:6] == ["outbox: would delete 3 rows", "processed_commands: would delete 3 rows",
+                        "sent_notifications: would delete 2 rows"]
+    assert dry[-1].endswith("(dry run)") and await rows(settings) == before
+
+    done = ok(await run_cli_async(cli_env, "prune", "--older-than", "30d", "--batch-size", "1")).stdout.splitlines()
+    assert done[3:6] == ["outbox: deleted 3 rows", "processed_commands: deleted 3 rows",
+                         "sent_notifications: deleted 2 rows"]
+    assert await rows(settings) == KEPT
+    again = ok(await run_cli_async(cli_env, "prune", "--older-than", "30d")).stdout.splitlines()
+    assert again[3:6] == ["outbox: deleted 0 rows", "processed_commands: deleted 0 rows",
+                          "sent_notifications: deleted 0 rows"]
+
+
+async def test_the_worker_prunes_in_the_background_when_retention_days_is_set(settings):
+    """ORDERSTATUS_RETENTION_DAYS=30 with topics keeping a day: the running worker deletes the old finished rows;
+    a retention shorter than the topics' is refused by the job itself."""
+    await create_topics(settings, DAY_MS)
+    await seed(settings)
+    await old_and_new_rows(settings)
+    refused = RetentionJob(settings.model_copy(update={"retention_days": 0.5}), None)
+    assert await refused.once() is None  # refused before it touches the database (it has none here)
+    pruning = settings.model_copy(update={"retention_days": 30, "retention_interval_s": 0.5})
+    async with running_worker(pruning):
+        await wait_until(lambda: _pruned(settings), 30, "the background prune")
+
+
+async def _pruned(settings: Settings) -> bool:
+    return await rows(settings) == KEPT
