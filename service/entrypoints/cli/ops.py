@@ -49,7 +49,9 @@ def replay(settings: Settings, group: str, topic: str, to_datetime: str | None, 
 @click.option("--order-id", type=int, default=None)
 @click.pass_obj
 def republish(settings: Settings, since: str, order_id: int | None) -> None:
-    """Publish stored events again, with their original event ids, in their original order."""
+    """Publish stored events again, with their original event ids, in their original order. Events come from the
+    outbox, so this reaches back only as far as the retention (`orderstatus prune`, ORDERSTATUS_RETENTION_DAYS)
+    kept its published rows."""
     when = parse_datetime(since, "--since")
 
     async def work(conn):
