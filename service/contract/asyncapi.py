@@ -139,6 +139,9 @@ REDRIVE_COUNT = _string(
 REDRIVE_DLQ_OFFSET = _string(
     "Set by `orderstatus dlq redrive` (DESIGN §11): the offset of the dead letter it was redriven from, "
     "a decimal integer.", pattern="^[0-9]+$")
+REDRIVE_DLQ_PARTITION = _string(
+    "Set by `orderstatus dlq redrive`: the dead-letter topic's partition of that offset, a decimal integer "
+    "(absent: 0). The worker processes the redrive of one dead letter at most once.", pattern="^[0-9]+$")
 
 COMMAND_HEADERS = {
     "type": "object",
@@ -155,6 +158,7 @@ COMMAND_HEADERS = {
         "traceparent": _traceparent("the producer's trace; the command's events and dead letter carry it on."),
         "redrive.count": REDRIVE_COUNT,
         "redrive.dlq-offset": REDRIVE_DLQ_OFFSET,
+        "redrive.dlq-partition": REDRIVE_DLQ_PARTITION,
     },
     "additionalProperties": True,
 }
