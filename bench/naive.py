@@ -28,13 +28,14 @@ from service.runtime.signals import run_until_signalled
 from service.worker.batch import process_batch
 
 
-async def publish_synchronously(pool, producer, event_ids) -> None:
-    """This command's outbox rows, each sent and acknowledged before the next, then marked published."""
-    if not event_ids:
+async def publish_synchronously(pool, producer) -> None:
+    """Publish this command's outbox rows, each sent and acknowledged before the next, then mark them
+    published. One process, one command at a time: the unpublished rows are exactly this command's (found
+    through the partial index on unpublished rows; the outbox has no index on event_id)."""
+    rows = await pool.fetch("SELECT id, topic, message_key, payload, headers FROM outbox "
+                            "WHERE published_at IS NULL ORDER BY id")
+    if not rows:
         return
-    rows = await pool.fetch(
-        "SELECT id, topic, message_key, payload, headers FROM outbox WHERE event_id = ANY($1::uuid[]) ORDER BY id",
-        list(event_ids))
     for row in rows:
         headers = [(name, None if value is None else bytes.fromhex(value)) for name, value in row["headers"]]
         await producer.send_and_wait(row["topic"], value=bytes(row["payload"]), key=row["message_key"],
@@ -59,10 +60,9 @@ async def run_naive(settings: Settings, stop: asyncio.Event) -> int:
             for tp, messages in batch.items():
                 for m in messages:
                     source = SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
-                    result = await process_batch([source], lambda: PostgresUnitOfWork(pool, rules_cache), topics,
-                                                 settings.max_batch_items, limits)
-                    await publish_synchronously(pool, producer, [e.event_id for o in result.outcomes
-                                                                 for e in o.emitted if hasattr(e, "event_id")])
+                    await process_batch([source], lambda: PostgresUnitOfWork(pool, rules_cache), topics,
+                                        settings.max_batch_items, limits)
+                    await publish_synchronously(pool, producer)
                     await consumer.commit({TopicPartition(tp.topic, tp.partition): m.offset + 1})
     finally:
         await consumer.stop()

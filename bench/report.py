@@ -52,8 +52,12 @@ def notes(summary: dict) -> str:
     if summary.get("worker_vs_naive") is not None:
         lines.append(f"worker / naive: {summary['worker_vs_naive']}x")
     lines.append("cpu: seconds of the worker process(es), Postgres (postmaster + backends), the broker and the bench "
-                 "(producer, reader); latency: event CreateTime - command CreateTime (ms)")
+                 "(producer, reader); latency: event CreateTime - command CreateTime (ms); in the as-fast-as-possible "
+                 "scenarios it is mostly time queued behind the backlog")
     for r in summary["scenarios"]:
+        if r.get("runs_commands_per_s"):
+            lines.append(f"{r['scenario']}: median of {len(r['runs_commands_per_s'])} runs, commands/s "
+                         + ", ".join(f"{v:,}" for v in r["runs_commands_per_s"]))
         if not r["verified"]:
             lines.append(f"NOT VERIFIED {r['scenario']}: {json.dumps(r['checks'])}")
     return "\n".join(lines)
