@@ -207,16 +207,21 @@ def event_key(event: domain.Event) -> str:
     return str(order_id) if order_id is not None else event.command_id
 
 
-def to_wire(emitted: domain.Emitted, topics: Topics) -> WireMessage:
-    """The Kafka message of an event or a dead letter; never larger than `topics.max_message_bytes`."""
+TRACEPARENT = "traceparent"  # W3C trace context (DESIGN §11)
+
+
+def to_wire(emitted: domain.Emitted, topics: Topics, traceparent: str | None = None) -> WireMessage:
+    """The Kafka message of an event or a dead letter, with the command's `traceparent` when it has one;
+    never larger than `topics.max_message_bytes`."""
     if isinstance(emitted, domain.DeadLetter):
-        return dead_letter(emitted, topics.dlq, topics.max_message_bytes)
+        return dead_letter(emitted, topics.dlq, topics.max_message_bytes, traceparent)
     key = event_key(emitted)
+    trace = [(TRACEPARENT, traceparent.encode())] if traceparent else []
     message = WireMessage(
         topic=topics.events,
         key=key.encode(),
         value=event_json(_model(emitted)),
-        headers=cloudevent_headers(str(emitted.event_id), emitted.type, key, emitted.occurred_at),
+        headers=cloudevent_headers(str(emitted.event_id), emitted.type, key, emitted.occurred_at) + trace,
         event_id=emitted.event_id,
         event_type=emitted.type,
         order_id=getattr(emitted, "order_id", None),
@@ -231,7 +236,7 @@ def _is_ours(name: str) -> bool:
     return name.startswith(("error.", "original."))
 
 
-def dead_letter(letter: domain.DeadLetter, topic: str, max_bytes: int) -> WireMessage:
+def dead_letter(letter: domain.DeadLetter, topic: str, max_bytes: int, traceparent: str | None = None) -> WireMessage:
     """DESIGN §6.2: the bytes as they came, with the error and the original position as headers.
 
     Headers named like ours (`error.*`, `original.*`) are dropped from the copy, so a producer cannot
@@ -254,6 +259,8 @@ def dead_letter(letter: domain.DeadLetter, topic: str, max_bytes: int) -> WireMe
         if not _is_ours(name) and is_storable_text(name) and cost <= room:
             kept.append((name, value))
             room -= cost
+    if traceparent:  # the command's span, in the trace the original named (if any)
+        kept = [(name, value) for name, value in kept if name != TRACEPARENT] + [(TRACEPARENT, traceparent.encode())]
     headers = kept + ours
     key, value = source.key, source.value or b""
     message = WireMessage(topic=topic, key=key, value=value, headers=headers)

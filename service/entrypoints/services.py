@@ -22,6 +22,7 @@ from service.ops.prune import RetentionJob
 from service.queries.http import routes as read_routes
 from service.runtime.auth import ActorCheck, TokenVerifier, bearer
 from service.runtime.health import Progress, bound_port, serve, start_http, watch_health
+from service.runtime import tracing
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 from service.runtime.settings import Settings
@@ -42,6 +43,7 @@ class _Process:
     """What every process has: metrics, readiness, the outage policy and a pool opened through it."""
 
     def __init__(self, name: str, settings: Settings) -> None:
+        tracing.configure(name)  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
         self.metrics = Metrics(name)
         self.progress = Progress(settings.ready_stall_seconds)
         self.retry = OutageRetry(settings.retry_initial_s, settings.retry_max_s, self.metrics, self.progress)

@@ -42,7 +42,7 @@ class EventStrategy:
         (message,) = unit
         with structlog.contextvars.bound_contextvars(partition=message.partition, offset=message.offset):
             try:
-                outcome = await self.handler.handle(message.value)
+                outcome = await self.handler.handle(message.value, message.headers)
             except Exception as exc:
                 if is_outage(exc):
                     raise

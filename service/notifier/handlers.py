@@ -15,8 +15,10 @@ from service.contract.events import Unparseable, parse_status_changed
 from service.domain.events import StatusChanged
 from service.notifier.delivery import deliver
 from service.notifier.rendering import InvalidRecipient, render_email
+from service.runtime import tracing
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
+from service.runtime.tracing import traceparent_of
 
 log = structlog.get_logger("orderstatus.notifier")
 
@@ -37,8 +39,9 @@ class EventHandler:
             with attempt:
                 return await write()
 
-    async def notify(self, event: StatusChanged) -> dict[str, int]:
-        """Send the event's emails to every recipient without a record yet; outages propagate."""
+    async def notify(self, event: StatusChanged, traceparent: str | None = None) -> dict[str, int]:
+        """Send the event's emails to every recipient without a record yet; outages propagate. Each email
+        carries `traceparent`, so a trace runs from the command to the mailbox."""
         recipients = await store.recipients(self.pool, event.order_id)
         recorded = await store.recorded_recipients(self.pool, event.event_id)
         counts: dict[str, int] = {}
@@ -54,15 +57,16 @@ class EventHandler:
                 outcome = "duplicate"
             else:
                 try:
-                    message = render_email(event, recipient, self.mail_from)
+                    message = render_email(event, recipient, self.mail_from, traceparent)
                 except InvalidRecipient as exc:
                     # bad data, not an outage: record it like a 5xx so it blocks nobody
                     await store.claim_first(self.pool, event.event_id, recipient.email, store.FAILED, str(exc))
                     outcome = "failed"
                     log.warning("email not sent", recipient=recipient.email, reason=str(exc))
                 else:
-                    result = await deliver(self.pool, self.mailer, self._persist, event.event_id, recipient.email,
-                                           message)
+                    with tracing.span("smtp send", recipient_kind=recipient.kind):
+                        result = await deliver(self.pool, self.mailer, self._persist, event.event_id,
+                                               recipient.email, message)
                     outcome = result.outcome
                     if outcome == "failed":
                         log.warning("email refused", recipient=recipient.email, reply=result.detail)
@@ -75,7 +79,7 @@ class EventHandler:
             log.info("order has no contacts")
         return counts
 
-    async def handle(self, value: bytes | None) -> str:
+    async def handle(self, value: bytes | None, headers=()) -> str:
         """One message to its outcome label; outages propagate so the same message is retried."""
         try:
             event = parse_status_changed(value, self.max_message_bytes)
@@ -86,7 +90,8 @@ class EventHandler:
             return "ignored"
         if not event.notify:
             return "notify_false"
-        with structlog.contextvars.bound_contextvars(event_id=str(event.event_id), order_id=event.order_id):
-            counts = await self.notify(event)
+        with structlog.contextvars.bound_contextvars(event_id=str(event.event_id), order_id=event.order_id), \
+                tracing.span("notify", traceparent_of(headers), event_id=str(event.event_id)) as traceparent:
+            counts = await self.notify(event, traceparent)
             log.info("event notified", **counts)
         return "notified"

@@ -21,6 +21,7 @@ from service.domain.model import Recipient
 
 TEMPLATES = ("status_changed_subject.txt", "status_changed.txt", "status_changed.html")
 EVENT_ID_HEADER = "X-Orderstatus-Event-Id"
+TRACEPARENT_HEADER = "Traceparent"
 
 # C0 controls (CR, LF, NUL, ...), DEL and the Unicode line/paragraph separators
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
@@ -99,7 +100,8 @@ def template_context(event: StatusChanged, recipient: Recipient) -> dict:
     }
 
 
-def render_email(event: StatusChanged, recipient: Recipient, mail_from: str) -> EmailMessage:
+def render_email(event: StatusChanged, recipient: Recipient, mail_from: str,
+                 traceparent: str | None = None) -> EmailMessage:
     """The message for one recipient: plain-text and HTML alternatives, one line per header."""
     to = address(recipient.email, recipient.name)
     sender = address(mail_from)
@@ -115,6 +117,8 @@ def render_email(event: StatusChanged, recipient: Recipient, mail_from: str) -> 
     message["Message-ID"] = make_msgid(idstring=single_line(str(event.event_id), 64), domain=sender.domain)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not reply
     message[EVENT_ID_HEADER] = single_line(str(event.event_id), 64)
+    if traceparent:  # W3C trace context: the trace runs from the command to the mailbox (DESIGN §11)
+        message[TRACEPARENT_HEADER] = single_line(traceparent, 64)
     # quoted-printable keeps the message 7-bit clean, so any server takes it without 8BITMIME
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")

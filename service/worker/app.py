@@ -18,6 +18,7 @@ from service.contract.commands import InputLimits
 from service.contract.events import Topics
 from service.domain.commands import SourceMessage
 from service.domain.events import ChangeRejected
+from service.runtime import tracing
 from service.runtime.consume import ConsumeLoop
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
@@ -51,8 +52,9 @@ class CommandStrategy:
         return [batch]
 
     async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
-        result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items, self.limits,
-                                                self.timeout_tries, self.check_actor)
+        with tracing.span("batch", messages=len(unit)):
+            result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items, self.limits,
+                                                    self.timeout_tries, self.check_actor)
         for outcome in result.outcomes:
             self.metrics.messages.labels("worker", outcome.outcome.split(":")[0]).inc()
             kind, _, reason = outcome.outcome.partition(":")

@@ -26,7 +26,9 @@ from service.contract.events import Topics, to_wire
 from service.contract.redrive import Redrive, read_redrive
 from service.domain.commands import ChangeOrderStatus, Command, InvalidCommand, OverrideOrderStatuses, SourceMessage
 from service.domain.events import DeadLetter
+from service.runtime import tracing
 from service.runtime.faults import is_outage, is_timeout
+from service.runtime.tracing import traceparent_of
 from service.domain.model import Actor
 from service.worker.handlers import (
     HANDLERS,
@@ -93,7 +95,7 @@ class BatchResult:
 
 def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None) -> None:
     """The outcome into the unit of work; its events carry the command's Kafka timestamp (end-to-end latency)."""
-    messages = [to_wire(e, topics) for e in outcome.emitted]
+    messages = [to_wire(e, topics, outcome.traceparent) for e in outcome.emitted]
     if source is not None and source.timestamp_ms is not None:
         messages = [replace(m, source_timestamp_ms=source.timestamp_ms) if m.event_id is not None else m
                     for m in messages]
@@ -125,6 +127,12 @@ async def process_batch(
 ) -> BatchResult:
     """Make the outcome of every message durable in one transaction (messages in the given order)."""
     parsed = [parse(s, limits) for s in sources]
+    with tracing.span("transaction", messages=len(sources)):
+        return await _in_one_transaction(parsed, uow_factory, topics, max_batch_items, check_actor)
+
+
+async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics, max_batch_items: int,
+                              check_actor: ActorCheck) -> BatchResult:
     async with uow_factory() as uow:
         rules = await uow.rules()
         live = await _unspent_redrives(uow, parsed, topics)
@@ -149,8 +157,10 @@ async def process_batch(
             with structlog.contextvars.bound_contextvars(
                 command_id=p.dedupe_key, partition=p.source.partition, offset=p.source.offset,
                 order_id=getattr(p.command, "order_id", None),
-            ):
+            ), tracing.span("command", traceparent_of(p.source.headers), command_id=p.dedupe_key,
+                            partition=p.source.partition, offset=p.source.offset) as traceparent:
                 outcome = _handle(p, ctx, check_actor)
+                outcome.traceparent = traceparent
                 if id(p) in again:
                     outcome = _under_fresh_ids(outcome, p.redrive.key(topics.dlq))
                 redriven = {} if p.redrive is None else {"redrive_count": p.redrive.count,

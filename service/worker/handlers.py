@@ -28,6 +28,7 @@ class Outcome:
     command_type: str
     outcome: str  # applied | rejected:<reason> | partial | invalid:<reason>
     emitted: list[Emitted] = field(default_factory=list)
+    traceparent: str | None = None  # the command's trace context, handed on to its events (DESIGN §11)
 
     @property
     def changes(self) -> list[StatusChanged]:

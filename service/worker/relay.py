@@ -15,6 +15,7 @@ import structlog
 
 from service.adapters.kafka.publishing import SENT, publish_each
 from service.adapters.postgres import outbox
+from service.runtime import tracing
 from service.runtime.faults import is_outage
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
@@ -43,7 +44,8 @@ class OutboxRelay:
                 return None
             if not batch.rows:
                 return 0
-            results = await publish_each(self.producer, batch.rows, is_outage)
+            with tracing.span("publish", rows=len(batch.rows)):
+                results = await publish_each(self.producer, batch.rows, is_outage)
             sent = [row.id for row, result in zip(batch.rows, results) if result == SENT]
             refused = [(row, result) for row, result in zip(batch.rows, results)
                        if isinstance(result, BaseException) and not is_outage(result)]
