@@ -140,6 +140,8 @@ async def _redrive(reader, producer, selection, spans, total: int, dry_run: bool
     sent = skipped = 0
     topics: set[str] = set()
     show_bar = total >= PROGRESS_FROM and sys.stderr.isatty()
+    # on a terminal the bar stands for the per-letter lines (they still go to a redirected stdout)
+    per_letter = not (show_bar and sys.stdout.isatty())
     bar_context = (click.progressbar(length=total, label="redriving", file=sys.stderr) if show_bar
                    else contextlib.nullcontext())
     with bar_context as bar:
@@ -154,7 +156,8 @@ async def _redrive(reader, producer, selection, spans, total: int, dry_run: bool
                 topics.add(result.topic)
                 target = result.topic if result.offset is None else f"{result.topic}:{result.partition}:{result.offset}"
                 line = f"{result.letter.position} -> {target} (redrive.count {result.count})"
-            click.echo(line)
+            if per_letter or isinstance(result, ops.Skipped):
+                click.echo(line)
     return sent, skipped, topics
 
 
