@@ -59,6 +59,14 @@ def peak_rss_mib(pid: int) -> float:
     raise ValueError(f"no VmHWM for {pid}")
 
 
+def machine_cpu() -> dict:
+    """Machine-wide CPU seconds from /proc/stat's first line: busy (user, nice, system), steal, total."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (f + [0] * 8)[:8]
+    return {"busy": (user + nice + system) / TICK, "steal": steal / TICK,
+            "total": (user + nice + system + idle + iowait + irq + softirq + steal) / TICK}
+
+
 @dataclass
 class CpuProbe:
     """CPU seconds of the workers (each), Postgres (the tree), the broker and the bench process itself."""
@@ -73,6 +81,7 @@ class CpuProbe:
             "postgres": tree_cpu_seconds(self.postgres),
             "broker": cpu_seconds(self.broker),
             "bench": cpu_seconds(os.getpid()),
+            "machine": machine_cpu(),
         }
 
     @staticmethod
@@ -84,6 +93,12 @@ class CpuProbe:
             "postgres": round(after["postgres"] - before["postgres"], 2),
             "broker": round(after["broker"] - before["broker"], 2),
             "bench": round(after["bench"] - before["bench"], 2),
+            # busy CPU of the whole machine that none of the above used: other work on the machine
+            # (kernel time of loopback networking included); a large figure means a contaminated run
+            "other": round(after["machine"]["busy"] - before["machine"]["busy"]
+                           - sum(per_worker) - sum(after[k] - before[k] for k in ("postgres", "broker", "bench")), 2),
+            "steal": round(after["machine"]["steal"] - before["machine"]["steal"], 2),
+            "machine_total": round(after["machine"]["total"] - before["machine"]["total"], 2),
         }
 
 

@@ -28,6 +28,7 @@ COLUMNS = [  # header, width, value
     ("cpu pg", 7, lambda r: f"{r['cpu_s']['postgres']:.1f}"),
     ("cpu brk", 7, lambda r: f"{r['cpu_s']['broker']:.1f}"),
     ("cpu bench", 9, lambda r: f"{r['cpu_s']['bench']:.1f}"),
+    ("cpu other", 9, lambda r: f"{r['cpu_s'].get('other', 0):.1f}"),
     ("rss MiB", 7, lambda r: f"{r['peak_rss_mib']:.0f}"),
     ("p50 ms", 7, lambda r: r["latency_ms"].get("p50", "")),
     ("p95 ms", 7, lambda r: r["latency_ms"].get("p95", "")),
@@ -51,13 +52,18 @@ def notes(summary: dict) -> str:
     lines = [f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB; worker {summary['git']}"]
     if summary.get("worker_vs_naive") is not None:
         lines.append(f"worker / naive: {summary['worker_vs_naive']}x")
-    lines.append("cpu: seconds of the worker process(es), Postgres (postmaster + backends), the broker and the bench "
-                 "(producer, reader); latency: event CreateTime - command CreateTime (ms); in the as-fast-as-possible "
+    lines.append("cpu: seconds of the worker process(es), Postgres (postmaster + backends), the broker, the bench "
+                 "and everything else on the machine (other), during the measured window; "
+                 "bench = producer and reader; latency: event CreateTime - command CreateTime (ms); in the as-fast-as-possible "
                  "scenarios it is mostly time queued behind the backlog")
     for r in summary["scenarios"]:
         if r.get("runs_commands_per_s"):
             lines.append(f"{r['scenario']}: median of {len(r['runs_commands_per_s'])} runs, commands/s "
                          + ", ".join(f"{v:,}" for v in r["runs_commands_per_s"]))
+        cpu = r["cpu_s"]
+        if cpu.get("machine_total") and cpu.get("other", 0) > 0.1 * cpu["machine_total"]:
+            lines.append(f"WARNING {r['scenario']}: {cpu['other']:.1f} of {cpu['machine_total']:.1f} CPU seconds went to "
+                         "other processes on the machine: its figures are not clean")
         if not r["verified"]:
             lines.append(f"NOT VERIFIED {r['scenario']}: {json.dumps(r['checks'])}")
     return "\n".join(lines)

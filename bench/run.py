@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench import report, scenarios
 from bench.infra import PREFIX, ROOT
-from bench.measure import machine
+from bench.measure import machine, machine_cpu
 from bench.scenarios import SCENARIOS, Options
 
 
@@ -74,6 +74,13 @@ def options(args: argparse.Namespace) -> Options:
         worker_env=worker_env,
         timeout_s=args.timeout,
     )
+
+
+def idle_check(seconds: float = 2.0) -> float:
+    """How many CPUs other work kept busy over `seconds` before the suite starts."""
+    before = machine_cpu()
+    time.sleep(seconds)
+    return (machine_cpu()["busy"] - before["busy"]) / seconds
 
 
 def git_revision() -> str:
@@ -135,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     started = datetime.now(timezone.utc)
     print(f"orderstatus bench: {', '.join(selected)} — {opts.orders:,} orders, {opts.commands:,} commands, "
           f"{opts.partitions} partitions", flush=True)
+    busy = idle_check()
+    if busy > 0.3:
+        print(f"WARNING: {busy:.1f} CPUs were busy before the suite started: other work skews the figures", flush=True)
     clock = time.monotonic()
     results, errors = asyncio.run(suite(opts, selected, args.repeat))
 
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = {
         "started_at": started.isoformat(timespec="seconds"),
         "suite_s": round(time.monotonic() - clock),
-        "machine": machine(),
+        "machine": {**machine(), "busy_cpus_before": round(busy, 2)},
         "git": git_revision(),
         "python": sys.version.split()[0],
         "options": {**{k: v for k, v in vars(opts).items() if k != "progress"}, "repeat": args.repeat},
