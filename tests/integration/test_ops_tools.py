@@ -78,7 +78,7 @@ class TestEventsTail:
             before = change(1033, "Confirmed")
             await produce(settings, [before])
             await events_for(reader, {before["command_id"]})
-            readable = start_cli(cli_env, "events", "tail", "--order-id", "1033", "--count", "3",
+            readable = start_cli(cli_env, "events", "tail", "--order-id", "1033", "--count", "4",
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             raw = start_cli(cli_env, "events", "tail", "--type", "OrderStatusChangeRejected", "--json", "--count", "1",
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -86,8 +86,11 @@ class TestEventsTail:
                 for proc in (readable, raw):
                     assert "from its end" in await asyncio.to_thread(proc.stderr.readline)
                 commands = [change(1029, "OnHold", role="manager"), change(1033, "ReadyToShip"),
-                            change(1033, "ReadyToShip"), override([(1033, "OnHold")])]
+                            change(1033, "ReadyToShip")]
                 await produce(settings, commands)
+                await events_for(reader, {c["command_id"] for c in commands})
+                batch = override([(1033, "OnHold")])  # keyed by its command id: sent once the others are done
+                await produce(settings, [batch])
                 out, _ = await asyncio.to_thread(readable.communicate, timeout=60)
                 raw_out, _ = await asyncio.to_thread(raw.communicate, timeout=60)
             finally:
@@ -96,14 +99,18 @@ class TestEventsTail:
                         proc.kill()
         assert readable.returncode == 0 and raw.returncode == 0
         lines = out.splitlines()
-        assert len(lines) == 3 and not any(before["command_id"] in line for line in lines)
-        changed = next(line for line in lines if "OrderStatusChanged" in line)
-        assert "order 1033 v2: Confirmed -> ReadyToShip by staff staff-1" in changed
-        assert f"[command {commands[1]['command_id']}]" in changed
-        refused = next(line for line in lines if "OrderStatusChangeRejected" in line)
-        assert "order 1033: ReadyToShip refused, no_change:" in refused
-        assert any("OrderStatusOverrideCompleted: 1/1 items applied" in line for line in lines) or \
-            any("OrderStatusChanged order 1033 v3" in line for line in lines)
+        assert len(lines) == 4 and not any(before["command_id"] in line for line in lines)
+        expected = [
+            f"OrderStatusChanged order 1033 v2: Confirmed -> ReadyToShip by staff staff-1 "
+            f"[command {commands[1]['command_id']}]",
+            "OrderStatusChangeRejected order 1033: ReadyToShip refused, no_change: ",
+            f"OrderStatusChanged order 1033 v3: ReadyToShip -> OnHold (override) by manager manager-1 "
+            f"[command {batch['command_id']}]",
+            f"OrderStatusOverrideCompleted: 1/1 items applied [command {batch['command_id']}]",
+        ]
+        for fragment in expected:
+            assert sum(fragment in line for line in lines) == 1, (fragment, lines)
+        assert lines[0].split(" ", 1)[1].startswith("OrderStatusChanged order 1033 v2")  # in partition order
         [event] = [json.loads(line) for line in raw_out.splitlines()]
         assert event["type"] == "OrderStatusChangeRejected" and event["command_id"] == commands[2]["command_id"]
 
