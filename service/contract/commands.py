@@ -175,6 +175,19 @@ def _parse(value: bytes | None, limits: InputLimits) -> domain.Command | domain.
         return _invalid("not_json", "the message has no value")
     if len(value) > limits.max_message_bytes:
         return _invalid("too_large", f"the value has {len(value)} bytes; the limit is {limits.max_message_bytes}")
+    # the hot path: pydantic-core parses and validates straight from the bytes; only a message that
+    # fails (rare) is decoded a second time, to say exactly why and to echo what can be read of it
+    try:
+        command = COMMAND_ADAPTER.validate_json(value)
+    except ValidationError:
+        return _explain(value, limits)
+    if isinstance(command, OverrideOrderStatuses) and len(command.items) > limits.max_wire_items:
+        return _explain(value, limits)
+    return command.to_domain()
+
+
+def _explain(value: bytes, limits: InputLimits) -> domain.InvalidCommand | domain.Command:
+    """Why a value is not a valid command, step by step: JSON, an object, a known type, the wire cap, the fields."""
     try:
         data = json.loads(value)
     except RecursionError:

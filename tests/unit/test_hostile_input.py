@@ -264,3 +264,35 @@ class TestDeadLetterPathCannotCrashLoop:
 def test_sample_rules_exist():
     """The fixtures above read the sample rules shipped in devkit (a moved file would fail here first)."""
     assert SAMPLE_RULES.exists()
+
+
+class TestEventBytes:
+    @pytest.mark.parametrize("make", [
+        lambda: _status_changed("a note"),
+        lambda: _status_changed("é ✓ \\u2028 \"quoted\""),
+    ])
+    def test_the_fast_event_bytes_are_what_the_model_would_write(self, make):
+        """Events are built without constructing a model; the bytes equal the model's own dump of them."""
+        from service.contract.events import EVENT_ADAPTER
+
+        wire = to_wire(make(), TOPICS).value
+        assert EVENT_ADAPTER.validate_json(wire).model_dump_json().encode() == wire
+
+    def test_rejections_and_summaries_too(self):
+        """Rejections (with a partial actor or none) and batch summaries match their models byte for byte."""
+        from service.contract.events import EVENT_ADAPTER
+        from service.domain.commands import PartialActor
+        from service.domain.events import ChangeRejected, OverrideCompleted, OverrideResult
+
+        now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+        events = [
+            ChangeRejected(uuid.uuid4(), "c", 7, "OnHold", "no_change", "m", Actor("a", "staff"), now),
+            ChangeRejected(uuid.uuid4(), "c", None, None, "invalid_command", "m", PartialActor(id="x"), now, "corr"),
+            ChangeRejected(uuid.uuid4(), "c", None, 21, "invalid_command", "m", None, now),
+            OverrideCompleted(uuid.uuid4(), "c", (OverrideResult(1, "OnHold", True),
+                                                   OverrideResult(2, 21, False, "order_not_found", "gone")), 2, now),
+            OverrideCompleted(uuid.uuid4(), "c", (), 51, now, reason="batch_too_large"),
+        ]
+        for event in events:
+            wire = to_wire(event, TOPICS).value
+            assert EVENT_ADAPTER.validate_json(wire).model_dump_json().encode() == wire
