@@ -205,13 +205,16 @@ async def letters(reader: TopicRecords, selection: Selection,
                   scanned: Callable[[int], None] = lambda n: None) -> AsyncIterator[DeadLetter]:
     """The selected dead letters in partition and offset order (`scanned(n)` counts records read)."""
     found = 0
-    if selection.positions:
+    if selection.positions:  # every one is found before the first is handed out: all or nothing
+        records = []
         for partition, offset in selection.positions:
             record = await reader.get(partition, offset)
             scanned(1)
             if record is None:
                 raise OpsError(f"no dead letter at {reader.topic}:{partition}:{offset} (never written, or "
                                "deleted by the topic's retention)")
+            records.append(record)
+        for record in records:
             yield read_letter(record)
         return
     spans = spans if spans is not None else await ranges(reader, selection)

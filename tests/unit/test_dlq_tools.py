@@ -130,10 +130,16 @@ class TestSelection:
         found = await collect(dlq.letters(reader, dlq.Selection(reason="not_json", limit=2)))
         assert [f.record.offset for f in found] == [1, 3]
 
-    async def test_a_missing_position_is_an_error(self):
-        """An explicit position that holds nothing (or no longer) is refused, not skipped."""
+    async def test_a_missing_position_is_an_error_before_anything_is_sent(self):
+        """An explicit position that holds nothing (or no longer) is refused, not skipped, and refuses the
+        whole redrive: nothing is sent for the positions named before it."""
         with pytest.raises(OpsError, match="no dead letter at dlq:0:9"):
             await collect(dlq.letters(FakeRecords([letter_record(0)]), dlq.Selection(positions=((0, 9),))))
+        producer = FakeProducer()
+        with pytest.raises(OpsError):
+            await collect(dlq.redrive(FakeRecords([letter_record(0)]), producer,
+                                      dlq.Selection(positions=((0, 0), (0, 9)))))
+        assert producer.sent == []
 
 
 class TestRedrive:
