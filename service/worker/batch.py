@@ -144,7 +144,7 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics,
             if p.dedupe_key in new:
                 new.discard(p.dedupe_key)
                 fresh.append(p)
-            elif p.dedupe_key in retaken:
+            elif p.redrive is not None and p.dedupe_key in retaken:  # only a redrive gets the record back
                 retaken.discard(p.dedupe_key)
                 fresh.append(p)
                 again.add(id(p))

@@ -14,7 +14,7 @@ from service.contract.commands import InputLimits
 from service.contract.events import Topics
 from service.contract.redrive import Redrive, read_count, read_redrive, redrive_headers
 from service.domain.events import event_id_for
-from service.worker.batch import process_isolating_poison
+from service.worker.batch import process_batch, process_isolating_poison
 from tests.helpers.commands import change, override, source_messages
 from tests.helpers.fakes import FakeDatabase
 from tests.helpers.redrive import RedrivableFakeUnitOfWork, redriven
@@ -119,6 +119,15 @@ class TestRedriveOfAnInvalidCommand:
         second = redriven(second_letter, 1, offset=11)
         assert read_redrive(second.headers).count == 2
         assert [o.outcome for o in (await run(db, [second])).outcomes] == ["applied"]
+
+    async def test_the_original_replayed_in_the_redrives_batch_stays_a_duplicate(self):
+        """A replay that brings the original and its (not yet processed) redrive into one batch: the
+        redrive takes the record over, the original does not, whichever comes first."""
+        db, command, original, letter = await self.recorded_invalid()
+        result = await process_batch([original, redriven(letter, 0, offset=10)],  # one transaction, no isolation
+                                     lambda: RedrivableFakeUnitOfWork(db), TOPICS, 50)
+        assert [o.outcome for o in result.outcomes] == ["applied"] and result.duplicates == 1
+        assert db.orders[1033].version == 1 and db.commits == 2
 
     async def test_two_redrives_of_one_command_in_one_batch_process_it_once(self):
         """Redrives of two DLQ records of the same command in one poll batch: the first takes it over."""
