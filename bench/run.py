@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra environment of the workers, e.g. ORDERSTATUS_KAFKA_LINGER_MS=10 (repeatable)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each scenario N times on fresh infrastructure and report the median run")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                        help="before each scenario, wait up to SECONDS for the machine to be idle (a shared machine)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a scenario may take (default 900)")
     parser.add_argument("--output", type=Path, default=report.RESULTS / "latest.json",
                         help="the JSON file; the chart goes beside it as .png (default bench/results/latest.json)")
@@ -100,13 +102,32 @@ def median_run(runs: list[dict]) -> dict:
     return chosen
 
 
-async def suite(opts: Options, selected: list[str], repeat: int = 1) -> tuple[list[dict], list[str]]:
+async def wait_idle(budget: float, threshold: float = 0.25, window: float = 5.0) -> None:
+    """Until other work keeps fewer than `threshold` CPUs busy over `window` seconds, at most `budget` s."""
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        before = machine_cpu()
+        await asyncio.sleep(window)
+        busy = (machine_cpu()["busy"] - before["busy"]) / window
+        if busy < threshold:
+            return
+        print(f"  waiting for an idle machine ({busy:.2f} CPUs busy)", flush=True)
+    print("  the machine stayed busy: measuring anyway", flush=True)
+
+
+async def suite(opts: Options, selected: list[str], repeat: int = 1,
+                idle_budget: float = 0) -> tuple[list[dict], list[str]]:
     results: list[dict] = []
     errors: list[str] = []
 
+    async def one(scenario) -> dict:
+        if idle_budget:
+            await wait_idle(idle_budget)
+        return await scenario()
+
     async def attempt(name: str, scenario) -> None:
         try:
-            results.append(median_run([await scenario() for _ in range(repeat)]))
+            results.append(median_run([await one(scenario) for _ in range(repeat)]))
         except Exception as exc:
             traceback.print_exc()
             errors.append(f"{name}: {exc!r}")
@@ -146,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     if busy > 0.3:
         print(f"WARNING: {busy:.1f} CPUs were busy before the suite started: other work skews the figures", flush=True)
     clock = time.monotonic()
-    results, errors = asyncio.run(suite(opts, selected, args.repeat))
+    results, errors = asyncio.run(suite(opts, selected, args.repeat, args.wait_idle))
 
     throughput = next((r for r in results if r["scenario"] == "throughput"), None)
     naive = next((r for r in results if r["scenario"] == "naive"), None)
@@ -156,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {**machine(), "busy_cpus_before": round(busy, 2)},
         "git": git_revision(),
         "python": sys.version.split()[0],
-        "options": {**{k: v for k, v in vars(opts).items() if k != "progress"}, "repeat": args.repeat},
+        "options": {**{k: v for k, v in vars(opts).items() if k != "progress"}, "repeat": args.repeat, "wait_idle": args.wait_idle},
         "worker_vs_naive": round(throughput["commands_per_s"] / naive["commands_per_s"], 1)
         if throughput and naive else None,
         "scenarios": results,
