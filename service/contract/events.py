@@ -137,6 +137,7 @@ class WireMessage:
     order_id: int | None = None
     # the Kafka timestamp (ms) of the command that caused it: the relay measures end-to-end latency from it
     source_timestamp_ms: int | None = None
+    shard: int = 0  # the commands partition it came from: the relay publishes shard by shard
 
     @property
     def size(self) -> int:

@@ -84,6 +84,10 @@ class ConsumeLoop:
             await self.offsets.commit()
             await stop_consumer(self.consumer)
 
+    def owned_partitions(self) -> set[int]:
+        """The partitions of the topic assigned to this consumer now."""
+        return {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic}
+
     async def lag(self) -> dict[str, int | None]:
         """Per assigned partition: messages between this consumer's position and the partition's end."""
         lag: dict[str, int | None] = {}

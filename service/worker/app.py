@@ -73,9 +73,10 @@ class CommandWorker:
     def __init__(self, settings: Settings, pool, producer, consumer, metrics: Metrics, progress: Progress,
                  retry: OutageRetry, check_actor: ActorCheck = trust_the_command) -> None:
         self.retry = retry
-        self.relay = OutboxRelay(pool, producer, metrics=metrics)
         strategy = CommandStrategy(settings, pool, metrics, check_actor)
         self.loop = ConsumeLoop(consumer, settings.commands_topic, strategy, retry, progress, metrics)
+        # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
+        self.relay = OutboxRelay(pool, producer, metrics=metrics, owned_shards=self.loop.owned_partitions)
 
     async def status(self) -> dict:
         """The worker's part of /status: its outbox (as of the relay's last look) and its lag."""

@@ -94,10 +94,14 @@ class BatchResult:
 
 
 def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None) -> None:
-    """The outcome into the unit of work; its events carry the command's Kafka timestamp (end-to-end latency)."""
+    """The outcome into the unit of work. Its messages go to the outbox shard of the command's partition
+    (so the worker that owns the partition publishes them, in order); its events carry the command's
+    Kafka timestamp (end-to-end latency)."""
     messages = [to_wire(e, topics, outcome.traceparent) for e in outcome.emitted]
-    if source is not None and source.timestamp_ms is not None:
-        messages = [replace(m, source_timestamp_ms=source.timestamp_ms) if m.event_id is not None else m
+    if source is not None:
+        stamp = source.timestamp_ms
+        messages = [replace(m, shard=source.partition,
+                            source_timestamp_ms=stamp if m.event_id is not None else m.source_timestamp_ms)
                     for m in messages]
     uow.add(outcome.command_id, outcome.outcome, outcome.changes, messages)
 
@@ -275,7 +279,7 @@ async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factor
         if key in new:
             ctx = Context(rules=None, orders={}, now=datetime.now(timezone.utc))
             outcome = handle_invalid(poison, source, ctx)
-            _add(uow, outcome, topics)
+            _add(uow, outcome, topics, source)
             outcomes.append(outcome)
         if redrive is not None and redrive.key(topics.dlq) in new:
             uow.add(redrive.key(topics.dlq), f"redrive:{outcomes[0].outcome}" if outcomes else "redrive:duplicate",

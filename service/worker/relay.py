@@ -1,6 +1,13 @@
 """The outbox relay: publishes unpublished outbox rows in id order, at least once (DESIGN §7.4),
 and marks them published only after the broker acknowledged them.
 
+Publishing scales out with the workers: the outbox is sharded by the commands partition a row's
+command came from, and each worker's relay publishes the shards of the partitions it owns, each under
+its own lock (an order's commands share one partition, so its events share one shard and keep their
+order). A rebalance hands the shard over with the partition: the old owner finishes the round it holds
+the shard's lock for, the new owner takes the lock next. A periodic sweep publishes rows left in a shard
+nobody owns now.
+
 A row the broker refuses for good (too large, invalid topic, not authorised) is parked — marked,
 counted and logged once with its id — and publishing goes on with the next rows; the later rows of
 its topic and key wait behind it, so an order's events never overtake one another. Rows already
@@ -10,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -25,8 +33,13 @@ log = structlog.get_logger("orderstatus.outbox")
 
 class OutboxRelay:
     def __init__(self, pool, producer, *, batch_size: int = 1000, metrics: Metrics | None = None,
-                 stats_every_s: float = 5.0) -> None:
+                 stats_every_s: float = 5.0, owned_shards: Callable[[], Iterable[int]] = lambda: (0,),
+                 sweep_every_s: float = 10.0) -> None:
         self.pool = pool
+        self.owned_shards = owned_shards
+        self.shards: set[int] = set()  # the last owned shards seen: what a stop drains
+        self.sweep_every_s = sweep_every_s
+        self._swept_at = time.monotonic()
         self.producer = producer
         self.batch_size = batch_size
         self.metrics = metrics
@@ -35,11 +48,11 @@ class OutboxRelay:
         self._stats_at = float("-inf")
         self.wakeup = asyncio.Event()
 
-    async def publish_pending(self) -> int | None:
-        """Publish one batch; returns how many rows it settled (published or parked), or None when
-        another relay holds the lock. An outage is raised after the acknowledged rows are marked."""
+    async def publish_pending(self, shard: int = 0) -> int | None:
+        """Publish one batch of a shard; returns how many rows it settled (published or parked), or None
+        when another relay holds the shard. An outage is raised after the acknowledged rows are marked."""
         outage: BaseException | None = None
-        async with outbox.unpublished(self.pool, self.batch_size) as batch:
+        async with outbox.unpublished(self.pool, self.batch_size, shard) as batch:
             if batch is None:
                 return None
             if not batch.rows:
@@ -70,12 +83,23 @@ class OutboxRelay:
             raise outage
         return len(sent) + len(refused)
 
-    async def drain(self) -> None:
-        """Publish until nothing is left, or another relay holds the lock (it publishes our rows too)."""
-        while True:
-            settled = await self.publish_pending()
-            if not settled or settled < self.batch_size:
-                return
+    async def drain(self, shards: Iterable[int] | None = None) -> None:
+        """Publish the shards (by default the owned ones) until nothing is left in them, or another relay
+        holds a shard (it publishes those rows)."""
+        if shards is None:
+            self.shards = set(self.owned_shards()) or self.shards
+            shards = self.shards
+        for shard in sorted(shards):
+            while True:
+                settled = await self.publish_pending(shard)
+                if not settled or settled < self.batch_size:
+                    break
+
+    async def sweep(self) -> None:
+        """Publish what waited longer than a sweep interval in any shard: no row is left to an owner
+        that is gone."""
+        self._swept_at = time.monotonic()
+        await self.drain(await outbox.shards_waiting(self.pool, self.sweep_every_s))
 
     async def refresh_stats(self) -> outbox.OutboxStats:
         """Backlog, age of the oldest unpublished row and parked rows, for /status and the gauges."""
@@ -104,6 +128,8 @@ class OutboxRelay:
                 async for attempt in retry("outbox"):
                     with attempt:
                         await self.drain()
+                        if time.monotonic() - self._swept_at >= self.sweep_every_s:
+                            await self.sweep()
                         if time.monotonic() - self._stats_at >= self.stats_every_s:
                             await self.refresh_stats()
             except Exception as exc:

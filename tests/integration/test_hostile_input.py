@@ -57,7 +57,7 @@ async def test_hostile_commands_are_dead_lettered_and_a_normal_command_still_get
         assert all(len(r.value) < 4096 for r in events.records)
 
         await dlq.wait_for(lambda values: len(dlq.records) >= 5, timeout=20, what="five dead letters")
-        letters = {int(_headers(r)["original.offset"]): r for r in dlq.records}
+        letters = {(_headers(r)["original.partition"], _headers(r)["original.offset"]): r for r in dlq.records}
         assert all(len(r.value) + sum(len(v or b"") for _, v in r.headers) < MIB for r in dlq.records)
         reasons = sorted(_headers(r)["error.reason"].decode() for r in dlq.records)
         assert reasons == ["not_json", "not_json", "not_json", "not_json", "too_large"], reasons
@@ -86,7 +86,7 @@ async def test_a_transaction_that_keeps_timing_out_is_dead_lettered_and_the_rest
     bounded tries it is dead-lettered as processing_failed, and the other commands apply."""
     await seed(settings)
     settings = settings.model_copy(update={"db_lock_timeout_s": 0.3, "db_statement_timeout_tries": 2})
-    blocker = await asyncpg.connect(settings.database_url)
+    blocker = await asyncpg.connect(settings.database_url.get_secret_value())
     stuck, fine = change(1033, "Confirmed"), change(3001, "QuoteAccepted", role="manager")
     try:
         tx = blocker.transaction()

@@ -15,8 +15,9 @@ from uuid import UUID
 
 from service.contract.events import WireMessage
 
-# one relay at a time publishes, so two workers can never reorder one order's events
-RELAY_LOCK_KEY = 0x6F7574626F78  # "outbox"
+# the first half of the relay's two-part advisory lock (the second is the shard): one relay per shard at
+# a time, so two workers can never reorder one order's events
+RELAY_LOCK_CLASS = 0x6F757462  # "outb"
 
 
 async def insert(conn, messages: Sequence[WireMessage]) -> None:
@@ -25,12 +26,13 @@ async def insert(conn, messages: Sequence[WireMessage]) -> None:
         return
     await conn.execute(
         """
-        INSERT INTO outbox (event_id, event_type, topic, message_key, payload, headers, order_id, source_time)
+        INSERT INTO outbox (event_id, event_type, topic, message_key, payload, headers, order_id, source_time, shard)
         SELECT event_id, event_type, topic, message_key, payload, headers::jsonb, order_id,
-               to_timestamp(source_ms / 1000.0)
+               to_timestamp(source_ms / 1000.0), shard
           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::bigint[],
-                      $8::bigint[])
-                 WITH ORDINALITY AS m(event_id, event_type, topic, message_key, payload, headers, order_id, source_ms, n)
+                      $8::bigint[], $9::int[])
+                 WITH ORDINALITY AS m(event_id, event_type, topic, message_key, payload, headers, order_id, source_ms,
+                                      shard, n)
          ORDER BY n
         """,
         [m.event_id for m in messages],
@@ -42,6 +44,7 @@ async def insert(conn, messages: Sequence[WireMessage]) -> None:
         [json.dumps([[name, None if value is None else value.hex()] for name, value in m.headers]) for m in messages],
         [m.order_id for m in messages],
         [m.source_timestamp_ms for m in messages],
+        [m.shard for m in messages],
     )
 
 
@@ -83,30 +86,45 @@ class RelayBatch:
 
 
 @contextlib.asynccontextmanager
-async def unpublished(pool, limit: int) -> AsyncIterator[RelayBatch | None]:
-    """The oldest publishable rows, under the relay lock, in one transaction (None: another relay holds
-    the lock). What the batch marks commits when the block exits without an error.
+async def unpublished(pool, limit: int, shard: int) -> AsyncIterator[RelayBatch | None]:
+    """The oldest publishable rows of one shard, under that shard's relay lock, in one transaction
+    (None: another relay holds it). What the batch marks commits when the block exits without an error.
 
-    Publishable: not published, not parked, and not behind a parked row of the same topic and key
-    (an order's events keep their version order even while one of them is parked)."""
+    One lock per shard, not one for the table: relays of different shards publish at once, while the
+    rows of one shard (one commands partition, so every event of an order) go out one relay at a time,
+    in id order. Publishable: not published, not parked, and not behind a parked row of the same topic
+    and key (an order's events keep their version order even while one of them is parked)."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK_KEY):
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, shard):
                 yield None
                 return
             rows = await conn.fetch(
                 """
                 SELECT id, topic, message_key, payload, headers, source_time FROM outbox o
-                 WHERE published_at IS NULL AND parked_at IS NULL
+                 WHERE shard = $2 AND published_at IS NULL AND parked_at IS NULL
                    AND NOT (o.message_key IS NOT NULL AND EXISTS (
                         SELECT 1 FROM outbox p
                          WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL
                            AND p.topic = o.topic AND p.message_key = o.message_key AND p.id < o.id))
                  ORDER BY id LIMIT $1
                 """,
-                limit,
+                limit, shard,
             )
             yield RelayBatch([_stored(r) for r in rows], conn)
+
+
+async def shards_waiting(pool_or_conn, older_than_s: float) -> list[int]:
+    """Shards with publishable rows older than `older_than_s`: the sweep that publishes what no current
+    owner does (a partition nobody owns now, rows written before a rebalance)."""
+    rows = await pool_or_conn.fetch(
+        """
+        SELECT DISTINCT shard FROM outbox
+         WHERE published_at IS NULL AND parked_at IS NULL AND created_at < now() - make_interval(secs => $1)
+        """,
+        older_than_s,
+    )
+    return sorted(r["shard"] for r in rows)
 
 
 @dataclass(frozen=True)
