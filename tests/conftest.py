@@ -18,10 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from service.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, scratch_dir
-from service.settings import Settings
+from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, scratch_dir
+from service.runtime.settings import Settings
+from tests.helpers.database import SAMPLE_ORDERS, SAMPLE_RULES
 
-SAMPLES = Path(__file__).resolve().parent.parent / "service" / "samples"
 BACKEND = os.environ.get("ORDERSTATUS_TEST_BACKEND", "embedded")
 
 
@@ -91,7 +91,7 @@ def mailbox(smtp_sink):
 @pytest.fixture(scope="session")
 def template_database(postgres_url) -> str:
     """A migrated database used as the template of every test's own database."""
-    from service.adapters.database import migrate
+    from service.adapters.postgres.connection import migrate
 
     name = f"orderstatus_template_{uuid.uuid4().hex[:8]}"
     url = _with_database(postgres_url, name)
@@ -152,9 +152,9 @@ def cli_env(settings) -> dict[str, str]:
 
 @pytest.fixture
 def sample_rules_path() -> Path:
-    return SAMPLES / "rules.yaml"
+    return SAMPLE_RULES
 
 
 @pytest.fixture
 def sample_orders_path() -> Path:
-    return SAMPLES / "orders.jsonl"
+    return SAMPLE_ORDERS

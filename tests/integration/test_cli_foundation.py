@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import uuid
 import xml.etree.ElementTree as ET
 from decimal import Decimal
@@ -21,6 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.helpers.cli import ok, run_cli, start_cli, user_error
+from tests.helpers.database import query as query_async
 
 pytestmark = pytest.mark.integration
 
@@ -34,38 +36,8 @@ CORE_TABLES = {
 # ---------------------------------------------------------------- helpers
 
 
-def run_cli(env, *args, input=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "service.entrypoints.cli", *map(str, args)],
-        env=env, input=input, capture_output=True, text=True, timeout=120,
-    )
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result
-
-
-def user_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Assert the DESIGN §4 error contract: non-zero exit, exactly one line on stderr, no traceback."""
-    assert result.returncode != 0, f"expected a failure\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip("\n").splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got: {result.stderr!r}"
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
-
-
 def query(database_url: str, sql: str, *args) -> list[asyncpg.Record]:
-    async def run():
-        conn = await asyncpg.connect(database_url)
-        try:
-            return await conn.fetch(sql, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+    return asyncio.run(query_async(database_url, sql, *args))
 
 
 def scalar(database_url: str, sql: str, *args):
@@ -141,13 +113,8 @@ class TestMigrate:
     def test_migrate_concurrently(self, fresh_database, database_url):
         """Three migrate processes started together all exit 0 and leave one schema and one version row."""
         env = {**os.environ, "ORDERSTATUS_DATABASE_URL": fresh_database}
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "service.entrypoints.cli", "migrate"],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )
-            for _ in range(3)
-        ]
+        procs = [start_cli(env, "migrate", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
         outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
         for p in procs:
             p.stdout.close()

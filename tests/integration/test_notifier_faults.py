@@ -15,17 +15,19 @@ import time
 import uuid
 from collections import Counter
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from service.adapters.database import connect, migrate
-from service.adapters.kafka import client_options, make_producer
-from service.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, scratch_dir
-from service.messages import OrderStatusChanged, event_json
-from service.notifier.email_render import EVENT_ID_HEADER
-from service.settings import Settings
-from tests.integration.test_notifier import changed, until
-from tests.processes import ServiceProcess, fast_group_env, readiness, wait_readiness, wait_until
-from tests.support import fetch, running_notifier, seed
+from service.adapters.postgres.connection import connect, migrate
+from service.contract.events import OrderStatusChanged
+from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, scratch_dir
+from service.notifier.rendering import EVENT_ID_HEADER
+from service.runtime.settings import Settings
+from tests.helpers.database import fetch, on_database, seed, url_of
+from tests.helpers.events import changed
+from tests.helpers.offsets import committed_offsets
+from tests.helpers.probes import assert_stays_not_ready, wait_readiness
+from tests.helpers.processes import ServiceProcess, fast_group_env
+from tests.helpers.producing import stream
+from tests.helpers.services import running_notifier
+from tests.helpers.waiting import wait_until
 
 PARTITIONS = 3
 ORDER_IDS = [801, 802, 803, 804]
@@ -53,27 +55,11 @@ def pairs(events: list[OrderStatusChanged]) -> set[Pair]:
     return {(e.event_id, r) for e in events for r in RECIPIENTS[e.order_id]}
 
 
-async def stream(settings: Settings, events: list[OrderStatusChanged], chunk: int = 4,
-                 gap: float = 0.1) -> dict[str, tuple[int, int]]:
+async def stream_events(settings: Settings, events: list[OrderStatusChanged], chunk: int = 4,
+                        gap: float = 0.1) -> dict[str, tuple[int, int]]:
     """Publish the events keyed by order id in chunks; returns each event's (partition, offset)."""
-    producer = make_producer(settings)
-    await producer.start()
-    sent = []
-    try:
-        for i in range(0, len(events), chunk):
-            for event in events[i:i + chunk]:
-                sent.append((event.event_id, await producer.send(
-                    settings.events_topic, value=event_json(event), key=str(event.order_id).encode())))
-            await producer.flush()
-            if gap:
-                await asyncio.sleep(gap)
-        placed = {}
-        for event_id, future in sent:
-            metadata = await future
-            placed[event_id] = (metadata.partition, metadata.offset)
-        return placed
-    finally:
-        await producer.stop()
+    placed = await stream(settings, events, settings.events_topic, chunk=chunk, gap=gap)
+    return {e.event_id: (m.partition, m.offset) for e, m in zip(events, placed)}
 
 
 def mail_counts(sink, events: list[OrderStatusChanged]) -> Counter:
@@ -97,14 +83,10 @@ async def claim_rows(settings: Settings) -> dict[Pair, list[tuple[int, str]]]:
     return claims
 
 
-async def committed_offsets(settings: Settings) -> dict[int, int]:
-    """The notifier group's committed offsets on the events topic, by partition (read without joining)."""
-    consumer = AIOKafkaConsumer(**client_options(settings), group_id=settings.notifier_group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return {p: (await consumer.committed(TopicPartition(settings.events_topic, p))) or 0 for p in range(PARTITIONS)}
-    finally:
-        await consumer.stop()
+async def notifier_offsets(settings: Settings) -> dict[int, int]:
+    """The notifier group's committed offsets on the events topic, by partition (0 where none)."""
+    found = await committed_offsets(settings, settings.notifier_group, settings.events_topic)
+    return {p: offset or 0 for p, offset in found.items()}
 
 
 async def assert_all_committed(settings: Settings, placed: dict[str, tuple[int, int]]) -> None:
@@ -112,7 +94,7 @@ async def assert_all_committed(settings: Settings, placed: dict[str, tuple[int, 
     ends = {p: 0 for p in range(PARTITIONS)}
     for partition, offset in placed.values():
         ends[partition] = max(ends[partition], offset + 1)
-    committed = await committed_offsets(settings)
+    committed = await notifier_offsets(settings)
     assert committed == ends, f"notifier group committed {committed}, the events end at {ends}"
 
 
@@ -133,18 +115,8 @@ async def assert_each_email_once(settings: Settings, sink, events: list[OrderSta
 
 async def all_mailed(sink, events: list[OrderStatusChanged], timeout: float) -> None:
     expected = pairs(events)
-    await until(lambda: set(mail_counts(sink, events)) >= expected, timeout,
-                f"all {len(expected)} emails (have {len(mail_counts(sink, events))})")
-
-
-async def assert_stays_not_ready(port: int, seconds: float, **detail) -> None:
-    """/readyz answers 503 (with the given detail) on every probe for `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        status, body = await readiness(port)
-        assert status == 503 and all(body.get(k) == v for k, v in detail.items()), body
-        await asyncio.sleep(0.2)
-
+    await wait_until(lambda: set(mail_counts(sink, events)) >= expected, timeout,
+                     f"all {len(expected)} emails (have {len(mail_counts(sink, events))})")
 
 
 # -------------------------------------------------------------------------------------------- tests
@@ -159,13 +131,13 @@ async def test_postgres_outage_pauses_the_notifier_and_every_email_goes_out_once
     try:
         await asyncio.to_thread(migrate, pg.url)
         port = free_port()
-        private = settings.model_copy(update={"database_url": pg.url, "notifier_http_port": port})
+        private = on_database(settings, pg.url, notifier_http_port=port)
         await seed(private, ORDERS, partitions=PARTITIONS)
         events = make_events(30)  # 120 events, 360 emails, published over ~3 s
         async with running_notifier(private) as notifier:
             await wait_readiness(port, True, 15)
-            producing = asyncio.create_task(stream(private, events))
-            await until(lambda: len(mail_counts(mailbox, events)) >= 60, 30, "the first 60 emails")
+            producing = asyncio.create_task(stream_events(private, events))
+            await wait_until(lambda: len(mail_counts(mailbox, events)) >= 60, 30, "the first 60 emails")
             await asyncio.to_thread(pg.stop)
             assert len(mail_counts(mailbox, events)) < len(pairs(events)), "finished before the outage"
             await wait_readiness(port, False, 10, database=False)
@@ -197,8 +169,8 @@ async def test_broker_frozen_mid_stream_then_every_email_goes_out_once(settings,
         events = make_events(30)
         async with running_notifier(private) as notifier:
             await wait_readiness(port, True, 15)
-            producing = asyncio.create_task(stream(private, events))
-            await until(lambda: len(mail_counts(mailbox, events)) >= 60, 30, "the first 60 emails")
+            producing = asyncio.create_task(stream_events(private, events))
+            await wait_until(lambda: len(mail_counts(mailbox, events)) >= 60, 30, "the first 60 emails")
             broker.pause()
             try:
                 frozen_at = time.monotonic()
@@ -227,15 +199,15 @@ async def test_kill_9_mid_stream_sends_nothing_twice_and_leaves_only_reported_do
     second = None
     try:
         await first.wait_assigned()
-        placed = await stream(settings, events, chunk=len(events), gap=0)
-        await until(lambda: len(mail_counts(mailbox, events)) >= 150, 30, "the first 150 emails")
+        placed = await stream_events(settings, events, chunk=len(events), gap=0)
+        await wait_until(lambda: len(mail_counts(mailbox, events)) >= 150, 30, "the first 150 emails")
         first.kill9()
         assert first.proc.returncode == -signal.SIGKILL
         at_kill = await claim_rows(settings)
         mailed_at_kill = mail_counts(mailbox, events)
         assert len(at_kill) < len(expected), "the notifier finished before the kill: the test proved nothing"
         # handled but not committed: the successor gets these again and must recognise every claim
-        committed = await committed_offsets(settings)
+        committed = await notifier_offsets(settings)
         handled = {p[0] for p in at_kill}
         redelivered = [e for e in events if e.event_id in handled
                        and placed[e.event_id][1] >= committed[placed[e.event_id][0]]]
@@ -244,7 +216,7 @@ async def test_kill_9_mid_stream_sends_nothing_twice_and_leaves_only_reported_do
         planted_event = events[-1]
         planted = (planted_event.event_id, RECIPIENTS[planted_event.order_id][0])
         assert not any(p[0] == planted_event.event_id for p in at_kill)
-        conn = await connect(settings.database_url)
+        conn = await connect(url_of(settings))
         try:
             await conn.execute("INSERT INTO sent_notifications (event_id, recipient, attempt, status) "
                                "VALUES ($1, $2, 1, 'sending')", uuid.UUID(planted[0]), planted[1])
@@ -300,8 +272,8 @@ async def test_sigterm_mid_stream_exits_0_and_a_restart_sends_the_rest_once(sett
     second = None
     try:
         await first.wait_assigned()
-        placed = await stream(settings, events, chunk=len(events), gap=0)
-        await until(lambda: len(mail_counts(mailbox, events)) >= 150, 30, "the first 150 emails")
+        placed = await stream_events(settings, events, chunk=len(events), gap=0)
+        await wait_until(lambda: len(mail_counts(mailbox, events)) >= 150, 30, "the first 150 emails")
         assert await first.terminate() == 0, first.tail()
         assert "Traceback" not in first.text(), first.tail()
         claims = await claim_rows(settings)
@@ -310,7 +282,7 @@ async def test_sigterm_mid_stream_exits_0_and_a_restart_sends_the_rest_once(sett
         # the event in hand was finished (all its recipients), and exactly the handled events were committed
         handled = {p[0] for p in claims}
         assert set(claims) == {p for p in expected if p[0] in handled}
-        committed = await committed_offsets(settings)
+        committed = await notifier_offsets(settings)
         below = {eid for eid, (partition, offset) in placed.items() if offset < committed[partition]}
         assert handled == below, "the offsets committed at SIGTERM do not match the events handled"
         assert mail_counts(mailbox, events) == Counter(set(claims))

@@ -1,7 +1,7 @@
 """OverrideOrderStatuses end to end (issue 4; DESIGN R11, R12, §5.3, §6.1): real broker, real Postgres,
 the worker in this process.
 
-Sample facts used (service/samples): 1029 SO Confirmed, no payments, reservation R-1, coupon SPRING10;
+Sample facts used (service/devkit/samples): 1029 SO Confirmed, no payments, reservation R-1, coupon SPRING10;
 1030 SO Confirmed with payments 25.00; 1031 ReadyToShip with goods out; 1032 Invoiced; 1033 SO Draft;
 1034 SO Dispatched with goods out. Overridable statuses: OnHold, CourierClaim, CancelledByClient,
 PurchaseCancelled, Completed, Closed, TranslationCancelled; override roles: manager, system.
@@ -10,18 +10,22 @@ PurchaseCancelled, Completed, Closed, TranslationCancelled; override roles: mana
 from __future__ import annotations
 
 import json
-import time
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
 
-from service import views
-from service.adapters.database import connect, create_pool
+from service.adapters.postgres import views
+from service.adapters.postgres.connection import connect, create_pool
 from service.domain.model import Actor
-from service.observability import Metrics, Progress, bound_port, start_http
-from service.read_api import routes
-from service.settings import Settings
-from tests.support import TopicReader, change, fetch, import_orders, override, produce, running_worker, seed
+from service.runtime.health import Progress, bound_port, start_http
+from service.runtime.metrics import Metrics
+from service.queries.http import routes
+from service.runtime.settings import Settings
+from tests.helpers.commands import change, override
+from tests.helpers.database import fetch, import_orders, seed, url_of
+from tests.helpers.producing import produce
+from tests.helpers.services import running_worker
+from tests.helpers.topics import TopicReader
+from tests.helpers.waiting import wait_until
 
 CONFIRMED, ON_HOLD, DISPATCHED, COURIER_CLAIM, CANCELLED = 2, 4, 6, 7, 21
 REF = {
@@ -61,17 +65,18 @@ async def outbox_counts(settings: Settings) -> tuple[int, int]:
 async def settle(settings: Settings, reader: TopicReader, command_ids: set[str], timeout: float = 30.0) -> None:
     """Wait until each command's summary (or single event) is read, every outbox event row is published
     and the reader holds as many records as the outbox has rows: after that nothing more is coming."""
-    deadline = time.monotonic() + timeout
-    while True:
+    async def settled() -> bool:
         await reader.poll()
-        seen = {json.loads(r.value)["command_id"] for r in reader.records}
-        if command_ids <= seen:
-            total, unpublished = await outbox_counts(settings)
-            if unpublished == 0 and len(reader.records) >= total:
-                assert len(reader.records) == total, "an event was published twice"
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not settled: commands {command_ids - seen} unseen; have {len(reader.records)} records")
+        if not command_ids <= {json.loads(r.value)["command_id"] for r in reader.records}:
+            return False
+        total, unpublished = await outbox_counts(settings)
+        if unpublished == 0 and len(reader.records) >= total:
+            assert len(reader.records) == total, "an event was published twice"
+            return True
+        return False
+
+    await wait_until(settled, timeout, f"the events of {sorted(command_ids)} read and every outbox row published",
+                     interval=0)
 
 
 async def wait_summary(settings: Settings, reader: TopicReader, command_id: str) -> dict:
@@ -90,17 +95,6 @@ async def order_rows(settings: Settings, ids) -> dict[int, tuple[int, int]]:
 
 async def history_of(settings: Settings, order_id: int) -> list:
     return await fetch(settings, "SELECT * FROM order_history WHERE order_id = $1 ORDER BY version", order_id)
-
-
-async def produce_keyed(settings: Settings, key: str, commands: list[dict]) -> None:
-    """Publish commands under one key, so they share a partition and are processed in this order."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for command in commands:
-            await producer.send_and_wait(settings.commands_topic, value=json.dumps(command).encode(), key=key.encode())
-    finally:
-        await producer.stop()
 
 
 def bulk_orders(first_id: int, count: int) -> list[dict]:
@@ -140,7 +134,7 @@ async def test_mixed_batch_reports_each_item_and_applies_only_the_good_ones(sett
     assert (cancelled["version"], cancelled["from_status"], cancelled["to_status"]) == (1, REF[2], REF[21])
     assert cancelled["note"] == {"text": "bulk fix", "is_public": True, "file_id": None}
     assert (cancelled["removed_reservations"], cancelled["removed_coupons"]) == (["R-1"], ["SPRING10"])
-    assert cancelled["actor"] == {"id": "manager-1", "role": "manager", "client_id": None}
+    assert cancelled["actor"] == {"id": "manager-1", "role": "manager", "client_id": None, "name": None}
     assert cancelled["correlation_id"] == "corr-4"
     claim = json.loads(by_order[1034].value)
     assert (claim["type"], claim["override"], claim["version"], claim["to_status"]) == (
@@ -202,7 +196,8 @@ async def test_batch_of_exactly_the_limit_is_processed_whole(settings):
 
 
 async def test_batch_over_the_limit_is_rejected_whole(settings):
-    """A batch of 51 items is rejected with batch_too_large: no item applies, no order's version moves."""
+    """A batch of 51 items is rejected with batch_too_large: no item applies, no order's version moves,
+    and the summary is compact (the item count and the reason, not a result per item)."""
     await seed(settings)
     orders = bulk_orders(6001, 51)
     await import_orders(settings, orders)
@@ -221,9 +216,7 @@ async def test_batch_over_the_limit_is_rejected_whole(settings):
         "OrderStatusChangeRejected", "batch_too_large", None)
     assert items[0].key == cid.encode()  # no order to key it by
     assert "50" in rejected["message"] and "51" in rejected["message"]
-    assert len(summary["results"]) == 51
-    assert [r["order_id"] for r in summary["results"]] == ids
-    assert all(not r["success"] and r["reason"] == "batch_too_large" and r["error"] for r in summary["results"])
+    assert (summary["results"], summary["item_count"], summary["reason"]) == ([], 51, "batch_too_large")
     assert await fetch(settings, "SELECT order_id, status_id, version FROM orders ORDER BY order_id") == before
     assert await fetch(settings, "SELECT * FROM order_history") == []
     assert await outbox_counts(settings) == (2, 0)
@@ -321,7 +314,7 @@ async def test_redelivered_batch_applies_nothing_twice_and_emits_nothing_new(set
     cmd = override([(1029, "OnHold"), (1034, "CourierClaim"), (4242, "OnHold")])
     cid = cmd["command_id"]
     async with running_worker(settings), TopicReader(settings, settings.events_topic) as reader:
-        await produce_keyed(settings, cid, [cmd])
+        await produce(settings, [cmd], key=cid, separately=True)
         await wait_summary(settings, reader, cid)
         first_events = [json.loads(r.value) for r in reader.records]
         orders_before = await fetch(settings, "SELECT order_id, status_id, version FROM orders ORDER BY order_id")
@@ -331,7 +324,7 @@ async def test_redelivered_batch_applies_nothing_twice_and_emits_nothing_new(set
         # the redelivery, then a sentinel on the same partition: once the sentinel's event is out,
         # the worker has made the duplicate's (non-)outcome durable as well
         sentinel = change(1033, "Confirmed")
-        await produce_keyed(settings, cid, [cmd, sentinel])
+        await produce(settings, [cmd, sentinel], key=cid, separately=True)
         await settle(settings, reader, {sentinel["command_id"]})
 
     values = [json.loads(r.value) for r in reader.records]
@@ -351,7 +344,7 @@ async def test_redelivered_batch_applies_nothing_twice_and_emits_nothing_new(set
 async def test_transitions_view_lists_overrides_only_for_override_roles(settings):
     """`views.transitions` offers override targets to manager and system, and none to staff or clients."""
     await seed(settings)
-    conn = await connect(settings.database_url)
+    conn = await connect(url_of(settings))
     try:
         manager = await views.transitions(conn, 1034, Actor("m-1", "manager"))
         system = await views.transitions(conn, 1034, Actor("s-1", "system"))
@@ -382,7 +375,7 @@ async def test_transitions_view_lists_overrides_only_for_override_roles(settings
 async def test_transitions_http_route_lists_overrides_by_role(settings):
     """GET /orders/{id}/status/transitions answers like the view: overrides for managers, none for staff, 404/400."""
     await seed(settings)
-    pool = await create_pool(settings.database_url)
+    pool = await create_pool(url_of(settings))
     runner = await start_http("127.0.0.1", 0, Progress(60), Metrics("t"), routes(pool))
     try:
         base = f"http://127.0.0.1:{bound_port(runner)}"
@@ -395,7 +388,7 @@ async def test_transitions_http_route_lists_overrides_by_role(settings):
                 staff = await resp.json()
             async with http.get(f"{base}/orders/1034/status/transitions",
                                 params={"role": "client", "client_id": "c-1"}) as resp:
-                assert resp.status == 404 and (await resp.json())["error"] == "order_not_found"
+                assert resp.status == 404 and (await resp.json())["reason"] == "order_not_found"
             async with http.get(f"{base}/orders/1034/status/transitions", params={"role": "admin"}) as resp:
                 assert resp.status == 400
         async with pool.acquire() as conn:

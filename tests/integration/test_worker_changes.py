@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 
-
-from service.adapters.database import connect
-from service.adapters.rules_store import replace_rules
-from service.rulesfile import parse_rules
-from tests.support import SAMPLES, TopicReader, change, events_for, fetch, produce, running_worker, seed
+from service.adapters.postgres.connection import connect
+from service.adapters.postgres.rules import replace_rules
+from service.contract.rules_file import parse_rules
+from tests.helpers.cli import ok, run_cli, run_cli_async, user_error
+from tests.helpers.commands import change
+from tests.helpers.database import SAMPLE_RULES, fetch, seed, url_of
+from tests.helpers.producing import produce
+from tests.helpers.services import running_worker
+from tests.helpers.topics import TopicReader, events_for
 
 REJECTIONS = [
     # (reason, command)
@@ -74,7 +76,7 @@ async def test_successful_changes_write_status_note_version_and_side_effects(set
     assert cancelled["version"] == 1 and cancelled["order_type"] == "SO" and cancelled["override"] is False
     assert cancelled["note"] == {"text": "Customer asked to cancel", "is_public": True, "file_id": 28}
     assert cancelled["removed_reservations"] == ["R-1"] and cancelled["removed_coupons"] == ["SPRING10"]
-    assert cancelled["actor"] == {"id": "client-1", "role": "client", "client_id": "c-1"}
+    assert cancelled["actor"] == {"id": "client-1", "role": "client", "client_id": "c-1", "name": None}
     assert cancelled["notify"] is True and cancelled["correlation_id"] == "corr-1"
 
     confirmed, readied = by_command[confirm["command_id"]], by_command[ready["command_id"]]
@@ -174,10 +176,10 @@ async def test_rules_reload_applies_to_the_next_command_without_restart(settings
     async with running_worker(settings), TopicReader(settings, settings.events_topic) as reader:
         await produce(settings, [first])
         [rejected] = await events_for(reader, {first["command_id"]})
-        text = (SAMPLES / "rules.yaml").read_text() + (
+        text = SAMPLE_RULES.read_text() + (
             "  - {order_type: PO, from: Draft, to: Received, roles: [staff]}\n"
         )
-        conn = await connect(settings.database_url)
+        conn = await connect(url_of(settings))
         try:
             await replace_rules(conn, parse_rules(text))
         finally:
@@ -189,11 +191,6 @@ async def test_rules_reload_applies_to_the_next_command_without_restart(settings
     assert accepted["type"] == "OrderStatusChanged" and accepted["to_status"]["code"] == "Received"
 
 
-def _cli(env, *args, input=None):
-    return subprocess.run([sys.executable, "-m", "service.entrypoints.cli", *args], env=env, input=input,
-                          capture_output=True, text=True, timeout=120)
-
-
 async def test_send_history_and_transitions_commands(settings, cli_env):
     """`orderstatus send` publishes a command the worker applies; `history` and `transitions` show the result."""
     await seed(settings)
@@ -201,23 +198,19 @@ async def test_send_history_and_transitions_commands(settings, cli_env):
                           "actor": {"id": "u-7", "role": "client", "client_id": "c-4"},
                           "note": {"text": "Looks good", "is_public": True}})
     async with running_worker(settings), TopicReader(settings, settings.events_topic) as reader:
-        sent = _cli(cli_env, "send", command)
-        assert sent.returncode == 0, sent.stderr
+        sent = ok(await run_cli_async(cli_env, "send", command))
         command_id = json.loads(sent.stdout)["command_id"]
         uuid.UUID(command_id)
         await events_for(reader, {command_id})
-    shown = _cli(cli_env, "history", "3001")
-    assert shown.returncode == 0, shown.stderr
+    shown = ok(run_cli(cli_env, "history", "3001"))
     history = json.loads(shown.stdout)
     assert history["status"]["code"] == "QuoteAccepted" and history["version"] == 1
     assert history["history"][0]["note"] == {"text": "Looks good", "is_public": True, "file_id": None}
-    listed = json.loads(_cli(cli_env, "transitions", "3001", "--role", "staff").stdout)
+    listed = json.loads(ok(run_cli(cli_env, "transitions", "3001", "--role", "staff")).stdout)
     assert [s["code"] for s in listed["transitions"]] == ["InProgress"]
     assert listed["overrides"] == [] and listed["can_override_status"] is False
-    refused = _cli(cli_env, "send", '{"type": "ChangeOrderStatus"}')
-    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
-    missing = _cli(cli_env, "history", "424242")
-    assert missing.returncode != 0 and "not found" in missing.stderr
+    user_error(run_cli(cli_env, "send", '{"type": "ChangeOrderStatus"}'))
+    user_error(run_cli(cli_env, "history", "424242"), "not found")
 
 
 async def test_values_postgres_cannot_store_are_invalid_commands_not_stalls(settings):

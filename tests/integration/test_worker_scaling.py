@@ -1,7 +1,7 @@
 """Scale-out (DESIGN §7.7): worker processes in one consumer group share a 4-partition commands topic;
 members joining, leaving and being killed -9 mid-stream lose nothing and apply nothing twice.
 
-The commands are chains of manager commands with `expected_status` (see test_worker_faults): one
+The commands are chains of manager commands with `expected_status` (tests/helpers/command_chains.py): one
 applied out of order or twice becomes a `stale_status` rejection, so "all applied" proves per-order order."""
 
 from __future__ import annotations
@@ -10,26 +10,24 @@ import asyncio
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from tests.integration.test_worker_faults import (
+from tests.helpers.command_chains import (
     alternating,
     assert_exactly_once,
-    is_zero,
+    chain_orders,
     processed_count,
-    stream,
-    unpublished,
+    wait_outbox_drained,
     wait_processed,
 )
-from tests.processes import ServiceProcess, fast_group_env, wait_until
-from tests.support import TopicReader, events_for, seed
+from tests.helpers.database import seed
+from tests.helpers.processes import ServiceProcess, fast_group_env
+from tests.helpers.producing import stream
+from tests.helpers.topics import TopicReader, events_for
+from tests.helpers.waiting import wait_until
 
 PARTITIONS = 4
 # two orders on each of the four partitions (the producer's default murmur2 partitioner)
 ORDER_IDS = [7002, 7003, 7015, 7020, 7001, 7004, 7006, 7007]
-ORDERS = [
-    {"order_id": oid, "order_type": "SO", "status": "Confirmed", "client_id": f"c-{oid}",
-     "contacts": [], "payments_total": "0.00"}
-    for oid in ORDER_IDS
-]
+ORDERS = chain_orders(ORDER_IDS)
 
 
 def test_the_orders_cover_every_partition():
@@ -63,7 +61,7 @@ async def test_two_workers_share_the_partitions_and_a_kill_9_of_one_loses_nothin
             assert at_kill < len(commands), "everything was done before the kill: the test proved nothing"
             await producing
             await events_for(reader, {c["command_id"] for c in commands}, timeout=45)
-            await wait_until(lambda: is_zero(unpublished(settings)), 10, "the outbox to drain")
+            await wait_outbox_drained(settings)
             assert processed_by(b) > 0
             assert await b.terminate() == 0, b.tail()
             await reader.poll()
@@ -99,7 +97,7 @@ async def test_members_joining_and_leaving_mid_stream_hand_partitions_over_in_or
             assert await a.terminate() == 0, a.tail()  # leaves the group: `b` takes every partition
             await producing
             await events_for(reader, {c["command_id"] for c in commands}, timeout=45)
-            await wait_until(lambda: is_zero(unpublished(settings)), 10, "the outbox to drain")
+            await wait_outbox_drained(settings)
             assert await b.terminate() == 0, b.tail()
             await reader.poll()
             events = [v for v in reader.values() if v.get("command_id")]

@@ -1,6 +1,10 @@
 """Smoke: one command through the real broker and Postgres to its event."""
 
-from tests.support import TopicReader, change, events_for, fetch, produce, running_worker, seed
+from tests.helpers.commands import change
+from tests.helpers.database import fetch, seed
+from tests.helpers.producing import produce
+from tests.helpers.services import running_worker
+from tests.helpers.topics import TopicReader, events_for
 
 
 async def test_cancel_through_broker_and_postgres(settings):

@@ -8,26 +8,27 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from service.messages import ActorModel, EventNote, OrderStatusChanged, StatusRefModel
-from service.notifier.email_render import EVENT_ID_HEADER, InvalidRecipient, Recipient, render_email
-from service.notifier.parse import Unparseable, parse_notifiable
+from service.contract.events import Topics, Unparseable, parse_status_changed, to_wire
+from service.domain.events import StatusChanged
+from service.domain.model import Actor, Note, Recipient, StatusLabel
+from service.notifier.rendering import EVENT_ID_HEADER, InvalidRecipient, render_email
 
 CLIENT = Recipient("ann@example.com", "Ann", "client")
 STAKEHOLDER = Recipient("pm@example.com", None, "stakeholder")
 
 
-def event(**changes) -> OrderStatusChanged:
+def event(**changes) -> StatusChanged:
     fields = dict(
-        event_id=str(uuid.uuid4()), command_id=str(uuid.uuid4()), order_id=1029, order_type="SO", version=4,
-        from_status=StatusRefModel(id=2, code="Confirmed", name="Confirmed"),
-        to_status=StatusRefModel(id=21, code="CancelledByClient", name="Cancelled"),
-        override=False, notify=True, actor=ActorModel(id="u-7", role="staff"),
-        note=EventNote(text="Customer asked to cancel", is_public=False),
-        removed_reservations=["R-1"], removed_coupons=["SPRING10"],
+        event_id=uuid.uuid4(), command_id=str(uuid.uuid4()), order_id=1029, order_type="SO", version=4,
+        from_status=StatusLabel(id=2, code="Confirmed", name="Confirmed"),
+        to_status=StatusLabel(id=21, code="CancelledByClient", name="Cancelled"),
+        override=False, notify=True, actor=Actor(id="u-7", role="staff"),
+        note=Note(text="Customer asked to cancel", is_public=False),
+        removed_reservations=("R-1",), removed_coupons=("SPRING10",),
         occurred_at=datetime(2025, 3, 4, 10, 11, 12, tzinfo=timezone.utc),
     )
     fields.update(changes)
-    return OrderStatusChanged(**fields)
+    return StatusChanged(**fields)
 
 
 def parts(message) -> tuple[str, str]:
@@ -37,11 +38,11 @@ def parts(message) -> tuple[str, str]:
 
 
 def test_subject_and_both_parts_name_order_statuses_actor_and_time():
-    """Subject, text and HTML each name the order, the old and new status, the actor and the time."""
+    """Subject, text and HTML each name the order, the old and new status, the actor (by role) and the time."""
     message = render_email(event(), CLIENT, "orders@example.com")
     text, html = parts(message)
     for content in (message["Subject"], text, html):
-        for expected in ("1029", "Confirmed", "Cancelled", "u-7", "2025-03-04 10:11:12 UTC"):
+        for expected in ("1029", "Confirmed", "Cancelled", "a staff", "2025-03-04 10:11:12 UTC"):
             assert expected in content, (expected, content)
     assert message["From"] == "orders@example.com"
     assert message["To"] == "Ann <ann@example.com>"
@@ -50,8 +51,8 @@ def test_subject_and_both_parts_name_order_statuses_actor_and_time():
 
 def test_client_sees_only_public_notes_and_stakeholder_sees_all():
     """R10: a private note reaches stakeholders only; a public note reaches everybody."""
-    private = event(note=EventNote(text="internal: payment disputed", is_public=False))
-    public = event(note=EventNote(text="Your order was cancelled as requested", is_public=True))
+    private = event(note=Note(text="internal: payment disputed", is_public=False))
+    public = event(note=Note(text="Your order was cancelled as requested", is_public=True))
     for content in parts(render_email(private, CLIENT, "orders@example.com")):
         assert "payment disputed" not in content
     for content in parts(render_email(private, STAKEHOLDER, "orders@example.com")):
@@ -63,18 +64,28 @@ def test_client_sees_only_public_notes_and_stakeholder_sees_all():
 
 def test_html_part_escapes_user_text():
     """Note text is autoescaped in HTML, so a note cannot inject markup."""
-    hostile = event(note=EventNote(text='<script>alert("x")</script> & more', is_public=True))
+    hostile = event(note=Note(text='<script>alert("x")</script> & more', is_public=True))
     text, html = parts(render_email(hostile, CLIENT, "orders@example.com"))
     assert "<script>" not in html
     assert "&lt;script&gt;" in html and "&amp; more" in html
     assert '<script>alert("x")</script> & more' in text  # plain text is not HTML: shown as written
 
 
+def test_emails_name_the_actor_by_role_never_by_a_self_asserted_id():
+    """The actor's id (which a first-wave producer asserts itself) is not in the email; a display name
+    from a verified token is, with the role."""
+    plain = render_email(event(), STAKEHOLDER, "orders@example.com")
+    assert "u-7" not in plain.as_string() and "a staff" in parts(plain)[0]
+    named = render_email(event(actor=Actor(id="u-7", role="manager", name="Ann Smith")), STAKEHOLDER,
+                         "orders@example.com")
+    assert "Ann Smith (manager)" in parts(named)[0] and "u-7" not in named.as_string()
+
+
 def test_header_values_cannot_break_lines():
-    """CR/LF in event text (actor id, status name) never produces extra headers."""
+    """CR/LF in event text (actor name, status name) never produces extra headers."""
     hostile = event(
-        actor=ActorModel(id="u-7\r\nBcc: victim@example.com", role="staff"),
-        to_status=StatusRefModel(id=21, code="X", name="Cancelled\nX-Injected: yes"),
+        actor=Actor(id="u-7", role="staff", name="Ann\r\nBcc: victim@example.com"),
+        to_status=StatusLabel(id=21, code="X", name="Cancelled\nX-Injected: yes"),
     )
     message = render_email(hostile, Recipient("ann@example.com", "Ann\r\nCc: x@example.com", "client"),
                            "orders@example.com")
@@ -94,9 +105,9 @@ def test_undeliverable_addresses_are_refused(bad):
 
 def test_event_id_header_and_7bit_transfer():
     """Each email carries its event id, and the wire form is 7-bit clean (no 8BITMIME needed)."""
-    e = event(note=EventNote(text="Größe geändert — ✓", is_public=True))
+    e = event(note=Note(text="Größe geändert — ✓", is_public=True))
     message = render_email(e, CLIENT, "orders@example.com")
-    assert message[EVENT_ID_HEADER] == e.event_id
+    assert message[EVENT_ID_HEADER] == str(e.event_id)
     assert message.as_bytes().isascii()
     assert "Größe geändert — ✓" in parts(message)[0]
 
@@ -107,13 +118,14 @@ def test_stakeholder_sees_released_reservations_client_does_not():
     assert "R-1" not in parts(render_email(event(), CLIENT, "orders@example.com"))[0]
 
 
-def test_parse_notifiable_sorts_events():
-    """Only OrderStatusChanged is notifiable; other events are ignored; garbage is Unparseable."""
+def test_parse_status_changed_sorts_events():
+    """OrderStatusChanged reads back as the event the worker emitted; other events are ignored; garbage is Unparseable."""
     e = event()
-    assert parse_notifiable(e.model_dump_json().encode()) == e
-    assert parse_notifiable(b'{"type": "OrderStatusChangeRejected", "event_id": "x"}') is None
-    assert parse_notifiable(b'{"type": "OrderStatusOverrideCompleted"}') is None
+    wire = to_wire(e, Topics(events="events", dlq="dlq")).value
+    assert parse_status_changed(wire) == e
+    assert parse_status_changed(b'{"type": "OrderStatusChangeRejected", "event_id": "x"}') is None
+    assert parse_status_changed(b'{"type": "OrderStatusOverrideCompleted"}') is None
     for garbage in (b"not json", b"[1, 2]", b"\xff\xfe", None, b'{"type": "OrderStatusChanged"}',
-                    e.model_dump_json().replace(e.event_id, "not-a-uuid").encode()):
+                    wire.replace(str(e.event_id).encode(), b"not-a-uuid")):
         with pytest.raises(Unparseable):
-            parse_notifiable(garbage)
+            parse_status_changed(garbage)

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, NodeNotReadyError
 
-from service.faults import is_outage
+from service.runtime.faults import is_outage
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.graph import render_mermaid, render_svg
-from service.rulesfile import load_rules_file, parse_rules
+from service.queries.graph import render_mermaid, render_svg
+from service.contract.rules_file import load_rules_file, parse_rules
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -96,7 +96,7 @@ class TestSvg:
     @pytest.mark.parametrize("order_type", [None, "SO", "PO", "SC", "PC", "TR"])
     def test_sample_rules_draw(self, order_type):
         """The sample rule set draws in both formats for every type (and all types at once)."""
-        rules = load_rules_file(Path(__file__).resolve().parents[2] / "service" / "samples" / "rules.yaml")
+        rules = load_rules_file(Path(__file__).resolve().parents[2] / "service" / "devkit" / "samples" / "rules.yaml")
         ET.fromstring(render_svg(rules, order_type))
         mermaid = render_mermaid(rules, order_type)
         expected = [t for t in rules.transitions if order_type in (None, t.order_type)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -18,14 +19,12 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
-from service import schemas_export
-from service.messages import (
-    COMMAND_ADAPTER,
-    ChangeOrderStatus,
+from service.contract import schema_export as schemas_export
+from service.contract.commands import COMMAND_ADAPTER, ChangeOrderStatus, OverrideOrderStatuses
+from service.contract.events import (
     OrderStatusChanged,
     OrderStatusChangeRejected,
     OrderStatusOverrideCompleted,
-    OverrideOrderStatuses,
     OverrideResult,
     event_json,
 )
@@ -77,23 +76,23 @@ def test_committed_schemas_are_up_to_date():
         "events/OrderStatusOverrideCompleted.schema.json",
     }
     stale = schemas_export.stale_files(SCHEMAS)
-    assert stale == [], f"stale schemas {stale}: run `python -m service.schemas_export` and commit schemas/"
+    assert stale == [], f"stale schemas {stale}: run `python -m service.contract.schema_export` and commit schemas/"
 
 
 def test_check_flag_passes_on_the_repo_and_names_stale_files(tmp_path):
     """`--check` exits 0 on the committed files, and 1 with one stderr line naming each stale file."""
-    ok = subprocess.run([sys.executable, "-m", "service.schemas_export", "--check"], cwd=REPO,
+    ok = subprocess.run([sys.executable, "-m", "service.contract.schema_export", "--check"], cwd=REPO,
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
 
     target = tmp_path / "schemas"
-    wrote = subprocess.run([sys.executable, "-m", "service.schemas_export", "--dir", str(target)], cwd=REPO,
+    wrote = subprocess.run([sys.executable, "-m", "service.contract.schema_export", "--dir", str(target)], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
     assert wrote.returncode == 0, wrote.stderr
     (target / "events" / "OrderStatusChanged.schema.json").write_text("{}\n")
     (target / "commands" / "ChangeOrderStatus.schema.json").unlink()
     (target / "commands" / "Retired.schema.json").write_text("{}\n")
-    stale = subprocess.run([sys.executable, "-m", "service.schemas_export", "--check", "--dir", str(target)],
+    stale = subprocess.run([sys.executable, "-m", "service.contract.schema_export", "--check", "--dir", str(target)],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
     assert stale.returncode == 1
     lines = stale.stderr.strip().splitlines()
@@ -103,9 +102,18 @@ def test_check_flag_passes_on_the_repo_and_names_stale_files(tmp_path):
     assert "OverrideOrderStatuses" not in lines[0]
 
 
+RENDER = "import json, sys; from service.contract.schema_export import render_all; json.dump(render_all(), sys.stdout)"
+
+
 def test_export_is_deterministic():
-    """Two renders give the same bytes, so the staleness check never flaps."""
-    assert schemas_export.render_all() == schemas_export.render_all()
+    """Fresh interpreters with different hash seeds render the committed bytes, so the staleness check never flaps."""
+    committed_files = {rel: (SCHEMAS / rel).read_text(encoding="utf-8") for rel in schemas_export.render_all()}
+    for seed in ("0", "1", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        rendered = subprocess.run([sys.executable, "-c", RENDER], cwd=REPO, env=env, capture_output=True,
+                                  text=True, timeout=60)
+        assert rendered.returncode == 0, rendered.stderr
+        assert json.loads(rendered.stdout) == committed_files, f"PYTHONHASHSEED={seed} renders other bytes"
 
 
 @pytest.mark.parametrize(
@@ -177,9 +185,12 @@ def test_emitted_events_validate_with_every_field_required():
             message="too many", actor=None, occurred_at=now,
         ),
         OrderStatusOverrideCompleted(
-            event_id="e3", command_id="c1", occurred_at=now,
+            event_id="e3", command_id="c1", occurred_at=now, item_count=2,
             results=[OverrideResult(order_id=1, status="OnHold", success=True),
                      OverrideResult(order_id=2, status=21, success=False, reason="order_not_found", error="gone")],
+        ),
+        OrderStatusOverrideCompleted(
+            event_id="e4", command_id="c2", occurred_at=now, item_count=51, results=[], reason="batch_too_large",
         ),
     ]
     for event in events:
