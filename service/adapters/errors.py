@@ -7,3 +7,10 @@ class Unavailable(Exception):
     """The dependency named by `dependency` cannot serve now: wait with backoff and retry the same work."""
 
     dependency = "unknown"
+
+
+class RulesNotLoaded(Unavailable):
+    """No rule set in the database yet: the worker waits instead of rejecting everything (part of the
+    unit-of-work port's contract, so every implementation raises this one)."""
+
+    dependency = "rules"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from aiokafka.structs import RecordMetadata, TopicPartition
 
-from service.adapters.postgres.unit_of_work import RulesNotLoaded
+from service.adapters.errors import RulesNotLoaded
 from service.contract.events import WireMessage
 from service.contract.orders_file import parse_orders
 from service.contract.rules_file import load_rules_file

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import pytest
 
-from service.adapters.postgres.unit_of_work import RulesNotLoaded
+from service.adapters.errors import RulesNotLoaded
 from service.contract.events import Topics, WireMessage, to_wire
 from service.contract.rules_file import load_rules_file
 from service.domain.events import ChangeRejected, StatusChanged, event_id_for

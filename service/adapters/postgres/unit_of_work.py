@@ -8,18 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from service.adapters.errors import Unavailable
+from service.adapters.errors import RulesNotLoaded
 from service.adapters.postgres import orders, outbox, processed
 from service.adapters.postgres.rules import RulesCache
 from service.contract.events import WireMessage
 from service.domain.events import StatusChanged
 from service.domain.model import OrderFacts, RuleSet
-
-
-class RulesNotLoaded(Unavailable):
-    """No rule set in the database yet: the worker waits instead of rejecting everything."""
-
-    dependency = "rules"
 
 
 class PostgresUnitOfWork:
@@ -44,7 +38,7 @@ class PostgresUnitOfWork:
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
         try:
-            if self._tx is not None and exc_type is not None:
+            if self._tx is not None:  # not committed: an error, or a unit of work left without commit
                 try:
                     await self._tx.rollback()
                 except Exception:
