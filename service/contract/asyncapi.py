@@ -31,6 +31,7 @@ import yaml
 from service.contract import schema_export
 from service.contract.commands import MAX_MESSAGE_CHARS, InputLimits, parse_command
 from service.contract.events import Topics, WireMessage, dead_letter, to_wire
+from service.contract.generated import shown
 from service.domain import events as domain_events
 from service.domain.commands import InvalidCommand, SourceMessage
 from service.domain.model import Actor, Note, StatusLabel
@@ -613,13 +614,6 @@ def write(directory: Path) -> bool:
     return True
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.contract.asyncapi", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help=f"do not write; exit 1 if {FILENAME} is stale")
@@ -629,16 +623,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check:
             if is_stale(args.dir):
-                print(f"stale AsyncAPI document (run `python -m service.contract.asyncapi`): {_shown(target)}",
+                print(f"stale AsyncAPI document (run `python -m service.contract.asyncapi`): {shown(target)}",
                       file=sys.stderr)
                 return 1
-            print(f"{_shown(target)} is up to date")
+            print(f"{shown(target)} is up to date")
             return 0
         changed = write(args.dir)
     except ValueError as exc:
         print(f"cannot generate {FILENAME}: {exc}", file=sys.stderr)
         return 1
-    print(f"{'wrote' if changed else 'unchanged:'} {_shown(target)}")
+    print(f"{'wrote' if changed else 'unchanged:'} {shown(target)}")
     return 0
 
 

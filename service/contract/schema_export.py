@@ -20,6 +20,7 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from service.contract.commands import ChangeOrderStatus, OverrideOrderStatuses
 from service.contract.events import OrderStatusChanged, OrderStatusChangeRejected, OrderStatusOverrideCompleted
+from service.contract.generated import shown
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -103,13 +104,6 @@ def write_all(directory: Path) -> list[str]:
     return changed
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.contract.schema_export", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if any schema file is stale")
@@ -118,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files(args.dir)
         if stale:
-            names = ", ".join(_shown(args.dir / rel) for rel in stale)
+            names = ", ".join(shown(args.dir / rel) for rel in stale)
             print(f"stale JSON Schemas (run `python -m service.contract.schema_export`): {names}", file=sys.stderr)
             return 1
         print(f"{len(render_all())} JSON Schemas in {args.dir} are up to date")
