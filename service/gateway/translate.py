@@ -73,7 +73,9 @@ def change_answer(events: list[dict]) -> tuple[int, dict]:
 def override_answer(events: list[dict]) -> tuple[int, list[StoreFeederResult] | dict]:
     """StoreFeeder's answer: 200 with a result per item in item order (`Error` our message, `Reason` our
     code); a batch refused whole (too large, not authenticated, invalid) answers with its status."""
-    summary = events[-1]
+    # the summary is keyed by the command id, its items by their orders: other partitions, so it may
+    # arrive before or after them; find it by type
+    summary = next((e for e in events if e.get("type") == "OrderStatusOverrideCompleted"), events[-1])
     if summary.get("type") != "OrderStatusOverrideCompleted" or summary.get("reason"):
         refusal = next((e for e in events if e.get("type") == "OrderStatusChangeRejected"), summary)
         reason = str(refusal.get("reason") or summary.get("reason"))

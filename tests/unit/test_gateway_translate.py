@@ -79,6 +79,15 @@ class TestAnswers:
         assert translate.override_answer(refused) == (413, {"reason": "batch_too_large", "message": "51 > 50"})
 
 
+    def test_the_summary_is_found_whatever_order_the_events_arrived_in(self):
+        """Items and summary live on different partitions: an item event after the summary changes nothing."""
+        summary = {"type": "OrderStatusOverrideCompleted", "reason": None, "results": [
+            {"order_id": 9, "status": "OnHold", "success": False, "reason": "order_not_found", "error": "gone"}]}
+        late_item = {"type": "OrderStatusChangeRejected", "reason": "order_not_found", "message": "gone"}
+        status, results = translate.override_answer([summary, late_item])
+        assert status == 200 and results[0].Reason == "order_not_found"
+
+
 class TestOpenApi:
     def test_the_document_is_valid_openapi_3_1(self):
         """The generated document passes openapi-spec-validator."""
