@@ -34,7 +34,8 @@ unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run $(ARGS)
 
 # the contract files: JSON Schemas, AsyncAPI and OpenAPI, all generated (the tests fail when stale)
 schemas: $(STAMP)
