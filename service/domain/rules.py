@@ -34,8 +34,11 @@ def can_access(actor: Actor, order: OrderFacts) -> bool:
 
 
 def generated_note_text(from_status: Status, to_status: Status, actor: Actor, override: bool) -> str:
+    """R8's text when the command gave none. It names the actor by role (and by the display name a
+    verified token carried), never by its id: the note is shown in emails, and an id may be self-asserted."""
     verb = "overridden" if override else "changed"
-    return f"Status {verb} from {from_status.name} to {to_status.name} by {actor.role} {actor.id}."
+    who = f"{actor.name} ({actor.role})" if actor.name else actor.role
+    return f"Status {verb} from {from_status.name} to {to_status.name} by {who}."
 
 
 def decide(rules: RuleSet, order: OrderFacts | None, request: ChangeRequest) -> Decision:

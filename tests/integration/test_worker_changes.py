@@ -81,7 +81,7 @@ async def test_successful_changes_write_status_note_version_and_side_effects(set
 
     confirmed, readied = by_command[confirm["command_id"]], by_command[ready["command_id"]]
     assert (confirmed["version"], readied["version"]) == (1, 2)
-    assert confirmed["note"]["text"] == "Status changed from Draft to Confirmed by staff staff-1."
+    assert confirmed["note"]["text"] == "Status changed from Draft to Confirmed by staff."
     assert confirmed["note"]["is_public"] is False and confirmed["note"]["file_id"] is None
     assert readied["notify"] is False and readied["removed_reservations"] == []
 

@@ -479,16 +479,23 @@ class TestSuccessfulChange:
         ],
     )
     def test_generated_note_text_when_none_given(self, note):
-        """R8: without note text the engine writes one naming both statuses and the actor; not public by default."""
+        """R8: without note text the engine writes one naming both statuses and the actor's role (never its
+        id, which the note carries into emails); not public by default."""
         change = change_of(decide(RULES, order(), request(SHIPPED, STAFF, note=note)))
-        assert change.note.text == "Status changed from Confirmed to Shipped by staff s-1."
+        assert change.note.text == "Status changed from Confirmed to Shipped by staff."
         assert change.note.is_public is False
         assert change.note.file_id is None
+
+    def test_generated_note_text_names_a_verified_display_name(self):
+        """R8: a display name from a verified token is named with the role."""
+        named = Actor("s-1", "staff", name="Sam Staff")
+        change = change_of(decide(RULES, order(), request(SHIPPED, named)))
+        assert change.note.text == "Status changed from Confirmed to Shipped by Sam Staff (staff)."
 
     def test_generated_note_text_for_override(self):
         """R8+R11: the generated text of an override says it was overridden."""
         change = change_of(decide(RULES, order(), request(ONHOLD, MANAGER, override=True)))
-        assert change.note.text == "Status overridden from Confirmed to On hold by manager m-1."
+        assert change.note.text == "Status overridden from Confirmed to On hold by manager."
 
     def test_given_note_kept_with_flags_and_file(self):
         """R8: the given text, is_public and file_id are kept as they are."""
