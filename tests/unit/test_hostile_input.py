@@ -224,18 +224,21 @@ class TestBoundedOutput:
         assert all(len(m.value) < 2000 for m in wire)
 
 
+class NoDeadLetters(FakeUnitOfWork):
+    """A unit of work that cannot store a DLQ copy: the last resort itself fails."""
+
+    def add(self, command_id, outcome, changes, messages):
+        if any(m.topic == "dlq" for m in messages):
+            raise ValueError("simulated: the DLQ copy cannot be stored")
+        super().add(command_id, outcome, changes, messages)
+
+
 class TestDeadLetterPathCannotCrashLoop:
     async def test_a_message_whose_dead_letter_fails_is_recorded_as_skipped(self):
         """If even the DLQ copy cannot be written, the message is recorded as skipped and counted; the
         rest of the batch applies and nothing raises."""
         db = FakeDatabase.seeded()
         db.refuse_changes_to(1033)
-
-        class NoDeadLetters(FakeUnitOfWork):
-            def add(self, command_id, outcome, changes, messages):
-                if any(m.topic == "dlq" for m in messages):
-                    raise ValueError("simulated: the DLQ copy cannot be stored")
-                super().add(command_id, outcome, changes, messages)
 
         sources = source_messages([change(1033, "Confirmed"), change(3001, "QuoteAccepted", role="manager")])
         result = await process_isolating_poison(sources, lambda: NoDeadLetters(db), TOPICS, 50)
@@ -248,17 +251,11 @@ class TestDeadLetterPathCannotCrashLoop:
         db = FakeDatabase.seeded()
         db.refuse_changes_to(1033)
 
-        class NoDeadLetters(FakeUnitOfWork):
-            def add(self, command_id, outcome, changes, messages):
-                if any(m.topic == "dlq" for m in messages):
-                    raise ValueError("simulated: the DLQ copy cannot be stored")
-                super().add(command_id, outcome, changes, messages)
-
         sources = source_messages([change(1033, "Confirmed")])
-        await process_isolating_poison(sources, lambda: NoDeadLetters(db), TOPICS, 50)
-        commits = db.commits
+        first = await process_isolating_poison(sources, lambda: NoDeadLetters(db), TOPICS, 50)
         again = await process_isolating_poison(sources, lambda: NoDeadLetters(db), TOPICS, 50)
-        assert again.outcomes == [] and db.commits >= commits and db.orders[1033].version == 0
+        assert first.skipped == 1
+        assert (again.outcomes, again.duplicates, again.skipped) == ([], 1, 0) and db.orders[1033].version == 0
 
 
 def test_sample_rules_exist():
