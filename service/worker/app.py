@@ -56,8 +56,8 @@ class CommandStrategy:
             result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items, self.limits,
                                                     self.timeout_tries, self.check_actor)
         for outcome in result.outcomes:
-            self.metrics.messages.labels("worker", outcome.outcome.split(":")[0]).inc()
             kind, _, reason = outcome.outcome.partition(":")
+            self.metrics.messages.labels("worker", kind).inc()
             if kind == "invalid":  # dead-lettered: invalid on the wire, too large, or processing_failed
                 self.metrics.dead_letters.labels("worker", reason).inc()
             for event in outcome.emitted:  # every rejection, override items and invalid_command included
