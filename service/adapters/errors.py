@@ -14,3 +14,9 @@ class RulesNotLoaded(Unavailable):
     unit-of-work port's contract, so every implementation raises this one)."""
 
     dependency = "rules"
+
+
+class ClaimLost(Exception):
+    """A concurrent unit of work recorded one of the claimed command ids first (claims are checked when
+    made and written at commit, with their outcomes). Nothing of this unit of work was committed: redo it,
+    and the redo sees those ids as duplicates (part of the unit-of-work port's contract)."""

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import structlog
 
+from service.adapters.errors import ClaimLost
 from service.contract.commands import InputLimits, parse_command
 from service.contract.events import Topics, to_wire
 from service.contract.redrive import Redrive, read_redrive
@@ -40,6 +41,8 @@ from service.worker.handlers import (
 )
 
 log = structlog.get_logger("orderstatus.worker")
+
+CLAIM_TRIES = 3  # a redo sees the commands it lost as duplicates, so a second try is all it takes
 
 
 class UnitOfWork(Protocol):
@@ -129,10 +132,21 @@ async def process_batch(
     sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
     limits: InputLimits = InputLimits(), check_actor: ActorCheck = trust_the_command,
 ) -> BatchResult:
-    """Make the outcome of every message durable in one transaction (messages in the given order)."""
+    """Make the outcome of every message durable in one transaction (messages in the given order).
+
+    A claim lost to a concurrent worker (a rebalance hands a partition over while its old owner still
+    holds a batch of it) rolls the transaction back; the batch is redone at once and finds those commands
+    recorded, as duplicates."""
     parsed = [parse(s, limits) for s in sources]
-    with tracing.span("transaction", messages=len(sources)):
-        return await _in_one_transaction(parsed, uow_factory, topics, max_batch_items, check_actor)
+    for attempt in range(1, CLAIM_TRIES + 1):
+        try:
+            with tracing.span("transaction", messages=len(sources)):
+                return await _in_one_transaction(parsed, uow_factory, topics, max_batch_items, check_actor)
+        except ClaimLost as lost:
+            if attempt == CLAIM_TRIES:
+                raise
+            log.info("a concurrent worker recorded commands of this batch first; redoing it", command_ids=lost.args)
+    raise AssertionError("unreachable")
 
 
 async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics, max_batch_items: int,
@@ -291,9 +305,9 @@ async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factor
 async def _record_skip(source: SourceMessage, uow_factory) -> BatchResult:
     try:
         async with uow_factory() as uow:
-            await uow.claim([(f"@{source.position}", "skipped", source.position)])
-            uow.add(f"@{source.position}", "skipped", [], [])
-            await uow.commit()
+            if await uow.claim([(f"@{source.position}", "skipped", source.position)]):
+                uow.add(f"@{source.position}", "skipped", [], [])
+                await uow.commit()
     except Exception as exc:
         if is_outage(exc):
             raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
 import pytest
@@ -9,9 +11,23 @@ import pytest
 from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
-from service.contract.events import WireMessage
+from service.adapters.errors import ClaimLost
+from service.contract.events import Topics, WireMessage
+from service.domain.commands import SourceMessage
+from service.worker.batch import process_batch
+from tests.helpers.commands import change
 from tests.helpers.database import seed_database
-from tests.helpers.unit_of_work_contract import UnitOfWorkContract
+from tests.helpers.unit_of_work_contract import (
+    CONFIRMED,
+    FREE,
+    ON_HOLD,
+    ORDERS,
+    PAID,
+    UnitOfWorkContract,
+    applied,
+    key,
+    rejected,
+)
 
 
 class PostgresBackend:
@@ -65,3 +81,62 @@ class TestPostgresUnitOfWork(UnitOfWorkContract):
             yield PostgresBackend(pool, database_url)
         finally:
             await pool.close()
+
+
+class TestClaimsRacingWorkers:
+    """Two transactions claiming one command id (a partition handed over mid-batch): only one records it."""
+
+    @pytest.fixture
+    async def backend(self, database_url):
+        pool = await create_pool(database_url)
+        try:
+            backend = PostgresBackend(pool, database_url)
+            await backend.seed(ORDERS)
+            yield backend
+        finally:
+            await pool.close()
+
+    async def test_the_second_commit_loses_the_claim_and_writes_nothing(self, backend):
+        """Both claims see the id as new; the later commit raises ClaimLost and none of its writes stay."""
+        async with backend.unit_of_work() as first, backend.unit_of_work() as second:
+            assert await first.claim([key("a", 0)]) == {"a"}
+            assert await second.claim([key("a", 7), key("b", 8)]) == {"a", "b"}
+            rejected("a", FREE).add_to(first)
+            await first.commit()
+            await second.lock_orders([FREE])
+            applied("a", (FREE, CONFIRMED, ON_HOLD, 1)).add_to(second)
+            with pytest.raises(ClaimLost):
+                await second.commit()
+        assert await backend.processed_outcomes() == {"a": "rejected:transition_not_allowed"}
+        assert await backend.order_versions() == {FREE: (CONFIRMED.id, 0), PAID: (CONFIRMED.id, 0)}
+        assert len(await backend.outbox_messages()) == 1  # the first one's rejection only
+
+
+async def test_a_batch_that_loses_a_claim_is_redone_and_finds_the_duplicate(database_url):
+    """process_batch redoes the batch after ClaimLost; the redo counts the lost command as a duplicate."""
+    pool = await create_pool(database_url)
+    try:
+        backend = PostgresBackend(pool, database_url)
+        await backend.seed(ORDERS)
+        calls = 0
+
+        def uow_factory():
+            nonlocal calls
+            calls += 1
+            return backend.unit_of_work()
+
+        async with pool.acquire() as racing, racing.transaction():  # another worker, its record not committed
+            await racing.execute("INSERT INTO processed_commands (command_id, command_type, outcome, source) "
+                                 "VALUES ('cmd-1', 'ChangeOrderStatus', 'applied', 'cmd:0:3')")
+            value = json.dumps(change(FREE, "OnHold", command_id="cmd-1")).encode()
+            source = SourceMessage("order-status.commands", 0, 3, b"11", value, (), None)
+            batch = asyncio.create_task(process_batch([source], uow_factory, Topics("order-status.events", "order-status.dlq"), 50))
+            await asyncio.sleep(0.5)
+            assert not batch.done()  # it saw no record, decided, and waits on the unique key at commit
+        result = await asyncio.wait_for(batch, 10)
+        assert calls == 2
+        assert (result.outcomes, result.duplicates) == ([], 1)
+        assert await backend.processed_outcomes() == {"cmd-1": "applied"}
+        assert await backend.order_versions() == {FREE: (CONFIRMED.id, 0), PAID: (CONFIRMED.id, 0)}
+    finally:
+        await pool.close()

@@ -1,31 +1,40 @@
 """The `processed_commands` table: the dedupe record of every command (DESIGN §7.2).
 
-A second insert of the same command id is the duplicate signal; a concurrent transaction claiming
-the same id waits on the unique key and then sees it taken, so two workers never both apply one."""
+A command's record is written once, with its outcome, when its transaction commits: the batch first
+reads which ids are recorded already (duplicates), and the insert at commit is the final word — a
+concurrent transaction that recorded the same id first makes the insert skip it (it waits on the unique
+key, then sees it taken), and the unit of work is redone, so two workers never both apply one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
 
-async def claim(conn, keys: Iterable[tuple[str, str, str]]) -> set[str]:
-    """Insert (command_id, command_type, source) records as pending; returns the ids that are new."""
-    unique: dict[str, tuple[str, str]] = {}
-    for command_id, command_type, source in keys:
-        unique.setdefault(command_id, (command_type, source))
-    if not unique:
+async def recorded(conn, command_ids: Sequence[str]) -> set[str]:
+    """The ids among `command_ids` that have a processed record (committed ones: a read, no lock)."""
+    if not command_ids:
         return set()
-    ids = sorted(unique)  # one global order of key locks between concurrent batches
+    rows = await conn.fetch(
+        "SELECT command_id FROM processed_commands WHERE command_id = ANY($1::text[])", list(command_ids)
+    )
+    return {r["command_id"] for r in rows}
+
+
+async def insert(conn, records: Sequence[tuple[str, str, str, str]]) -> set[str]:
+    """Insert (command_id, command_type, source, outcome) records, each written once with its outcome;
+    returns the ids that were inserted. An id recorded by a concurrent transaction first is left out: the
+    insert waits on the unique key for that transaction and, once it committed, skips the row."""
+    if not records:
+        return set()
+    ordered = sorted(records)  # one global order of key locks between concurrent transactions
     rows = await conn.fetch(
         """
-        INSERT INTO processed_commands (command_id, command_type, outcome, source)
-        SELECT id, t, 'pending', s FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, t, s)
+        INSERT INTO processed_commands (command_id, command_type, source, outcome)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
         ON CONFLICT (command_id) DO NOTHING
         RETURNING command_id
         """,
-        ids,
-        [unique[i][0] for i in ids],
-        [unique[i][1] for i in ids],
+        [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered], [r[3] for r in ordered],
     )
     return {r["command_id"] for r in rows}
 
@@ -56,7 +65,7 @@ async def take_over_invalid(conn, keys: Iterable[tuple[str, str, str]]) -> set[s
 
 
 async def record_outcomes(conn, outcomes: Sequence[tuple[str, str]]) -> None:
-    """Write each claimed command's outcome label."""
+    """Write the outcome label of records that exist (the ones a redrive took over)."""
     if not outcomes:
         return
     await conn.execute(

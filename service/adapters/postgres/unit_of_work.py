@@ -1,14 +1,15 @@
 """The Postgres unit of work: one transaction carries a whole batch of commands (DESIGN §7.1, §9).
 
-Within it: claim the command ids (the processed-command record; a duplicate is a unique-key
-conflict), lock and read the orders, then write every change, its history note, the outbox rows
-and the outcomes. Nothing is visible until commit; a failure rolls all of it back."""
+Within it: claim the command ids (a read of which are recorded already: the duplicates), lock and read
+the orders; at commit write each claimed command's processed record once, with its outcome (an id a
+concurrent transaction recorded first raises ClaimLost: redo the batch), then every change, its history
+note and the outbox rows. Nothing is visible until commit; a failure rolls all of it back."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from service.adapters.errors import RulesNotLoaded
+from service.adapters.errors import ClaimLost, RulesNotLoaded
 from service.adapters.postgres import orders, outbox, processed
 from service.adapters.postgres.rules import RulesCache
 from service.contract.events import WireMessage
@@ -24,7 +25,8 @@ class PostgresUnitOfWork:
         self._tx = None
         self._changes: list[StatusChanged] = []
         self._messages: list[WireMessage] = []
-        self._outcomes: list[tuple[str, str]] = []
+        self._outcomes: dict[str, str] = {}
+        self._claimed: dict[str, tuple[str, str]] = {}  # command id -> (command type, source), written at commit
 
     async def __aenter__(self) -> "PostgresUnitOfWork":
         self.conn = await self.pool.acquire()
@@ -53,8 +55,15 @@ class PostgresUnitOfWork:
         return rules
 
     async def claim(self, keys: Iterable[tuple[str, str, str]]) -> set[str]:
-        """Claim (command_id, command_type, source) records; returns the ids that are new."""
-        return await processed.claim(self.conn, keys)
+        """Claim (command_id, command_type, source) records; returns the ids that are new. The records are
+        written at commit, with the outcomes `add` gives them ('pending' without one)."""
+        unique: dict[str, tuple[str, str]] = {}
+        for command_id, command_type, source in keys:
+            if command_id not in self._claimed:
+                unique.setdefault(command_id, (command_type, source))
+        new = set(unique) - await processed.recorded(self.conn, list(unique))
+        self._claimed.update((command_id, unique[command_id]) for command_id in new)
+        return new
 
     async def take_over_invalid(self, keys: Iterable[tuple[str, str, str]]) -> set[str]:
         """Reclaim records of commands recorded as invalid, for their redrive; returns the ids taken over."""
@@ -65,13 +74,19 @@ class PostgresUnitOfWork:
 
     def add(self, command_id: str, outcome: str, changes: Sequence[StatusChanged],
             messages: Sequence[WireMessage]) -> None:
-        self._outcomes.append((command_id, outcome))
+        self._outcomes[command_id] = outcome
         self._changes.extend(changes)
         self._messages.extend(messages)
 
     async def commit(self) -> None:
+        records = [(command_id, kind, source, self._outcomes.get(command_id, "pending"))
+                   for command_id, (kind, source) in self._claimed.items()]
+        inserted = await processed.insert(self.conn, records)  # first: a lost claim costs no further writes
+        if len(inserted) < len(records):
+            raise ClaimLost(sorted(set(self._claimed) - inserted)[:10])
+        await processed.record_outcomes(
+            self.conn, [(i, outcome) for i, outcome in self._outcomes.items() if i not in self._claimed])
         await orders.apply_changes(self.conn, self._changes)
         await outbox.insert(self.conn, self._messages)
-        await processed.record_outcomes(self.conn, self._outcomes)
         await self._tx.commit()
         self._tx = None
