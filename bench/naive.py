@@ -3,11 +3,12 @@
 
 Per consumed record, one at a time: the service's own `process_batch` on that one record in its own
 unit of work (one transaction: claim, lock, decide, write history, outbox and outcome), then that
-command's outbox rows published with one synchronous `send_and_wait` each and marked published, then
-the record's offset committed. Same decisions and same writes as the worker, none of its batching.
+command's events published with one synchronous `send_and_wait` each, then the record's offset
+committed. Same decisions and same writes as the worker, none of its batching (the outbox rows it writes
+are left for no one: the naive design publishes straight after its commit).
 
-It reaches into the service at three points — `process_batch`, `PostgresUnitOfWork` and the outbox
-table — so a change there is fixed here, in one place."""
+It reaches into the service at two points — `process_batch` and `PostgresUnitOfWork` — so a change
+there is fixed here, in one place."""
 
 from __future__ import annotations
 
@@ -20,27 +21,22 @@ from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.contract.commands import InputLimits
-from service.contract.events import Topics
+from service.contract.events import Topics, to_wire
 from service.domain.commands import SourceMessage
 from service.runtime.logging import configure_logging
 from service.runtime.settings import Settings
 from service.runtime.signals import run_until_signalled
-from service.worker.batch import process_batch
+from service.worker.batch import BatchResult, process_batch
 
 
-async def publish_synchronously(pool, producer) -> None:
-    """Publish this command's outbox rows, each sent and acknowledged before the next, then mark them
-    published. One process, one command at a time: the unpublished rows are exactly this command's (found
-    through the partial index on unpublished rows; the outbox has no index on event_id)."""
-    rows = await pool.fetch("SELECT id, topic, message_key, payload, headers FROM outbox "
-                            "WHERE published_at IS NULL ORDER BY id")
-    if not rows:
-        return
-    for row in rows:
-        headers = [(name, None if value is None else bytes.fromhex(value)) for name, value in row["headers"]]
-        await producer.send_and_wait(row["topic"], value=bytes(row["payload"]), key=row["message_key"],
-                                     headers=headers)
-    await pool.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+async def publish_synchronously(producer, result: BatchResult, topics: Topics) -> None:
+    """Publish the events the command's transaction just wrote, each sent and acknowledged before the next
+    (the same bytes the outbox holds; nothing relays them)."""
+    for outcome in result.outcomes:
+        for event in outcome.emitted:
+            message = to_wire(event, topics, outcome.traceparent)
+            await producer.send_and_wait(message.topic, value=message.value, key=message.key,
+                                         headers=message.headers)
 
 
 async def run_naive(settings: Settings, stop: asyncio.Event) -> int:
@@ -60,9 +56,9 @@ async def run_naive(settings: Settings, stop: asyncio.Event) -> int:
             for tp, messages in batch.items():
                 for m in messages:
                     source = SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
-                    await process_batch([source], lambda: PostgresUnitOfWork(pool, rules_cache), topics,
-                                        settings.max_batch_items, limits)
-                    await publish_synchronously(pool, producer)
+                    result = await process_batch([source], lambda: PostgresUnitOfWork(pool, rules_cache), topics,
+                                                 settings.max_batch_items, limits)
+                    await publish_synchronously(producer, result, topics)
                     await consumer.commit({TopicPartition(tp.topic, tp.partition): m.offset + 1})
     finally:
         await consumer.stop()

@@ -84,6 +84,11 @@ class ConsumeLoop:
             await self.offsets.commit()
             await stop_consumer(self.consumer)
 
+    def partition_count(self) -> int | None:
+        """How many partitions the topic has, as the consumer's metadata knows (None before it does)."""
+        partitions = self.consumer.partitions_for_topic(self.topic)
+        return len(partitions) if partitions else None
+
     def owned_partitions(self) -> set[int]:
         """The partitions of the topic assigned to this consumer now."""
         return {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic}

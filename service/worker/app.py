@@ -8,10 +8,11 @@ then the relay finishes its round and drains what this process committed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
+from service.adapters.kafka.publishing import partition_of
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.contract.commands import InputLimits
@@ -33,8 +34,10 @@ log = structlog.get_logger("orderstatus.worker")
 class CommandStrategy:
     """A whole poll batch is one unit: one transaction for all its commands (DESIGN §9)."""
 
-    def __init__(self, settings: Settings, pool, metrics: Metrics, check_actor: ActorCheck) -> None:
+    def __init__(self, settings: Settings, pool, metrics: Metrics, check_actor: ActorCheck,
+                 partition_count: Callable[[], int | None] = lambda: None) -> None:
         self.check_actor = check_actor
+        self.partition_count = partition_count
         self.max_records = settings.kafka_max_poll_records
         self.max_batch_items = settings.max_batch_items
         self.topics = Topics(events=settings.events_topic, dlq=settings.dlq_topic,
@@ -48,13 +51,18 @@ class CommandStrategy:
     def _uow(self) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self.pool, self.rules_cache)
 
+    def order_shard(self, order_id: int) -> int | None:
+        """The outbox shard of an order's events: the commands partition its key goes to."""
+        partitions = self.partition_count()
+        return None if partitions is None else partition_of(str(order_id).encode(), partitions)
+
     def units(self, batch: Sequence[SourceMessage]) -> Sequence[Sequence[SourceMessage]]:
         return [batch]
 
     async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
         with tracing.span("batch", messages=len(unit)):
             result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items, self.limits,
-                                                    self.timeout_tries, self.check_actor)
+                                                    self.timeout_tries, self.check_actor, self.order_shard)
         for outcome in result.outcomes:
             kind, _, reason = outcome.outcome.partition(":")
             self.metrics.messages.labels("worker", kind).inc()
@@ -73,7 +81,8 @@ class CommandWorker:
     def __init__(self, settings: Settings, pool, producer, consumer, metrics: Metrics, progress: Progress,
                  retry: OutageRetry, check_actor: ActorCheck = trust_the_command) -> None:
         self.retry = retry
-        strategy = CommandStrategy(settings, pool, metrics, check_actor)
+        strategy = CommandStrategy(settings, pool, metrics, check_actor,
+                                   partition_count=lambda: self.loop.partition_count())
         self.loop = ConsumeLoop(consumer, settings.commands_topic, strategy, retry, progress, metrics)
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(pool, producer, metrics=metrics, owned_shards=self.loop.owned_partitions)

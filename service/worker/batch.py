@@ -96,16 +96,28 @@ class BatchResult:
     skipped: int = 0  # messages not even the dead-letter path could record (logged, counted)
 
 
-def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None) -> None:
-    """The outcome into the unit of work. Its messages go to the outbox shard of the command's partition
-    (so the worker that owns the partition publishes them, in order); its events carry the command's
-    Kafka timestamp (end-to-end latency)."""
+# an order id -> the commands partition its commands go to (its key's), None while unknown
+OrderShard = Callable[[int], "int | None"]
+
+
+def no_order_shard(order_id: int) -> None:
+    return None
+
+
+def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None,
+         order_shard: OrderShard = no_order_shard) -> None:
+    """The outcome into the unit of work. Its messages go to an outbox shard, published by the worker that
+    owns the commands partition of the same number: an order's events to its order's shard (the partition
+    its commands are keyed to), wherever the command came from, so one relay publishes all of them in
+    order — an override's items included; the rest to the command's partition. Its events carry the
+    command's Kafka timestamp (end-to-end latency)."""
     messages = [to_wire(e, topics, outcome.traceparent) for e in outcome.emitted]
     if source is not None:
         stamp = source.timestamp_ms
-        messages = [replace(m, shard=source.partition,
+        shards = [None if m.order_id is None else order_shard(m.order_id) for m in messages]
+        messages = [replace(m, shard=source.partition if shard is None else shard,
                             source_timestamp_ms=stamp if m.event_id is not None else m.source_timestamp_ms)
-                    for m in messages]
+                    for m, shard in zip(messages, shards)]
     uow.add(outcome.command_id, outcome.outcome, outcome.changes, messages)
 
 
@@ -131,6 +143,7 @@ def _handle(p: Parsed, ctx: Context, check_actor: ActorCheck) -> Outcome:
 async def process_batch(
     sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
     limits: InputLimits = InputLimits(), check_actor: ActorCheck = trust_the_command,
+    order_shard: OrderShard = no_order_shard,
 ) -> BatchResult:
     """Make the outcome of every message durable in one transaction (messages in the given order).
 
@@ -141,7 +154,8 @@ async def process_batch(
     for attempt in range(1, CLAIM_TRIES + 1):
         try:
             with tracing.span("transaction", messages=len(sources)):
-                return await _in_one_transaction(parsed, uow_factory, topics, max_batch_items, check_actor)
+                return await _in_one_transaction(parsed, uow_factory, topics, max_batch_items, check_actor,
+                                                 order_shard)
         except ClaimLost as lost:
             if attempt == CLAIM_TRIES:
                 raise
@@ -150,7 +164,7 @@ async def process_batch(
 
 
 async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics, max_batch_items: int,
-                              check_actor: ActorCheck) -> BatchResult:
+                              check_actor: ActorCheck, order_shard: OrderShard) -> BatchResult:
     async with uow_factory() as uow:
         rules = await uow.rules()
         live = await _unspent_redrives(uow, parsed, topics)
@@ -187,7 +201,7 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics,
                     log.info("command processed", type=p.kind, outcome=outcome.outcome, **redriven)
                 else:
                     log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message, **redriven)
-            _add(uow, outcome, topics, p.source)
+            _add(uow, outcome, topics, p.source, order_shard)
             if p.redrive is not None:
                 uow.add(p.redrive.key(topics.dlq), f"redrive:{outcome.outcome}", [], [])
             outcomes.append(outcome)
@@ -232,6 +246,7 @@ def _under_fresh_ids(outcome: Outcome, salt: str) -> Outcome:
 async def process_isolating_poison(
     sources: Sequence[SourceMessage], uow_factory: Callable[[], UnitOfWork], topics: Topics, max_batch_items: int,
     limits: InputLimits = InputLimits(), timeout_tries: int = 3, check_actor: ActorCheck = trust_the_command,
+    order_shard: OrderShard = no_order_shard,
 ) -> BatchResult:
     """Try the batch in one transaction; on a failure that is no outage, one message per transaction.
 
@@ -239,14 +254,15 @@ async def process_isolating_poison(
     own) is dead-lettered with reason `processing_failed`. Outages propagate: the caller waits and
     retries the same batch, nothing is dead-lettered for them."""
     try:
-        return await process_batch(sources, uow_factory, topics, max_batch_items, limits, check_actor)
+        return await process_batch(sources, uow_factory, topics, max_batch_items, limits, check_actor, order_shard)
     except Exception as exc:
         if is_outage(exc):
             raise
         log.warning("batch failed, isolating messages", error=repr(exc), size=len(sources))
     result = BatchResult(outcomes=[], duplicates=0)
     for source in sources:
-        alone = await _process_alone(source, uow_factory, topics, max_batch_items, limits, timeout_tries, check_actor)
+        alone = await _process_alone(source, uow_factory, topics, max_batch_items, limits, timeout_tries, check_actor,
+                                     order_shard)
         result.outcomes.extend(alone.outcomes)
         result.duplicates += alone.duplicates
         result.skipped += alone.skipped
@@ -254,10 +270,12 @@ async def process_isolating_poison(
 
 
 async def _process_alone(source: SourceMessage, uow_factory, topics: Topics, max_batch_items: int,
-                         limits: InputLimits, timeout_tries: int, check_actor: ActorCheck) -> BatchResult:
+                         limits: InputLimits, timeout_tries: int, check_actor: ActorCheck,
+                         order_shard: OrderShard) -> BatchResult:
     for attempt in range(1, timeout_tries + 1):
         try:
-            return await process_batch([source], uow_factory, topics, max_batch_items, limits, check_actor)
+            return await process_batch([source], uow_factory, topics, max_batch_items, limits, check_actor,
+                                       order_shard)
         except Exception as exc:
             if is_outage(exc):
                 raise

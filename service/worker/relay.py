@@ -8,16 +8,20 @@ order). A rebalance hands the shard over with the partition: the old owner finis
 the shard's lock for, the new owner takes the lock next. A periodic sweep publishes rows left in a shard
 nobody owns now.
 
-A row the broker refuses for good (too large, invalid topic, not authorised) is parked — marked,
-counted and logged once with its id — and publishing goes on with the next rows; the later rows of
-its topic and key wait behind it, so an order's events never overtake one another. Rows already
-acknowledged are marked published even when a later row failed, so nothing is sent twice for it."""
+Each round reads the rows after the shard's cursor and, once the broker has acknowledged them, moves
+the cursor past them: one update per round, not one per row. A row the broker refuses for good (too
+large, invalid topic, not authorised) is parked — marked, counted and logged once with its id — and
+publishing goes on with the next rows; the later rows of its topic and key are parked behind it, so an
+order's events never overtake one another. When an outage stops a round, the cursor stops before the
+first row not sent and rows acknowledged after it are marked one by one, so nothing acknowledged is
+sent twice."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -29,6 +33,45 @@ from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 
 log = structlog.get_logger("orderstatus.outbox")
+
+
+@dataclass
+class Settled:
+    through: int | None  # the new cursor: every row up to it is published or parked
+    published: list[int]
+    published_beyond: list[int]  # published after a row left unsettled (an outage): marked one by one
+    parked: list[outbox.Parking]
+
+
+def _settle(rows: Sequence[outbox.StoredMessage], held: dict[int, int], results: dict) -> Settled:
+    """What a round settled, row by row in id order: sent rows are published; refused rows are parked, and
+    so are the rows held behind a parked row (one parked before, or one refused earlier in this round);
+    a row an outage left unsent stops the cursor before it."""
+    through: int | None = None
+    published: list[int] = []
+    parked: list[outbox.Parking] = []
+    refused_first: dict[tuple[str, bytes], int] = {}
+    in_line = True  # every row so far is settled: the cursor may follow
+    for row in rows:
+        result = results.get(row.id)
+        behind = held.get(row.id)
+        if behind is None and row.key is not None and result is None:
+            behind = refused_first.get((row.topic, row.key))
+        if behind is not None:
+            parked.append(outbox.Parking(row.id, f"held behind parked row {behind}", behind))
+        elif result == SENT:
+            published.append(row.id)
+        elif isinstance(result, BaseException) and not is_outage(result):
+            parked.append(outbox.Parking(row.id, f"{type(result).__name__}: {result}"[:1000]))
+            if row.key is not None:
+                refused_first.setdefault((row.topic, row.key), row.id)
+        else:  # not sent: an outage stopped the round
+            in_line = False
+            continue
+        if in_line:
+            through = row.id
+    beyond = [i for i in published if through is None or i > through]
+    return Settled(through, published, beyond, parked)
 
 
 class OutboxRelay:
@@ -50,29 +93,32 @@ class OutboxRelay:
 
     async def publish_pending(self, shard: int = 0) -> int | None:
         """Publish one batch of a shard; returns how many rows it settled (published or parked), or None
-        when another relay holds the shard. An outage is raised after the acknowledged rows are marked."""
-        outage: BaseException | None = None
+        when another relay holds the shard. An outage is raised after the acknowledged rows are recorded."""
         async with outbox.unpublished(self.pool, self.batch_size, shard) as batch:
             if batch is None:
                 return None
             if not batch.rows:
                 return 0
-            with tracing.span("publish", rows=len(batch.rows)):
-                results = await publish_each(self.producer, batch.rows, is_outage)
-            sent = [row.id for row, result in zip(batch.rows, results) if result == SENT]
-            refused = [(row, result) for row, result in zip(batch.rows, results)
-                       if isinstance(result, BaseException) and not is_outage(result)]
-            outage = next((r for r in results if isinstance(r, BaseException) and is_outage(r)), None)
-            await batch.mark_published(sent)
-            await batch.park([(row.id, f"{type(error).__name__}: {error}"[:1000]) for row, error in refused])
+            held = {row.id: batch.parked_keys[(row.topic, row.key)] for row in batch.rows
+                    if row.key is not None and (row.topic, row.key) in batch.parked_keys}
+            sending = [row for row in batch.rows if row.id not in held]
+            with tracing.span("publish", rows=len(sending)):
+                results = await publish_each(self.producer, sending, is_outage)
+            settled = _settle(batch.rows, held, dict(zip((row.id for row in sending), results)))
+            await batch.settle(settled.through, settled.published_beyond, settled.parked)
+        refused = [(row, error) for row, error in zip(sending, results)
+                   if isinstance(error, BaseException) and not is_outage(error)]
         for row, error in refused:
             log.error("outbox row parked: the broker refused it", outbox_id=row.id, topic=row.topic,
                       size=len(row.value), error=repr(error), retry=f"orderstatus outbox retry {row.id}")
+        if held:
+            log.warning("outbox rows held behind parked rows", rows=len(held), behind=sorted(set(held.values())))
+        outage = next((r for r in results if isinstance(r, BaseException) and is_outage(r)), None)
         if self.metrics is not None:
-            self.metrics.published.labels(self.metrics.service).inc(len(sent))
+            self.metrics.published.labels(self.metrics.service).inc(len(settled.published))
             acknowledged = time.time()  # the command's timestamp is wall-clock time too
             latency = self.metrics.end_to_end.labels(self.metrics.service)
-            for row, result in zip(batch.rows, results):
+            for row, result in zip(sending, results):
                 if result == SENT and row.source_time is not None:
                     latency.observe(max(acknowledged - row.source_time.timestamp(), 0.0))
             for _, error in refused:
@@ -81,7 +127,7 @@ class OutboxRelay:
                 self.metrics.relay_errors.labels(self.metrics.service, type(outage).__name__).inc()
         if outage is not None:
             raise outage
-        return len(sent) + len(refused)
+        return len(settled.published) + len(settled.parked)
 
     async def drain(self, shards: Iterable[int] | None = None) -> None:
         """Publish the shards (by default the owned ones) until nothing is left in them, or another relay

@@ -128,7 +128,9 @@ async def test_a_row_the_broker_refuses_is_parked_later_rows_flow_and_the_cli_re
             listing = ok(await run_cli_async(cli_env, "outbox", "parked")).stdout
             assert "MessageSizeTooLargeError" in listing and "1 held back" in listing
         assert {v.get("command_id") for v in events.values()} & {big["command_id"], behind["command_id"]} == set()
-        [row_id] = [r["id"] for r in await fetch(settings, "SELECT id FROM outbox WHERE parked_at IS NOT NULL")]
+        parked = await fetch(settings, "SELECT id, held_behind FROM outbox WHERE parked_at IS NOT NULL ORDER BY id")
+        row_id = parked[0]["id"]
+        assert [r["held_behind"] for r in parked] == [None, row_id]  # the later event is parked behind it
         async with running_worker(settings):  # the fix: the default request size
             done = ok(await run_cli_async(cli_env, "outbox", "retry", str(row_id)))
             assert f"{row_id}: released" in done.stdout

@@ -17,7 +17,10 @@ MESSAGES = [WireMessage("events", f"{n}".encode(), f"event {n}".encode(), [("ce_
 
 
 async def unpublished(pool) -> list[bytes]:
-    rows = await pool.fetch("SELECT payload FROM outbox WHERE published_at IS NULL ORDER BY id")
+    """Rows after their shard's cursor, neither published out of line nor parked."""
+    rows = await pool.fetch("SELECT payload FROM outbox o JOIN outbox_cursor c USING (shard) "
+                            "WHERE o.id > c.published_through AND published_at IS NULL AND parked_at IS NULL "
+                            "ORDER BY id")
     return [bytes(r["payload"]) for r in rows]
 
 

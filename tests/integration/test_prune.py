@@ -45,13 +45,17 @@ async def rows(settings: Settings) -> dict[str, set]:
 
 async def old_and_new_rows(settings: Settings) -> None:
     """Rows on both sides of a 30-day retention, finished and unfinished."""
-    outbox = [  # (payload, created_at, published_at, parked_at)
-        ("old-published-1", OLD, OLD, None), ("old-published-2", OLD, OLD, None), ("old-published-3", OLD, OLD, None),
-        ("old-unpublished", OLD, None, None), ("old-parked", OLD, None, OLD), ("recent-published", RECENT, RECENT, None),
+    outbox = [  # (payload, created_at, published_at, parked_at, shard): shard 1's cursor passes its first row
+        ("old-published-1", OLD, OLD, None, 0), ("old-published-2", OLD, OLD, None, 0),
+        ("old-published-by-cursor", OLD, None, None, 1), ("old-after-the-cursor", OLD, None, None, 1),
+        ("old-unpublished", OLD, None, None, 0), ("old-parked", OLD, None, OLD, 0),
+        ("recent-published", RECENT, RECENT, None, 0),
     ]
-    for payload, created, published, parked in outbox:
-        await fetch(settings, "INSERT INTO outbox (topic, payload, created_at, published_at, parked_at) "
-                              "VALUES ('evt', $1, $2, $3, $4)", payload.encode(), created, published, parked)
+    for payload, created, published, parked, shard in outbox:
+        await fetch(settings, "INSERT INTO outbox (topic, payload, created_at, published_at, parked_at, shard) "
+                              "VALUES ('evt', $1, $2, $3, $4, $5)", payload.encode(), created, published, parked, shard)
+    await fetch(settings, "INSERT INTO outbox_cursor (shard, published_through) "
+                          "SELECT 1, id FROM outbox WHERE payload = 'old-published-by-cursor'")
     for command_id, outcome, at in [("old-applied", "applied", OLD), ("old-invalid", "invalid:not_json", OLD),
                                     ("@redrive:dlq:0:1", "redrive:applied", OLD), ("recent", "applied", RECENT)]:
         await fetch(settings, "INSERT INTO processed_commands (command_id, command_type, outcome, processed_at) "
@@ -63,7 +67,7 @@ async def old_and_new_rows(settings: Settings) -> None:
 
 
 KEPT = {
-    "outbox": {"old-unpublished", "old-parked", "recent-published"},
+    "outbox": {"old-after-the-cursor", "old-unpublished", "old-parked", "recent-published"},
     "processed": {"recent"},
     "sent": {"old-sending@x", "recent-sent@x"},
 }

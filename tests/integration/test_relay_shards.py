@@ -1,9 +1,13 @@
 """Publishing scales out (issue 12): the outbox is sharded by the commands partition, each shard has its
-own relay lock, so relays of different shards publish at once, and one shard keeps its id order."""
+own relay lock, so relays of different shards publish at once, and one shard keeps its id order; the
+relay's per-shard cursor never passes a row still to commit, and a retried parked row keeps its order."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+
+from aiokafka.errors import MessageSizeTooLargeError
 
 from service.adapters.postgres import outbox
 from service.adapters.postgres.connection import create_pool
@@ -48,5 +52,81 @@ async def test_the_sweep_publishes_a_shard_no_one_owns(database_url):
         assert producer.sent == []  # not ours
         await relay.sweep()
         assert [s.value for s in producer.sent] == [b"event 1"]
+    finally:
+        await pool.close()
+
+
+class RefusingProducer(FakeProducer):
+    """Refuses for good (too large) every value containing b"big" while `refusing` is set."""
+
+    refusing = True
+
+    async def send(self, topic, value=None, key=None, headers=None, **options):
+        if self.refusing and b"big" in value:
+            raise MessageSizeTooLargeError("over the limit")
+        return await super().send(topic, value=value, key=key, headers=headers, **options)
+
+
+def keyed(value: str, key: str, shard: int = 0) -> WireMessage:
+    return replace(WireMessage("events", key.encode(), value.encode()), shard=shard)
+
+
+async def insert(pool, messages: list[WireMessage]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.insert(conn, messages)
+
+
+async def test_a_shards_writers_commit_in_id_order_so_the_cursor_never_passes_a_row_to_come(database_url):
+    """While one transaction holds rows of shard 0 uncommitted, another writer of shard 0 waits for it (a
+    writer of shard 1 does not), and the relay publishes neither: the cursor cannot pass the first one's
+    rows before they commit; afterwards both go out in id order."""
+    pool = await create_pool(database_url)
+    try:
+        producer = FakeProducer()
+        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0, 1})
+        async with pool.acquire() as first:
+            transaction = first.transaction()
+            await transaction.start()
+            await outbox.insert(first, [message(1, 0)])
+            second = asyncio.create_task(insert(pool, [message(2, 0)]))
+            await insert(pool, [message(3, 1)])
+            await asyncio.sleep(0.3)
+            assert not second.done()  # waiting on shard 0's write lock
+            await relay.drain()
+            assert [s.value for s in producer.sent] == [b"event 3"]
+            await transaction.commit()
+            await asyncio.wait_for(second, 10)
+        await relay.drain()
+        assert [s.value for s in producer.sent] == [b"event 3", b"event 1", b"event 2"]
+        assert (await outbox.stats(pool)).backlog == 0
+    finally:
+        await pool.close()
+
+
+async def test_a_retried_row_goes_out_before_the_later_rows_of_its_key(database_url):
+    """A refused row is parked and its key's next row held behind it while other keys flow; `unpark` moves
+    it, the held row and a row the relay had not reached yet to the end of the shard, in their order."""
+    pool = await create_pool(database_url)
+    try:
+        producer = RefusingProducer()
+        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0})
+        await insert(pool, [keyed("a1 big", "A"), keyed("b1", "B"), keyed("a2", "A")])
+        await relay.drain()
+        assert [s.value for s in producer.sent] == [b"b1"]
+        [parked] = await outbox.parked(pool)
+        assert (parked.reason.startswith("MessageSizeTooLargeError"), parked.held_back) == (True, 1)
+        assert (await outbox.stats(pool)).parked == 1
+        await insert(pool, [keyed("a3", "A"), keyed("b2", "B")])  # not reached by the relay yet
+
+        producer.refusing = False  # the fix
+        async with pool.acquire() as conn:
+            assert await outbox.unpark(conn, [parked.id]) == [parked.id]
+        await relay.drain()
+        assert [s.value for s in producer.sent] == [b"b1", b"b2", b"a1 big", b"a2", b"a3"]
+        assert await outbox.parked(pool) == []
+        stats = await outbox.stats(pool)
+        assert (stats.backlog, stats.parked) == (0, 0)
+        async with pool.acquire() as conn:
+            assert await outbox.unpark(conn, [parked.id]) == []  # moved: no longer parked
     finally:
         await pool.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
+
+from aiokafka.partitioner import murmur2
 
 from service.adapters.postgres.outbox import StoredMessage
 
@@ -39,3 +42,10 @@ async def publish_each(producer, messages: Sequence[StoredMessage],
     for (index, _), ack in zip(pending, acks):
         results[index] = ack if isinstance(ack, BaseException) else SENT
     return results
+
+
+@functools.lru_cache(maxsize=65_536)
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client and aiokafka) gives `key`
+    on a topic of `partitions` partitions."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

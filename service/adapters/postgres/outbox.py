@@ -1,8 +1,14 @@
 """The `outbox` table: every message the service emits is written in the deciding transaction and
 published afterwards by the relay, at least once and in id order (DESIGN §7.4).
 
-A row the broker refuses for good is parked (`parked_at`, `park_reason`): the relay skips it and holds
-back the later rows of the same topic and key until an operator retries it."""
+Rows belong to shards; each shard has a cursor (`outbox_cursor.published_through`): every row up to it
+is settled, published or parked, so publishing a round of rows costs one cursor update, not one update
+per row. A cursor may only pass rows that can no longer appear below it, so writers of a shard hold its
+write lock until they commit: a shard's ids are handed out in commit order.
+
+A row the broker refuses for good is parked (`parked_at`, `park_reason`); the later rows of its topic and
+key are parked behind it (`held_behind`), so an order's events never overtake one another, until an
+operator retries it: then it and the rows behind it go back in line, at the end of their shard."""
 
 from __future__ import annotations
 
@@ -18,12 +24,17 @@ from service.contract.events import WireMessage
 # the first half of the relay's two-part advisory lock (the second is the shard): one relay per shard at
 # a time, so two workers can never reorder one order's events
 RELAY_LOCK_CLASS = 0x6F757462  # "outb"
+# the writers' lock of a shard, held until commit: no row commits with an id below one already visible, so
+# the relay's cursor never passes a row that is still to come
+WRITE_LOCK_CLASS = 0x6F757477  # "outw"
 
 
 async def insert(conn, messages: Sequence[WireMessage]) -> None:
-    """All rows in one statement (unnest keeps their order, so ids follow the list)."""
+    """All rows in one statement (unnest keeps their order, so ids follow the list), under the write locks
+    of their shards (taken in shard order, held until the transaction ends)."""
     if not messages:
         return
+    await _lock_for_writing(conn, {m.shard for m in messages})
     await conn.execute(
         """
         INSERT INTO outbox (event_id, event_type, topic, message_key, payload, headers, order_id, source_time, shard)
@@ -48,6 +59,19 @@ async def insert(conn, messages: Sequence[WireMessage]) -> None:
     )
 
 
+async def _lock_for_writing(conn, shards) -> None:
+    """Take the shards' write locks and make sure each has a cursor (a new shard starts before every row)."""
+    ordered = sorted(shards)
+    await conn.execute("SELECT pg_advisory_xact_lock($1, s) FROM unnest($2::int[]) AS s", WRITE_LOCK_CLASS, ordered)
+    await conn.execute(
+        """
+        INSERT INTO outbox_cursor (shard, published_through) SELECT s, 0 FROM unnest($1::int[]) AS s
+        ON CONFLICT (shard) DO NOTHING
+        """,
+        ordered,
+    )
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     id: int
@@ -64,63 +88,86 @@ def _stored(row) -> StoredMessage:
                          row.get("source_time"))
 
 
+@dataclass(frozen=True)
+class Parking:
+    id: int
+    reason: str
+    held_behind: int | None = None  # the parked row it waits behind (its topic and key); None: refused itself
+
+
 @dataclass
 class RelayBatch:
-    rows: list[StoredMessage]
+    rows: list[StoredMessage]  # the shard's rows after its cursor, in id order
+    parked_keys: dict[tuple[str, bytes], int]  # (topic, key) with a parked row in the shard -> that row's id
     _conn: object
+    _shard: int
 
-    async def mark_published(self, ids: Sequence[int]) -> None:
-        if ids:
-            await self._conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", list(ids))
-
-    async def park(self, reasons: Sequence[tuple[int, str]]) -> None:
-        """Set rows aside that the broker refused for good, each with why."""
-        if reasons:
+    async def settle(self, through: int | None, published: Sequence[int], parked: Sequence[Parking]) -> None:
+        """Record the round: the cursor moves to `through` (every row up to it is published or parked now),
+        rows published beyond it (the round stopped before an earlier row) are marked one by one, and the
+        parked rows are marked, each with why."""
+        if through is not None:
+            await self._conn.execute("UPDATE outbox_cursor SET published_through = $2 WHERE shard = $1",
+                                     self._shard, through)
+        if published:
+            await self._conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                                     list(published))
+        if parked:
             await self._conn.execute(
                 """
-                UPDATE outbox o SET parked_at = now(), park_reason = p.reason
-                  FROM unnest($1::bigint[], $2::text[]) AS p(id, reason) WHERE o.id = p.id
+                UPDATE outbox o SET parked_at = now(), park_reason = p.reason, held_behind = p.behind
+                  FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS p(id, reason, behind) WHERE o.id = p.id
                 """,
-                [i for i, _ in reasons], [r for _, r in reasons],
+                [p.id for p in parked], [p.reason for p in parked], [p.held_behind for p in parked],
             )
 
 
 @contextlib.asynccontextmanager
 async def unpublished(pool, limit: int, shard: int) -> AsyncIterator[RelayBatch | None]:
-    """The oldest publishable rows of one shard, under that shard's relay lock, in one transaction
-    (None: another relay holds it). What the batch marks commits when the block exits without an error.
+    """The rows after the shard's cursor, under the shard's relay lock, in one transaction (None: another
+    relay holds it). What the batch settles commits when the block exits without an error.
 
     One lock per shard, not one for the table: relays of different shards publish at once, while the
-    rows of one shard (one commands partition, so every event of an order) go out one relay at a time,
-    in id order. Publishable: not published, not parked, and not behind a parked row of the same topic
-    and key (an order's events keep their version order even while one of them is parked)."""
+    rows of one shard (every event of an order is in its order's shard) go out one relay at a time, in id
+    order. The range after the cursor is read through the (shard, id) index and stops at `limit`."""
     async with pool.acquire() as conn:
         async with conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, shard):
                 yield None
                 return
-            rows = await conn.fetch(
+            through = await conn.fetchval("SELECT published_through FROM outbox_cursor WHERE shard = $1", shard)
+            rows = [] if through is None else await conn.fetch(
                 """
-                SELECT id, topic, message_key, payload, headers, source_time FROM outbox o
-                 WHERE shard = $2 AND published_at IS NULL AND parked_at IS NULL
-                   AND NOT (o.message_key IS NOT NULL AND EXISTS (
-                        SELECT 1 FROM outbox p
-                         WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL
-                           AND p.topic = o.topic AND p.message_key = o.message_key AND p.id < o.id))
-                 ORDER BY id LIMIT $1
+                SELECT id, topic, message_key, payload, headers, source_time FROM outbox
+                 WHERE shard = $1 AND id > $2 AND published_at IS NULL AND parked_at IS NULL
+                 ORDER BY id LIMIT $3
                 """,
-                limit, shard,
+                shard, through, limit,
             )
-            yield RelayBatch([_stored(r) for r in rows], conn)
+            parked_keys = {} if not rows else {
+                (r["topic"], r["message_key"]): r["id"] for r in await conn.fetch(
+                    """
+                    SELECT topic, message_key, min(id) AS id FROM outbox
+                     WHERE shard = $1 AND parked_at IS NOT NULL AND published_at IS NULL AND held_behind IS NULL
+                       AND message_key IS NOT NULL
+                     GROUP BY topic, message_key
+                    """,
+                    shard,
+                )
+            }
+            yield RelayBatch([_stored(r) for r in rows], parked_keys, conn, shard)
 
 
 async def shards_waiting(pool_or_conn, older_than_s: float) -> list[int]:
-    """Shards with publishable rows older than `older_than_s`: the sweep that publishes what no current
-    owner does (a partition nobody owns now, rows written before a rebalance)."""
+    """Shards whose first row still to publish is older than `older_than_s`: the sweep that publishes what
+    no current owner does (a partition nobody owns now, rows written before a rebalance)."""
     rows = await pool_or_conn.fetch(
         """
-        SELECT DISTINCT shard FROM outbox
-         WHERE published_at IS NULL AND parked_at IS NULL AND created_at < now() - make_interval(secs => $1)
+        SELECT c.shard FROM outbox_cursor c
+         WHERE (SELECT o.created_at FROM outbox o
+                 WHERE o.shard = c.shard AND o.id > c.published_through
+                   AND o.published_at IS NULL AND o.parked_at IS NULL
+                 ORDER BY o.id LIMIT 1) < now() - make_interval(secs => $1)
         """,
         older_than_s,
     )
@@ -129,18 +176,20 @@ async def shards_waiting(pool_or_conn, older_than_s: float) -> list[int]:
 
 @dataclass(frozen=True)
 class OutboxStats:
-    backlog: int  # unpublished rows the relay will publish (parked ones and those behind them included)
+    backlog: int  # rows the relay has still to publish (parked ones and those held behind them not counted)
     oldest_age_s: float | None  # age of the oldest of them
-    parked: int
+    parked: int  # rows the broker refused (the rows held behind them are each parked row's `held_back`)
 
 
 async def stats(pool_or_conn) -> OutboxStats:
     row = await pool_or_conn.fetchrow(
         """
-        SELECT count(*) FILTER (WHERE parked_at IS NULL) AS backlog,
-               extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL)) AS oldest,
-               count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
-          FROM outbox WHERE published_at IS NULL
+        SELECT count(o.id) AS backlog, extract(epoch FROM now() - min(o.created_at)) AS oldest,
+               (SELECT count(*) FROM outbox
+                 WHERE parked_at IS NOT NULL AND published_at IS NULL AND held_behind IS NULL) AS parked
+          FROM outbox_cursor c
+          JOIN outbox o ON o.shard = c.shard AND o.id > c.published_through
+         WHERE o.published_at IS NULL AND o.parked_at IS NULL
         """
     )
     return OutboxStats(row["backlog"], None if row["oldest"] is None else float(row["oldest"]), row["parked"])
@@ -163,9 +212,8 @@ async def parked(pool_or_conn, limit: int = 1000) -> list[ParkedRow]:
         """
         SELECT p.id, p.topic, p.message_key, octet_length(p.payload) AS size, p.created_at, p.parked_at,
                p.park_reason,
-               (SELECT count(*) FROM outbox o WHERE o.published_at IS NULL AND o.parked_at IS NULL
-                   AND o.topic = p.topic AND o.message_key = p.message_key AND o.id > p.id) AS held_back
-          FROM outbox p WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL
+               (SELECT count(*) FROM outbox h WHERE h.held_behind = p.id AND h.parked_at IS NOT NULL) AS held_back
+          FROM outbox p WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL AND p.held_behind IS NULL
          ORDER BY p.id LIMIT $1
         """,
         limit,
@@ -174,17 +222,49 @@ async def parked(pool_or_conn, limit: int = 1000) -> list[ParkedRow]:
                       r["park_reason"], r["held_back"]) for r in rows]
 
 
-async def unpark(pool_or_conn, ids: Sequence[int]) -> list[int]:
-    """Make parked rows publishable again (after a fix); returns the ids that were parked."""
-    rows = await pool_or_conn.fetch(
-        """
-        UPDATE outbox SET parked_at = NULL, park_reason = NULL
-         WHERE id = ANY($1::bigint[]) AND parked_at IS NOT NULL AND published_at IS NULL
-        RETURNING id
-        """,
-        list(ids),
-    )
-    return sorted(r["id"] for r in rows)
+async def unpark(conn, ids: Sequence[int]) -> list[int]:
+    """Put parked rows back in line after a fix; returns the ids that were parked (a row held behind one
+    counts as its parked row). Each parked row moves, with the rows held behind it and the later rows of
+    its topic and key the relay has not reached yet, to the end of its shard in their order: the relay
+    publishes them next, and an order's events keep their order. The move holds the shard's relay lock
+    (waiting for a round in progress) and its write lock."""
+    async with conn.transaction():
+        found = await conn.fetch(
+            """
+            SELECT id, coalesce(held_behind, id) AS parked_row FROM outbox
+             WHERE id = ANY($1::bigint[]) AND parked_at IS NOT NULL AND published_at IS NULL
+            """,
+            list(ids),
+        )
+        heads = await conn.fetch(
+            "SELECT id, shard, topic, message_key FROM outbox WHERE id = ANY($1::bigint[]) AND parked_at IS NOT NULL "
+            "AND held_behind IS NULL ORDER BY id",
+            sorted({r["parked_row"] for r in found}),
+        )
+        for shard in sorted({h["shard"] for h in heads}):
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, shard)
+        await _lock_for_writing(conn, {h["shard"] for h in heads})
+        for head in heads:
+            await conn.execute(
+                """
+                WITH line AS (
+                    SELECT o.id FROM outbox o, outbox_cursor c
+                     WHERE o.shard = $2 AND c.shard = $2
+                       AND (o.id = $1 OR o.held_behind = $1
+                            OR ($4::bytea IS NOT NULL AND o.topic = $3 AND o.message_key = $4 AND o.id > c.published_through
+                                AND o.published_at IS NULL AND o.parked_at IS NULL))
+                ), moved AS (
+                    DELETE FROM outbox WHERE id IN (SELECT id FROM line) RETURNING *
+                )
+                INSERT INTO outbox (event_id, event_type, topic, message_key, payload, headers, order_id, created_at,
+                                    source_time, shard)
+                SELECT event_id, event_type, topic, message_key, payload, headers, order_id, created_at, source_time,
+                       shard
+                  FROM moved ORDER BY id
+                """,
+                head["id"], head["shard"], head["topic"], head["message_key"],
+            )
+    return sorted(r["id"] for r in found)
 
 
 async def events_since(pool_or_conn, topic: str, since: datetime, order_id: int | None) -> list[StoredMessage]:

@@ -15,7 +15,9 @@ from datetime import datetime
 
 # table -> the condition that makes a row old enough and finished ($1: the cutoff)
 OLD = {
-    "outbox": "published_at IS NOT NULL AND created_at < $1",
+    # published: at or below its shard's cursor and not parked, or published out of line
+    "outbox": "created_at < $1 AND (published_at IS NOT NULL OR (parked_at IS NULL AND id <= "
+              "(SELECT c.published_through FROM outbox_cursor c WHERE c.shard = outbox.shard)))",
     "processed_commands": "processed_at < $1 AND outcome <> 'pending'",
     "sent_notifications": "status IN ('sent', 'failed') AND sent_at < $1",
 }
