@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     kafka_max_poll_interval_ms: int = 300_000
     kafka_max_poll_records: int = Field(500, ge=1)
     kafka_linger_ms: int = 5
+    # bytes the producer gathers per partition into one record batch (aiokafka's max_batch_size, default
+    # 16 KiB): larger batches mean fewer produce requests for the relay's rounds of up to 1,000 events
+    kafka_max_batch_size: int = Field(16_384, ge=1024)
     # the producer refuses a record larger than this (aiokafka's max_request_size); the broker's own
     # message.max.bytes must be at least as large
     kafka_max_request_size: int = Field(1_048_576, ge=1024)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
+from typing import ContextManager
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -53,13 +54,17 @@ def traceparent_of(headers) -> str | None:
     return found
 
 
-@contextlib.contextmanager
-def span(name: str, parent: str | None = None, **attributes) -> Iterator[str | None]:
+def span(name: str, parent: str | None = None, **attributes) -> ContextManager[str | None]:
     """A span named `name`, child of `parent` (a traceparent) or of the current span; yields the
-    traceparent to hand on. With tracing off it starts nothing and yields `parent` as it came."""
+    traceparent to hand on. With tracing off it starts nothing and yields `parent` as it came (cheaply:
+    the worker opens one per command)."""
     if _tracer is None:
-        yield parent
-        return
+        return contextlib.nullcontext(parent)
+    return _span(name, parent, attributes)
+
+
+@contextlib.contextmanager
+def _span(name: str, parent: str | None, attributes: dict) -> Iterator[str | None]:
     context = _PROPAGATOR.extract({TRACEPARENT: parent}) if parent else None
     clean = {k: v for k, v in attributes.items() if isinstance(v, (str, int, float, bool))}
     with _tracer.start_as_current_span(name, context=context, attributes=clean):

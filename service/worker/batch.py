@@ -186,21 +186,20 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics,
         ctx = Context(rules=rules, orders=orders, now=datetime.now(timezone.utc), max_batch_items=max_batch_items)
         outcomes = []
         for p in fresh:
-            with structlog.contextvars.bound_contextvars(
-                command_id=p.dedupe_key, partition=p.source.partition, offset=p.source.offset,
-                order_id=getattr(p.command, "order_id", None),
-            ), tracing.span("command", traceparent_of(p.source.headers), command_id=p.dedupe_key,
-                            partition=p.source.partition, offset=p.source.offset) as traceparent:
+            where = {"command_id": p.dedupe_key, "partition": p.source.partition, "offset": p.source.offset}
+            with tracing.span("command", traceparent_of(p.source.headers), **where) as traceparent:
                 outcome = _handle(p, ctx, check_actor)
-                outcome.traceparent = traceparent
-                if id(p) in again:
-                    outcome = _under_fresh_ids(outcome, p.redrive.key(topics.dlq))
-                redriven = {} if p.redrive is None else {"redrive_count": p.redrive.count,
-                                                         "retaken": id(p) in again}
-                if p.command is not None:
-                    log.info("command processed", type=p.kind, outcome=outcome.outcome, **redriven)
-                else:
-                    log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message, **redriven)
+            outcome.traceparent = traceparent
+            if id(p) in again:
+                outcome = _under_fresh_ids(outcome, p.redrive.key(topics.dlq))
+            # the fields go with the two log lines only (binding context variables per command costs more)
+            redriven = {} if p.redrive is None else {"redrive_count": p.redrive.count, "retaken": id(p) in again}
+            if p.command is not None:
+                log.info("command processed", type=p.kind, outcome=outcome.outcome,
+                         order_id=getattr(p.command, "order_id", None), **where, **redriven)
+            else:
+                log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message, **where,
+                            **redriven)
             _add(uow, outcome, topics, p.source, order_shard)
             if p.redrive is not None:
                 uow.add(p.redrive.key(topics.dlq), f"redrive:{outcome.outcome}", [], [])

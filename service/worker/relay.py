@@ -99,8 +99,7 @@ class OutboxRelay:
                 return None
             if not batch.rows:
                 return 0
-            held = {row.id: batch.parked_keys[(row.topic, row.key)] for row in batch.rows
-                    if row.key is not None and (row.topic, row.key) in batch.parked_keys}
+            held = batch.held
             sending = [row for row in batch.rows if row.id not in held]
             with tracing.span("publish", rows=len(sending)):
                 results = await publish_each(self.producer, sending, is_outage)

@@ -67,6 +67,7 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
         "acks": "all",
         "enable_idempotence": settings.kafka_enable_idempotence,
         "linger_ms": settings.kafka_linger_ms,
+        "max_batch_size": settings.kafka_max_batch_size,
         "compression_type": settings.kafka_compression_type,
         "max_request_size": settings.kafka_max_request_size,
     }

@@ -13,11 +13,12 @@ operator retries it: then it and the rows behind it go back in line, at the end 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
+
+from pydantic_core import to_json
 
 from service.contract.events import WireMessage
 
@@ -52,7 +53,8 @@ async def insert(conn, messages: Sequence[WireMessage]) -> None:
         [m.key for m in messages],
         [m.value for m in messages],
         # JSON text, as a list inside an array would read as a second dimension; hex keeps header bytes exact
-        [json.dumps([[name, None if value is None else value.hex()] for name, value in m.headers]) for m in messages],
+        [to_json([[name, None if value is None else value.hex()] for name, value in m.headers]).decode()
+         for m in messages],
         [m.order_id for m in messages],
         [m.source_timestamp_ms for m in messages],
         [m.shard for m in messages],
@@ -98,7 +100,7 @@ class Parking:
 @dataclass
 class RelayBatch:
     rows: list[StoredMessage]  # the shard's rows after its cursor, in id order
-    parked_keys: dict[tuple[str, bytes], int]  # (topic, key) with a parked row in the shard -> that row's id
+    held: dict[int, int]  # row id -> the parked row of its topic and key it has to wait behind
     _conn: object
     _shard: int
 
@@ -129,33 +131,35 @@ async def unpublished(pool, limit: int, shard: int) -> AsyncIterator[RelayBatch 
 
     One lock per shard, not one for the table: relays of different shards publish at once, while the
     rows of one shard (every event of an order is in its order's shard) go out one relay at a time, in id
-    order. The range after the cursor is read through the (shard, id) index and stops at `limit`."""
+    order. The range after the cursor is read through the (shard, id) index and stops at `limit`; each
+    row comes with the parked row of its topic and key it has to wait behind, if any (a probe of the
+    small partial index of parked rows)."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, shard):
+            # without statistics (a young table) the planner would read the whole backlog of the shard with a
+            # bitmap scan and sort it, every round; walking the (shard, id) index stops at `limit`
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1, $2) FROM set_config('enable_bitmapscan', 'off', true)",
+                RELAY_LOCK_CLASS, shard,
+            )
+            if not locked:
                 yield None
                 return
-            through = await conn.fetchval("SELECT published_through FROM outbox_cursor WHERE shard = $1", shard)
-            rows = [] if through is None else await conn.fetch(
+            rows = await conn.fetch(
                 """
-                SELECT id, topic, message_key, payload, headers, source_time FROM outbox
-                 WHERE shard = $1 AND id > $2 AND published_at IS NULL AND parked_at IS NULL
-                 ORDER BY id LIMIT $3
+                SELECT id, topic, message_key, payload, headers, source_time,
+                       (SELECT min(p.id) FROM outbox p
+                         WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL AND p.held_behind IS NULL
+                           AND p.topic = o.topic AND p.message_key = o.message_key AND p.shard = o.shard) AS behind
+                  FROM outbox o
+                 WHERE shard = $1 AND published_at IS NULL AND parked_at IS NULL
+                   AND id > (SELECT published_through FROM outbox_cursor WHERE shard = $1)
+                 ORDER BY id LIMIT $2
                 """,
-                shard, through, limit,
+                shard, limit,
             )
-            parked_keys = {} if not rows else {
-                (r["topic"], r["message_key"]): r["id"] for r in await conn.fetch(
-                    """
-                    SELECT topic, message_key, min(id) AS id FROM outbox
-                     WHERE shard = $1 AND parked_at IS NOT NULL AND published_at IS NULL AND held_behind IS NULL
-                       AND message_key IS NOT NULL
-                     GROUP BY topic, message_key
-                    """,
-                    shard,
-                )
-            }
-            yield RelayBatch([_stored(r) for r in rows], parked_keys, conn, shard)
+            held = {r["id"]: r["behind"] for r in rows if r["behind"] is not None}
+            yield RelayBatch([_stored(r) for r in rows], held, conn, shard)
 
 
 async def shards_waiting(pool_or_conn, older_than_s: float) -> list[int]:
