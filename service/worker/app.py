@@ -85,7 +85,8 @@ class CommandWorker:
                                    partition_count=lambda: self.loop.partition_count())
         self.loop = ConsumeLoop(consumer, settings.commands_topic, strategy, retry, progress, metrics)
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
-        self.relay = OutboxRelay(pool, producer, metrics=metrics, owned_shards=self.loop.owned_partitions)
+        self.relay = OutboxRelay(pool, producer, metrics=metrics, owned_shards=self.loop.owned_partitions,
+                                 concurrency=max(settings.database_pool_size - 1, 1))  # one left for the batches
 
     async def status(self) -> dict:
         """The worker's part of /status: its outbox (as of the relay's last look) and its lag."""

@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 
@@ -33,6 +34,11 @@ from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 
 log = structlog.get_logger("orderstatus.outbox")
+
+
+class Round(NamedTuple):
+    settled: int  # rows published or parked
+    more: bool  # the round was cut by its row or byte limit: go on with the shard
 
 
 @dataclass
@@ -77,8 +83,10 @@ def _settle(rows: Sequence[outbox.StoredMessage], held: dict[int, int], results:
 class OutboxRelay:
     def __init__(self, pool, producer, *, batch_size: int = 1000, metrics: Metrics | None = None,
                  stats_every_s: float = 5.0, owned_shards: Callable[[], Iterable[int]] = lambda: (0,),
-                 sweep_every_s: float = 10.0) -> None:
+                 sweep_every_s: float = 10.0, concurrency: int = 1, round_bytes: int = 8 * 1_048_576) -> None:
         self.pool = pool
+        self.round_bytes = round_bytes  # payload bytes one round holds at most (plus one row): bounded memory
+        self.concurrency = concurrency  # shards published at once, each on a connection of the pool
         self.owned_shards = owned_shards
         self.shards: set[int] = set()  # the last owned shards seen: what a stop drains
         self.sweep_every_s = sweep_every_s
@@ -91,14 +99,15 @@ class OutboxRelay:
         self._stats_at = float("-inf")
         self.wakeup = asyncio.Event()
 
-    async def publish_pending(self, shard: int = 0) -> int | None:
-        """Publish one batch of a shard; returns how many rows it settled (published or parked), or None
-        when another relay holds the shard. An outage is raised after the acknowledged rows are recorded."""
-        async with outbox.unpublished(self.pool, self.batch_size, shard) as batch:
+    async def publish_pending(self, shard: int = 0) -> Round | None:
+        """Publish one batch of a shard; returns how many rows it settled (published or parked) and whether
+        more may wait, or None when another relay holds the shard. An outage is raised after the
+        acknowledged rows are recorded."""
+        async with outbox.unpublished(self.pool, self.batch_size, shard, self.round_bytes) as batch:
             if batch is None:
                 return None
             if not batch.rows:
-                return 0
+                return Round(0, False)
             held = batch.held
             sending = [row for row in batch.rows if row.id not in held]
             with tracing.span("publish", rows=len(sending)):
@@ -126,7 +135,7 @@ class OutboxRelay:
                 self.metrics.relay_errors.labels(self.metrics.service, type(outage).__name__).inc()
         if outage is not None:
             raise outage
-        return len(settled.published) + len(settled.parked)
+        return Round(len(settled.published) + len(settled.parked), batch.more)
 
     async def drain(self, shards: Iterable[int] | None = None) -> None:
         """Publish the shards (by default the owned ones) until nothing is left in them, or another relay
@@ -134,11 +143,21 @@ class OutboxRelay:
         if shards is None:
             self.shards = set(self.owned_shards()) or self.shards
             shards = self.shards
-        for shard in sorted(shards):
-            while True:
-                settled = await self.publish_pending(shard)
-                if not settled or settled < self.batch_size:
-                    break
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def drain_one(shard: int) -> None:
+            async with gate:
+                while True:
+                    done = await self.publish_pending(shard)
+                    if done is None or not done.settled or not done.more:
+                        return
+
+        # shards side by side: each round waits for the broker's acknowledgements (a linger and a round
+        # trip), so one shard after another would add those waits up; one shard's rounds stay in order
+        results = await asyncio.gather(*(drain_one(s) for s in sorted(shards)), return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
 
     async def sweep(self) -> None:
         """Publish what waited longer than a sweep interval in any shard: no row is left to an owner

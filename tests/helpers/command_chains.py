@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from service.runtime.settings import Settings
 from tests.helpers.commands import change
-from tests.helpers.database import fetch, fetchval
+from tests.helpers.database import UNPUBLISHED, fetch, fetchval
 from tests.helpers.waiting import wait_until
 
 CONFIRMED, ON_HOLD = 2, 4
@@ -49,7 +49,7 @@ async def wait_processed(settings: Settings, at_least: int, timeout: float = 30.
 
 
 async def unpublished(settings: Settings) -> int:
-    return await fetchval(settings, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    return await fetchval(settings, f"SELECT count(*) FROM outbox WHERE {UNPUBLISHED}")
 
 
 async def wait_outbox_drained(settings: Settings, timeout: float = 10.0) -> None:

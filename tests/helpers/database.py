@@ -19,6 +19,11 @@ SAMPLES = Path(__file__).resolve().parents[2] / "service" / "devkit" / "samples"
 SAMPLE_RULES = SAMPLES / "rules.yaml"
 SAMPLE_ORDERS = SAMPLES / "orders.jsonl"
 
+# an outbox row not published yet (a condition on `outbox`): parked, or after its shard's relay cursor
+# and not published out of line
+UNPUBLISHED = ("(outbox.published_at IS NULL AND (outbox.parked_at IS NOT NULL OR outbox.id > coalesce("
+               "(SELECT c.published_through FROM outbox_cursor c WHERE c.shard = outbox.shard), 0)))")
+
 
 def url_of(settings: Settings) -> str:
     """The URL of the settings' database (Settings keeps it as a secret; a plain string passes as it is)."""

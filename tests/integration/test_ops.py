@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from service.runtime.settings import Settings
 from tests.helpers.cli import ok, run_cli_async, user_error
 from tests.helpers.commands import change, override
-from tests.helpers.database import fetch, seed
+from tests.helpers.database import UNPUBLISHED, fetch, seed
 from tests.helpers.offsets import commit_offsets, committed_offsets, end_offsets, log_ends, wait_committed
 from tests.helpers.producing import produce
 from tests.helpers.services import running_worker
@@ -81,7 +81,7 @@ async def process(settings: Settings, commands: list[dict]) -> None:
     async with running_worker(settings), TopicReader(settings, settings.events_topic) as reader:
         await produce(settings, commands)
         await events_for(reader, {c["command_id"] for c in commands})
-    assert await fetch(settings, "SELECT id FROM outbox WHERE published_at IS NULL") == []
+    assert await fetch(settings, f"SELECT id FROM outbox WHERE {UNPUBLISHED}") == []
 
 
 # ---------------------------------------------------------------- replay

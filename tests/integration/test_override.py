@@ -21,7 +21,7 @@ from service.runtime.metrics import Metrics
 from service.queries.http import routes
 from service.runtime.settings import Settings
 from tests.helpers.commands import change, override
-from tests.helpers.database import fetch, import_orders, seed, url_of
+from tests.helpers.database import UNPUBLISHED, fetch, import_orders, seed, url_of
 from tests.helpers.producing import produce
 from tests.helpers.services import running_worker
 from tests.helpers.topics import TopicReader
@@ -56,7 +56,7 @@ def item_records(reader: TopicReader, command_id: str) -> list:
 async def outbox_counts(settings: Settings) -> tuple[int, int]:
     rows = await fetch(
         settings,
-        "SELECT count(*) AS n, count(*) FILTER (WHERE published_at IS NULL) AS unpublished FROM outbox WHERE topic = $1",
+        f"SELECT count(*) AS n, count(*) FILTER (WHERE {UNPUBLISHED}) AS unpublished FROM outbox WHERE topic = $1",
         settings.events_topic,
     )
     return rows[0]["n"], rows[0]["unpublished"]

@@ -130,3 +130,20 @@ async def test_a_retried_row_goes_out_before_the_later_rows_of_its_key(database_
             assert await outbox.unpark(conn, [parked.id]) == []  # moved: no longer parked
     finally:
         await pool.close()
+
+
+async def test_a_round_holds_a_bounded_number_of_bytes_and_the_drain_goes_on(database_url):
+    """Rows of 300 KiB with a 1 MiB round: a round takes the rows that start below the budget (4), says
+    more may wait, and the drain publishes the rest in further rounds, in id order."""
+    pool = await create_pool(database_url)
+    try:
+        payloads = [bytes([n]) * 300 * 1024 for n in range(6)]
+        await insert(pool, [replace(WireMessage("events", b"k", p), shard=0) for p in payloads])
+        async with outbox.unpublished(pool, 1000, 0, max_bytes=1024 * 1024) as batch:
+            assert (len(batch.rows), batch.more) == (4, True)
+        producer = FakeProducer()
+        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0}, round_bytes=1024 * 1024)
+        await relay.drain()
+        assert [s.value for s in producer.sent] == payloads
+    finally:
+        await pool.close()

@@ -103,6 +103,7 @@ class RelayBatch:
     held: dict[int, int]  # row id -> the parked row of its topic and key it has to wait behind
     _conn: object
     _shard: int
+    more: bool = False  # the round was cut (rows or bytes): more rows may be waiting
 
     async def settle(self, through: int | None, published: Sequence[int], parked: Sequence[Parking]) -> None:
         """Record the round: the cursor moves to `through` (every row up to it is published or parked now),
@@ -125,13 +126,15 @@ class RelayBatch:
 
 
 @contextlib.asynccontextmanager
-async def unpublished(pool, limit: int, shard: int) -> AsyncIterator[RelayBatch | None]:
+async def unpublished(pool, limit: int, shard: int, max_bytes: int = 8 * 1_048_576,
+                      ) -> AsyncIterator[RelayBatch | None]:
     """The rows after the shard's cursor, under the shard's relay lock, in one transaction (None: another
     relay holds it). What the batch settles commits when the block exits without an error.
 
     One lock per shard, not one for the table: relays of different shards publish at once, while the
     rows of one shard (every event of an order is in its order's shard) go out one relay at a time, in id
-    order. The range after the cursor is read through the (shard, id) index and stops at `limit`; each
+    order. The range after the cursor is read through the (shard, id) index and stops at `limit` rows or
+    once `max_bytes` of payloads are in hand (at least one row: a round's memory is bounded); each
     row comes with the parked row of its topic and key it has to wait behind, if any (a probe of the
     small partial index of parked rows)."""
     async with pool.acquire() as conn:
@@ -147,19 +150,24 @@ async def unpublished(pool, limit: int, shard: int) -> AsyncIterator[RelayBatch 
                 return
             rows = await conn.fetch(
                 """
-                SELECT id, topic, message_key, payload, headers, source_time,
-                       (SELECT min(p.id) FROM outbox p
-                         WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL AND p.held_behind IS NULL
-                           AND p.topic = o.topic AND p.message_key = o.message_key AND p.shard = o.shard) AS behind
-                  FROM outbox o
-                 WHERE shard = $1 AND published_at IS NULL AND parked_at IS NULL
-                   AND id > (SELECT published_through FROM outbox_cursor WHERE shard = $1)
-                 ORDER BY id LIMIT $2
+                SELECT * FROM (
+                    SELECT id, topic, message_key, payload, headers, source_time,
+                           (SELECT min(p.id) FROM outbox p
+                             WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL AND p.held_behind IS NULL
+                               AND p.topic = o.topic AND p.message_key = o.message_key AND p.shard = o.shard
+                           ) AS behind,
+                           sum(octet_length(payload)) OVER (ORDER BY id) - octet_length(payload) AS bytes_before
+                      FROM outbox o
+                     WHERE shard = $1 AND published_at IS NULL AND parked_at IS NULL
+                       AND id > (SELECT published_through FROM outbox_cursor WHERE shard = $1)
+                     ORDER BY id LIMIT $2
+                ) r WHERE bytes_before < $3 ORDER BY id
                 """,
-                shard, limit,
+                shard, limit, max_bytes,
             )
             held = {r["id"]: r["behind"] for r in rows if r["behind"] is not None}
-            yield RelayBatch([_stored(r) for r in rows], held, conn, shard)
+            more = len(rows) == limit or bool(rows and rows[-1]["bytes_before"] + len(rows[-1]["payload"]) >= max_bytes)
+            yield RelayBatch([_stored(r) for r in rows], held, conn, shard, more)
 
 
 async def shards_waiting(pool_or_conn, older_than_s: float) -> list[int]:
