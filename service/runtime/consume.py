@@ -77,9 +77,9 @@ class ConsumeLoop:
                 ]
                 if not await self._make_durable(sources, stop):
                     break
-                await self.offsets.commit()
-                if after_batch is not None:
+                if after_batch is not None:  # first: the outcomes are durable, their publishing need not wait
                     await after_batch()
+                await self.offsets.commit()
         finally:
             await self.offsets.commit()
             await stop_consumer(self.consumer)

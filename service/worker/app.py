@@ -2,7 +2,7 @@
 that runs beside it.
 
 poll a batch → make its outcomes durable in Postgres as one unit (outages retried, never skipped)
-→ commit `offset + 1` per partition → wake the relay. On SIGTERM the batch in hand is finished,
+→ wake the relay → commit `offset + 1` per partition. On SIGTERM the batch in hand is finished,
 then the relay finishes its round and drains what this process committed."""
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The outbox relay: publishes unpublished outbox rows in id order, at least once (DESIGN §7.4),
 and marks them published only after the broker acknowledged them.
 
-Publishing scales out with the workers: the outbox is sharded by the commands partition a row's
-command came from, and each worker's relay publishes the shards of the partitions it owns, each under
-its own lock (an order's commands share one partition, so its events share one shard and keep their
-order). A rebalance hands the shard over with the partition: the old owner finishes the round it holds
+Publishing scales out with the workers: the outbox is sharded by commands partition — an order's
+events are in the shard of the partition its commands are keyed to, other rows in their command's —
+and each worker's relay publishes the shards of the partitions it owns, side by side, each under its
+own lock (one relay at a time per shard, so an order's events keep their order). A rebalance hands the shard over with the partition: the old owner finishes the round it holds
 the shard's lock for, the new owner takes the lock next. A periodic sweep publishes rows left in a shard
 nobody owns now.
 
@@ -49,7 +49,7 @@ class Settled:
     parked: list[outbox.Parking]
 
 
-def _settle(rows: Sequence[outbox.StoredMessage], held: dict[int, int], results: dict) -> Settled:
+def settle_round(rows: Sequence[outbox.StoredMessage], held: dict[int, int], results: dict) -> Settled:
     """What a round settled, row by row in id order: sent rows are published; refused rows are parked, and
     so are the rows held behind a parked row (one parked before, or one refused earlier in this round);
     a row an outage left unsent stops the cursor before it."""
@@ -112,7 +112,7 @@ class OutboxRelay:
             sending = [row for row in batch.rows if row.id not in held]
             with tracing.span("publish", rows=len(sending)):
                 results = await publish_each(self.producer, sending, is_outage)
-            settled = _settle(batch.rows, held, dict(zip((row.id for row in sending), results)))
+            settled = settle_round(batch.rows, held, dict(zip((row.id for row in sending), results)))
             await batch.settle(settled.through, settled.published_beyond, settled.parked)
         refused = [(row, error) for row, error in zip(sending, results)
                    if isinstance(error, BaseException) and not is_outage(error)]

@@ -10,7 +10,7 @@ from service.adapters.kafka.publishing import SENT, partition_of
 from service.adapters.postgres.outbox import Parking, StoredMessage
 from service.contract.events import Topics
 from service.worker.batch import process_batch
-from service.worker.relay import _settle
+from service.worker.relay import settle_round
 from tests.helpers.commands import change, override, source_messages
 from tests.helpers.fakes import FakeDatabase, FakeUnitOfWork
 
@@ -62,20 +62,20 @@ class TestARelayRound:
     def test_all_acknowledged_moves_the_cursor_to_the_last_row(self):
         """Every row sent: the cursor moves past all of them and nothing is marked row by row."""
         rows = [row(1), row(2, b"8"), row(5)]
-        settled = _settle(rows, {}, {1: SENT, 2: SENT, 5: SENT})
+        settled = settle_round(rows, {}, {1: SENT, 2: SENT, 5: SENT})
         assert (settled.through, settled.published, settled.published_beyond, settled.parked) == (5, [1, 2, 5], [], [])
 
     def test_an_outage_stops_the_cursor_before_the_first_unsent_row(self):
         """Rows acknowledged after the first unsent one are marked one by one, never sent again."""
         rows = [row(1), row(2, b"8"), row(3, b"9"), row(4, b"10")]
-        settled = _settle(rows, {}, {1: SENT, 2: KafkaTimeoutError(), 3: SENT, 4: None})
+        settled = settle_round(rows, {}, {1: SENT, 2: KafkaTimeoutError(), 3: SENT, 4: None})
         assert settled.through == 1
         assert settled.published_beyond == [3]
         assert settled.parked == []
 
     def test_nothing_settled_leaves_the_cursor_where_it_was(self):
         """An outage on the first row: no cursor move at all."""
-        settled = _settle([row(1), row(2)], {}, {1: KafkaTimeoutError(), 2: None})
+        settled = settle_round([row(1), row(2)], {}, {1: KafkaTimeoutError(), 2: None})
         assert (settled.through, settled.published, settled.parked) == (None, [], [])
 
     def test_a_refused_row_is_parked_and_its_keys_later_rows_are_held_behind_it(self):
@@ -83,7 +83,7 @@ class TestARelayRound:
         flow, and the cursor passes all of them."""
         refusal = MessageSizeTooLargeError("too big")
         rows = [row(1), row(2, b"8"), row(3), row(4, None)]
-        settled = _settle(rows, {}, {1: refusal, 2: SENT, 3: None, 4: SENT})
+        settled = settle_round(rows, {}, {1: refusal, 2: SENT, 3: None, 4: SENT})
         assert settled.through == 4
         assert settled.published == [2, 4]
         assert settled.parked == [Parking(1, "MessageSizeTooLargeError: [Error 10] MessageSizeTooLargeError: too big"),
@@ -92,6 +92,6 @@ class TestARelayRound:
     def test_rows_of_a_key_parked_in_an_earlier_round_are_held_behind_that_row(self):
         """A row whose topic and key have a parked row is parked behind it without being sent."""
         rows = [row(10), row(11, b"8")]
-        settled = _settle(rows, {10: 3}, {11: SENT})
+        settled = settle_round(rows, {10: 3}, {11: SENT})
         assert settled.through == 11
         assert settled.parked == [Parking(10, "held behind parked row 3", 3)]
