@@ -87,6 +87,7 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides) 
         "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
         "max_poll_records": settings.kafka_max_poll_records,
         "fetch_max_bytes": settings.kafka_fetch_max_bytes,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "max_partition_fetch_bytes": settings.kafka_max_partition_fetch_bytes,
     }
     options.update(overrides)
