@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Annotated, Literal, Union
 
@@ -150,6 +150,8 @@ class WireMessage:
 # record framing beyond the raw bytes: varints and attributes per record and per header, kept generous
 RECORD_OVERHEAD = 512
 HEADER_OVERHEAD = 16
+# an upper bound of an event's headers without its key (8 headers of a few dozen bytes, their overhead)
+CLOUDEVENT_HEADERS_BYTES = 1024
 # headers of a dead letter's original that are kept: what fits in this share of the limit
 ORIGINAL_HEADERS_SHARE = 16
 
@@ -216,11 +218,13 @@ def event_key(event: domain.Event) -> str:
 TRACEPARENT = "traceparent"  # W3C trace context (DESIGN §11)
 
 
-def to_wire(emitted: domain.Emitted, topics: Topics, traceparent: str | None = None) -> WireMessage:
-    """The Kafka message of an event or a dead letter, with the command's `traceparent` when it has one;
-    never larger than `topics.max_message_bytes`."""
+def to_wire(emitted: domain.Emitted, topics: Topics, traceparent: str | None = None, *, shard: int = 0,
+            source_timestamp_ms: int | None = None) -> WireMessage:
+    """The Kafka message of an event or a dead letter, with the command's `traceparent` when it has one,
+    for outbox shard `shard`; an event carries its command's Kafka timestamp. Never larger than
+    `topics.max_message_bytes`."""
     if isinstance(emitted, domain.DeadLetter):
-        return dead_letter(emitted, topics.dlq, topics.max_message_bytes, traceparent)
+        return replace(dead_letter(emitted, topics.dlq, topics.max_message_bytes, traceparent), shard=shard)
     key = event_key(emitted)
     trace = [(TRACEPARENT, traceparent.encode())] if traceparent else []
     message = WireMessage(
@@ -231,7 +235,13 @@ def to_wire(emitted: domain.Emitted, topics: Topics, traceparent: str | None = N
         event_id=emitted.event_id,
         event_type=emitted.type,
         order_id=getattr(emitted, "order_id", None),
+        source_timestamp_ms=source_timestamp_ms,
+        shard=shard,
     )
+    # the exact size only near the limit: our headers (CloudEvents, a traceparent) take less than
+    # CLOUDEVENT_HEADERS_BYTES beside the key, which appears in them once more
+    if len(message.value) + 2 * len(message.key) + CLOUDEVENT_HEADERS_BYTES + RECORD_OVERHEAD <= topics.max_message_bytes:
+        return message
     if message.size + RECORD_OVERHEAD > topics.max_message_bytes:
         raise MessageTooLarge(
             f"{emitted.type} {emitted.event_id} has {message.size} bytes; the limit is {topics.max_message_bytes}")

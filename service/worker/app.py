@@ -25,7 +25,13 @@ from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 from service.runtime.settings import Settings
-from service.worker.batch import ActorCheck, process_isolating_poison, trust_the_command
+from service.worker.batch import (
+    ActorCheck,
+    OrderShard,
+    no_order_shard,
+    process_isolating_poison,
+    trust_the_command,
+)
 from service.worker.relay import OutboxRelay
 
 log = structlog.get_logger("orderstatus.worker")
@@ -51,10 +57,13 @@ class CommandStrategy:
     def _uow(self) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self.pool, self.rules_cache)
 
-    def order_shard(self, order_id: int) -> int | None:
-        """The outbox shard of an order's events: the commands partition its key goes to."""
+    def order_shards(self) -> OrderShard:
+        """An order id -> the outbox shard of its events: the commands partition its key goes to (the
+        partition count read once per batch)."""
         partitions = self.partition_count()
-        return None if partitions is None else partition_of(str(order_id).encode(), partitions)
+        if partitions is None:
+            return no_order_shard
+        return lambda order_id: partition_of(str(order_id).encode(), partitions)
 
     def units(self, batch: Sequence[SourceMessage]) -> Sequence[Sequence[SourceMessage]]:
         return [batch]
@@ -62,7 +71,7 @@ class CommandStrategy:
     async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
         with tracing.span("batch", messages=len(unit)):
             result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items, self.limits,
-                                                    self.timeout_tries, self.check_actor, self.order_shard)
+                                                    self.timeout_tries, self.check_actor, self.order_shards())
         for outcome in result.outcomes:
             kind, _, reason = outcome.outcome.partition(":")
             self.metrics.messages.labels("worker", kind).inc()

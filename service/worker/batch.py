@@ -111,13 +111,16 @@ def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessag
     its commands are keyed to), wherever the command came from, so one relay publishes all of them in
     order — an override's items included; the rest to the command's partition. Its events carry the
     command's Kafka timestamp (end-to-end latency)."""
-    messages = [to_wire(e, topics, outcome.traceparent) for e in outcome.emitted]
-    if source is not None:
-        stamp = source.timestamp_ms
-        shards = [None if m.order_id is None else order_shard(m.order_id) for m in messages]
-        messages = [replace(m, shard=source.partition if shard is None else shard,
-                            source_timestamp_ms=stamp if m.event_id is not None else m.source_timestamp_ms)
-                    for m, shard in zip(messages, shards)]
+    if source is None:
+        messages = [to_wire(e, topics, outcome.traceparent) for e in outcome.emitted]
+    else:
+        messages = []
+        for e in outcome.emitted:
+            order_id = getattr(e, "order_id", None)
+            shard = None if order_id is None else order_shard(order_id)
+            messages.append(to_wire(e, topics, outcome.traceparent,
+                                    shard=source.partition if shard is None else shard,
+                                    source_timestamp_ms=source.timestamp_ms))
     uow.add(outcome.command_id, outcome.outcome, outcome.changes, messages)
 
 
