@@ -24,7 +24,7 @@ from service.runtime.auth import ActorCheck, TokenVerifier, bearer
 from service.runtime.health import Progress, bound_port, serve, start_http, watch_health
 from service.runtime import tracing
 from service.runtime.metrics import Metrics
-from service.runtime.retry import OutageRetry
+from service.runtime.retry import OutageRetry, Stopping
 from service.runtime.settings import Settings
 from service.worker.app import CommandWorker
 
@@ -48,14 +48,33 @@ class _Process:
         self.progress = Progress(settings.ready_stall_seconds)
         self.retry = OutageRetry(settings.retry_initial_s, settings.retry_max_s, self.metrics, self.progress)
 
-    async def open_pool(self, settings: Settings):
-        async for attempt in self.retry("postgres"):
-            with attempt:
-                pool = await create_pool(settings.database_url.get_secret_value(), size=settings.database_pool_size,
-                                         statement_timeout_s=settings.db_statement_timeout_s,
-                                         lock_timeout_s=settings.db_lock_timeout_s)
+    async def open_pool(self, settings: Settings, stop: asyncio.Event):
+        """The pool, once Postgres answers; None when `stop` is set while it still does not (SIGTERM at
+        start-up must not wait for a database that may never come)."""
+        try:
+            async for attempt in self.retry("postgres", stop):
+                with attempt:
+                    pool = await create_pool(settings.database_url.get_secret_value(),
+                                             size=settings.database_pool_size,
+                                             statement_timeout_s=settings.db_statement_timeout_s,
+                                             lock_timeout_s=settings.db_lock_timeout_s)
+        except Stopping:
+            log.info("stopped before Postgres could be reached")
+            return None
         self.retry.resumed()
         return pool
+
+    async def start_clients(self, stop: asyncio.Event, *clients) -> bool:
+        """Start the Kafka clients, backing off while the broker is away; False when `stop` came first."""
+        try:
+            async for attempt in self.retry("kafka", stop):
+                with attempt:
+                    for client in clients:
+                        await client.start()
+        except Stopping:
+            log.info("stopped before the broker could be reached")
+            return False
+        return True
 
 
 @contextlib.asynccontextmanager
@@ -90,11 +109,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
     """Run the command worker until `stop`; `ready` is set once it is wired. Returns the exit code."""
     stop = stop or asyncio.Event()
     process = _Process("worker", settings)
-    pool = await process.open_pool(settings)
+    pool = await process.open_pool(settings, stop)
+    if pool is None:
+        return 0
     producer = make_producer(settings)
-    async for attempt in process.retry("kafka"):
-        with attempt:
-            await producer.start()
+    if not await process.start_clients(stop, producer):
+        await producer.stop()
+        await pool.close()
+        return 0
     verifier = token_verifier(settings)
     consumer = make_consumer(settings, settings.worker_group)
     worker = CommandWorker(settings, pool, producer, consumer, process.metrics, process.progress, process.retry,
@@ -129,7 +151,9 @@ async def run_notifier(settings: Settings, stop: asyncio.Event | None = None,
     """Run the notifier until `stop`; `ready` is set once its consumer has started. Returns the exit code."""
     stop = stop or asyncio.Event()
     process = _Process("notifier", settings)
-    pool = await process.open_pool(settings)
+    pool = await process.open_pool(settings, stop)
+    if pool is None:
+        return 0
     consumer = make_consumer(settings, settings.notifier_group)
     notifier = Notifier(settings, pool, consumer, Mailer(settings), process.metrics, process.progress, process.retry)
     http = await start_http(settings.http_host, settings.notifier_http_port, process.progress, process.metrics,
@@ -155,13 +179,16 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     process = _Process("gateway", settings)
     verifier = TokenVerifier.from_files(settings.auth_jwks_file, settings.auth_public_keys, settings.auth_issuer,
                                         settings.auth_audience)
-    pool = await process.open_pool(settings)
+    pool = await process.open_pool(settings, stop)
+    if pool is None:
+        return 0
     producer = make_producer(settings)
     tail = EventsTail(settings)
-    async for attempt in process.retry("kafka"):
-        with attempt:
-            await producer.start()
-            await tail.start()
+    if not await process.start_clients(stop, producer, tail):
+        await tail.stop()
+        await producer.stop()
+        await pool.close()
+        return 0
     gateway = Gateway(pool=pool, producer=producer, tail=tail, authenticate=partial(bearer, verifier=verifier),
                       commands_topic=settings.commands_topic, wait_s=settings.gateway_wait_s,
                       limits=InputLimits(settings.max_message_bytes, settings.max_wire_items),

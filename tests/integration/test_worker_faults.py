@@ -11,6 +11,8 @@ import asyncio
 import signal
 import time
 
+import pytest
+
 from service.adapters.postgres.connection import create_pool, migrate
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
@@ -36,6 +38,7 @@ from tests.helpers.processes import ServiceProcess, fast_group_env
 from tests.helpers.producing import produce, stream
 from tests.helpers.services import running_worker
 from tests.helpers.topics import TopicReader, events_for
+from tests.helpers.waiting import wait_until
 
 ORDER_IDS = [7001, 7002, 7003, 7004]
 ORDERS = chain_orders(ORDER_IDS)
@@ -264,3 +267,19 @@ async def test_sigterm_while_the_broker_is_down_still_exits_0(settings, cli_env)
         if worker is not None:
             worker.close()
         await asyncio.to_thread(broker.stop)
+
+
+@pytest.mark.parametrize("command", ["worker", "notifier"])
+async def test_sigterm_while_postgres_is_unreachable_at_start_up_exits_0(cli_env, command):
+    """A process still waiting for its first Postgres connection stops on SIGTERM, promptly and with exit 0."""
+    env = {**cli_env, "ORDERSTATUS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/orderstatus",
+           "ORDERSTATUS_RETRY_MAX_S": "30"}
+    process = ServiceProcess(command, env, f"sigterm-no-postgres-{command}")
+    try:
+        await wait_until(lambda: "outage, backing off" in process.text(), 30, "the first Postgres backoff")
+        started = time.monotonic()
+        assert await process.terminate(timeout=10) == 0, process.tail()
+        assert time.monotonic() - started < 5, process.tail()
+        assert "Traceback" not in process.text(), process.tail()
+    finally:
+        process.close()
