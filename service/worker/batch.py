@@ -162,7 +162,8 @@ async def process_batch(
         except ClaimLost as lost:
             if attempt == CLAIM_TRIES:
                 raise
-            log.info("a concurrent worker recorded commands of this batch first; redoing it", command_ids=lost.args)
+            log.info("a concurrent worker recorded commands of this batch first; redoing it",
+                     command_ids=lost.args[0] if lost.args else None)
     raise AssertionError("unreachable")
 
 

@@ -41,7 +41,8 @@ class EventsTail:
         self.topic = settings.events_topic
         self.from_beginning = from_beginning
         self._consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
-                                          auto_offset_reset="earliest" if from_beginning else "latest")
+                                          auto_offset_reset="earliest" if from_beginning else "latest",
+                                          fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
         self._waiting: dict[str, tuple[Outcome, str | None, asyncio.Event]] = {}
         self._task: asyncio.Task | None = None
 
