@@ -147,3 +147,21 @@ async def test_a_round_holds_a_bounded_number_of_bytes_and_the_drain_goes_on(dat
         assert [s.value for s in producer.sent] == payloads
     finally:
         await pool.close()
+
+
+async def test_retrying_a_held_row_retries_the_parked_row_it_waits_behind(database_url):
+    """`outbox retry` of a row held behind a parked one releases that parked row and its line, in order."""
+    pool = await create_pool(database_url)
+    try:
+        producer = RefusingProducer()
+        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0})
+        await insert(pool, [keyed("a1 big", "A"), keyed("a2", "A")])
+        await relay.drain()
+        [held_id] = [r["id"] for r in await pool.fetch("SELECT id FROM outbox WHERE held_behind IS NOT NULL")]
+        producer.refusing = False
+        async with pool.acquire() as conn:
+            assert await outbox.unpark(conn, [held_id]) == [held_id]
+        await relay.drain()
+        assert [s.value for s in producer.sent] == [b"a1 big", b"a2"]
+    finally:
+        await pool.close()

@@ -276,7 +276,8 @@ async def unpark(conn, ids: Sequence[int]) -> list[int]:
                 """,
                 head["id"], head["shard"], head["topic"], head["message_key"],
             )
-    return sorted(r["id"] for r in found)
+    moved = {h["id"] for h in heads}
+    return sorted(r["id"] for r in found if r["parked_row"] in moved)
 
 
 async def events_since(pool_or_conn, topic: str, since: datetime, order_id: int | None) -> list[StoredMessage]:
