@@ -259,12 +259,16 @@ async def unpark(conn, ids: Sequence[int]) -> list[int]:
         for head in heads:
             await conn.execute(
                 """
-                WITH line AS (
-                    SELECT o.id FROM outbox o, outbox_cursor c
-                     WHERE o.shard = $2 AND c.shard = $2
-                       AND (o.id = $1 OR o.held_behind = $1
-                            OR ($4::bytea IS NOT NULL AND o.topic = $3 AND o.message_key = $4 AND o.id > c.published_through
-                                AND o.published_at IS NULL AND o.parked_at IS NULL))
+                WITH line AS (  -- each part through an index: the shard's writers wait while this runs
+                    SELECT id FROM outbox WHERE id = $1
+                    UNION
+                    SELECT id FROM outbox
+                     WHERE topic = $3 AND message_key = $4 AND parked_at IS NOT NULL AND published_at IS NULL
+                       AND held_behind = $1
+                    UNION
+                    SELECT id FROM outbox
+                     WHERE shard = $2 AND id > (SELECT published_through FROM outbox_cursor WHERE shard = $2)
+                       AND topic = $3 AND message_key = $4 AND published_at IS NULL AND parked_at IS NULL
                 ), moved AS (
                     DELETE FROM outbox WHERE id IN (SELECT id FROM line) RETURNING *
                 )
