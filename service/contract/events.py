@@ -240,7 +240,8 @@ def to_wire(emitted: domain.Emitted, topics: Topics, traceparent: str | None = N
     )
     # the exact size only near the limit: our headers (CloudEvents, a traceparent) take less than
     # CLOUDEVENT_HEADERS_BYTES beside the key, which appears in them once more
-    if len(message.value) + 2 * len(message.key) + CLOUDEVENT_HEADERS_BYTES + RECORD_OVERHEAD <= topics.max_message_bytes:
+    bound = len(message.value) + 2 * len(message.key) + CLOUDEVENT_HEADERS_BYTES + RECORD_OVERHEAD
+    if bound <= topics.max_message_bytes:
         return message
     if message.size + RECORD_OVERHEAD > topics.max_message_bytes:
         raise MessageTooLarge(

@@ -1,12 +1,12 @@
 """The outbox relay: publishes unpublished outbox rows in id order, at least once (DESIGN §7.4),
-and marks them published only after the broker acknowledged them.
+and records them published only after the broker acknowledged them.
 
 Publishing scales out with the workers: the outbox is sharded by commands partition — an order's
 events are in the shard of the partition its commands are keyed to, other rows in their command's —
 and each worker's relay publishes the shards of the partitions it owns, side by side, each under its
-own lock (one relay at a time per shard, so an order's events keep their order). A rebalance hands the shard over with the partition: the old owner finishes the round it holds
-the shard's lock for, the new owner takes the lock next. A periodic sweep publishes rows left in a shard
-nobody owns now.
+own lock (one relay at a time per shard, so an order's events keep their order). A rebalance hands the
+shard over with the partition: the old owner finishes the round it holds the shard's lock for, the new
+owner takes the lock next. A periodic sweep publishes rows left in a shard nobody owns now.
 
 Each round reads the rows after the shard's cursor and, once the broker has acknowledged them, moves
 the cursor past them: one update per round, not one per row. A row the broker refuses for good (too

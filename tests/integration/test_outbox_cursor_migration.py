@@ -62,8 +62,8 @@ async def test_the_cursor_starts_where_publishing_stopped_and_the_downgrade_give
         await pool.close()
         await asyncio.to_thread(alembic, database_url, "downgrade", "0005")
         pool = await create_pool(database_url)
-        rows = await pool.fetch("SELECT payload, published_at IS NOT NULL AS published, parked_at IS NOT NULL AS parked "
-                                "FROM outbox ORDER BY id")
+        rows = await pool.fetch("SELECT payload, published_at IS NOT NULL AS published, "
+                                "parked_at IS NOT NULL AS parked FROM outbox ORDER BY id")
         assert [(r["payload"].decode(), r["published"], r["parked"]) for r in rows] == [
             ("published-1", True, False), ("published-2", True, False), ("waiting-1", True, False),
             ("parked", False, True), ("behind-the-parked", False, False), ("waiting-2", True, False),

@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
+from service.adapters.errors import ClaimLost
 from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
-from service.adapters.errors import ClaimLost
 from service.contract.events import Topics, WireMessage
 from service.domain.commands import SourceMessage
 from service.worker.batch import process_batch
@@ -130,7 +130,8 @@ async def test_a_batch_that_loses_a_claim_is_redone_and_finds_the_duplicate(data
                                  "VALUES ('cmd-1', 'ChangeOrderStatus', 'applied', 'cmd:0:3')")
             value = json.dumps(change(FREE, "OnHold", command_id="cmd-1")).encode()
             source = SourceMessage("order-status.commands", 0, 3, b"11", value, (), None)
-            batch = asyncio.create_task(process_batch([source], uow_factory, Topics("order-status.events", "order-status.dlq"), 50))
+            topics = Topics("order-status.events", "order-status.dlq")
+            batch = asyncio.create_task(process_batch([source], uow_factory, topics, 50))
             await asyncio.sleep(0.5)
             assert not batch.done()  # it saw no record, decided, and waits on the unique key at commit
         result = await asyncio.wait_for(batch, 10)
