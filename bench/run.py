@@ -94,10 +94,13 @@ def git_revision() -> str:
 
 
 def median_run(runs: list[dict]) -> dict:
-    """The run with the median commands/s; with several, every run's figure and verdict are kept."""
-    chosen = sorted(runs, key=lambda r: r["commands_per_s"])[len(runs) // 2]
+    """The run with the median commands/s (at a steady rate: the median p99); with several, every run's
+    figures and verdict are kept."""
+    steady = "rate" in runs[0]
+    chosen = sorted(runs, key=lambda r: r["latency_ms"]["p99"] if steady else r["commands_per_s"])[len(runs) // 2]
     if len(runs) > 1:
         chosen["runs_commands_per_s"] = [r["commands_per_s"] for r in runs]
+        chosen["runs_p99_ms"] = [r["latency_ms"]["p99"] for r in runs]
         chosen["verified"] = all(r["verified"] for r in runs)
     return chosen
 
