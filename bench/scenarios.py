@@ -170,7 +170,7 @@ async def naive(opts: Options) -> dict:
                       produce_fast)
 
 
-LEAD_IN_S = 1.0  # the first second of a steady stream: the idle worker's cold connections catch up
+LEAD_IN_S = 1.0  # the first second of a steady stream was slow in every run: the idle worker's first rounds
 
 
 async def latency(opts: Options, rate: int) -> dict:
