@@ -44,35 +44,44 @@ def processed_by(worker: ServiceProcess) -> int:
     return worker.text().count('"command processed"')
 
 
-async def test_two_workers_share_the_partitions_and_a_kill_9_of_one_loses_nothing(settings, cli_env):
-    """Two workers split the work; one is SIGKILLed mid-stream; the survivor takes over its partitions in order."""
-    await seed(settings, ORDERS, partitions=PARTITIONS)
-    commands = alternating(ORDER_IDS, 40)
+async def _kill_one_of_two_mid_stream(settings, cli_env, commands: list[dict], name: str, *, chunk: int,
+                                      busy_at: int, timeout: float) -> tuple[list[dict], int, int]:
+    """Two workers take the stream; once both have processed commands, one is SIGKILLed; the survivor
+    finishes, drains the outbox and exits 0 on SIGTERM. Returns every event read, the processed count at the
+    kill and how many commands the survivor processed."""
     env = fast_group_env(cli_env)
-    a = ServiceProcess("worker", env, "scale-a")
-    b = ServiceProcess("worker", env, "scale-b")
+    a = ServiceProcess("worker", env, f"{name}-a")
+    b = ServiceProcess("worker", env, f"{name}-b")
     try:
         async with TopicReader(settings, settings.events_topic) as reader:
             await a.wait_assigned()
             await b.wait_assigned()
-            producing = asyncio.create_task(stream(settings, commands, chunk=8, gap=0.05))
-            await wait_processed(settings, 100, timeout=40)
+            producing = asyncio.create_task(stream(settings, commands, chunk=chunk, gap=0.05))
+            await wait_processed(settings, busy_at, timeout=40)
             # both members have been working before one of them dies
             await wait_until(_both_busy(a, b), 15, "both workers to process commands")
             a.kill9()
             at_kill = await processed_count(settings)
-            assert at_kill < len(commands), "everything was done before the kill: the test proved nothing"
             await producing
-            await events_for(reader, {c["command_id"] for c in commands}, timeout=45)
+            await events_for(reader, {c["command_id"] for c in commands}, timeout=timeout)
             await wait_outbox_drained(settings)
-            assert processed_by(b) > 0
             assert await b.terminate() == 0, b.tail()
             await reader.poll()
-            events = [v for v in reader.values() if v.get("command_id")]
-        await assert_exactly_once(settings, commands, events)
+            return reader.values(), at_kill, processed_by(b)
     finally:
         a.close()
         b.close()
+
+
+async def test_two_workers_share_the_partitions_and_a_kill_9_of_one_loses_nothing(settings, cli_env):
+    """Two workers split the work; one is SIGKILLed mid-stream; the survivor takes over its partitions in order."""
+    await seed(settings, ORDERS, partitions=PARTITIONS)
+    commands = alternating(ORDER_IDS, 40)
+    values, at_kill, by_survivor = await _kill_one_of_two_mid_stream(settings, cli_env, commands, "scale", chunk=8,
+                                                                     busy_at=100, timeout=45)
+    assert at_kill < len(commands), "everything was done before the kill: the test proved nothing"
+    assert by_survivor > 0
+    await assert_exactly_once(settings, commands, [v for v in values if v.get("command_id")])
 
 
 def _both_busy(a: ServiceProcess, b: ServiceProcess):
@@ -131,34 +140,18 @@ async def test_override_and_change_events_of_an_order_keep_version_order_across_
     worker decided them."""
     await seed(settings, ORDERS, partitions=PARTITIONS)
     commands = mixed_changes_and_overrides(ORDER_IDS, 30)
-    env = fast_group_env(cli_env)
-    a = ServiceProcess("worker", env, "order-a")
-    b = ServiceProcess("worker", env, "order-b")
-    try:
-        async with TopicReader(settings, settings.events_topic) as reader:
-            await a.wait_assigned()
-            await b.wait_assigned()
-            producing = asyncio.create_task(stream(settings, commands, chunk=9, gap=0.05))
-            await wait_processed(settings, 90, timeout=40)
-            await wait_until(_both_busy(a, b), 15, "both workers to process commands")
-            a.kill9()
-            await producing
-            await events_for(reader, {c["command_id"] for c in commands}, timeout=60)
-            await wait_outbox_drained(settings)
-            assert await b.terminate() == 0, b.tail()
-            await reader.poll()
-            changed = [v for v in reader.values() if v.get("type") == "OrderStatusChanged"]
-        versions = {r["order_id"]: r["version"] for r in await fetch(settings, "SELECT order_id, version FROM orders")}
-        seen: set[str] = set()
-        by_order: dict[int, list[int]] = {oid: [] for oid in ORDER_IDS}
-        for event in changed:  # a kill -9 may publish an event twice: its first appearance counts
-            if event["event_id"] not in seen:
-                seen.add(event["event_id"])
-                by_order[event["order_id"]].append(event["version"])
-        overridden = {e["order_id"] for e in changed if e["override"]}
-        assert overridden == set(ORDER_IDS)  # the overrides did change every order, so the proof covers them
-        for oid in ORDER_IDS:
-            assert by_order[oid] == list(range(1, versions[oid] + 1)), (oid, by_order[oid])
-    finally:
-        a.close()
-        b.close()
+    values, _, _ = await _kill_one_of_two_mid_stream(settings, cli_env, commands, "order", chunk=9, busy_at=90,
+                                                     timeout=60)
+    changed = [v for v in values if v.get("type") == "OrderStatusChanged"]
+    versions = {r["order_id"]: r["version"] for r in await fetch(settings, "SELECT order_id, version FROM orders")}
+    seen: set[str] = set()
+    by_order: dict[int, list[int]] = {oid: [] for oid in ORDER_IDS}
+    for event in changed:  # a kill -9 may publish an event twice: its first appearance counts
+        if event["event_id"] not in seen:
+            seen.add(event["event_id"])
+            by_order[event["order_id"]].append(event["version"])
+    overridden = {e["order_id"] for e in changed if e["override"]}
+    assert overridden == set(ORDER_IDS)  # the overrides did change every order, so the proof covers them
+    for oid in ORDER_IDS:
+        assert by_order[oid] == list(range(1, versions[oid] + 1)), (oid, by_order[oid])
+
