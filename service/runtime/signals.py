@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 
@@ -21,4 +22,8 @@ def run_until_signalled(run_service, *args) -> int:
         install_signal_handlers(stop)
         return await run_service(*args, stop)
 
+    # what the imports built lives as long as the process: frozen out of the collector's sight, a full
+    # collection walks only what the service made since (else 30–90 ms pauses of the worker, measured)
+    gc.collect()
+    gc.freeze()
     return asyncio.run(run())

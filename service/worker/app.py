@@ -53,6 +53,7 @@ class CommandStrategy:
         self.pool = pool
         self.metrics = metrics
         self.rules_cache = RulesCache()
+        self.written: set[int] = set()  # outbox shards the batches wrote to since the relay was told
 
     def _uow(self) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self.pool, self.rules_cache)
@@ -80,6 +81,7 @@ class CommandStrategy:
             for event in outcome.emitted:  # every rejection, override items and invalid_command included
                 if isinstance(event, ChangeRejected):
                     self.metrics.rejections.labels("worker", event.reason).inc()
+        self.written |= result.shards
         if result.duplicates:
             self.metrics.messages.labels("worker", "duplicate").inc(result.duplicates)
         if result.skipped:
@@ -90,9 +92,9 @@ class CommandWorker:
     def __init__(self, settings: Settings, pool, producer, consumer, metrics: Metrics, progress: Progress,
                  retry: OutageRetry, check_actor: ActorCheck = trust_the_command) -> None:
         self.retry = retry
-        strategy = CommandStrategy(settings, pool, metrics, check_actor,
-                                   partition_count=lambda: self.loop.partition_count())
-        self.loop = ConsumeLoop(consumer, settings.commands_topic, strategy, retry, progress, metrics)
+        self.strategy = CommandStrategy(settings, pool, metrics, check_actor,
+                                        partition_count=lambda: self.loop.partition_count())
+        self.loop = ConsumeLoop(consumer, settings.commands_topic, self.strategy, retry, progress, metrics)
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(pool, producer, metrics=metrics, owned_shards=self.loop.owned_partitions,
                                  concurrency=max(settings.database_pool_size - 1, 1))  # one left for the batches
@@ -117,7 +119,8 @@ class CommandWorker:
                 raise RuntimeError("the outbox relay stopped")
 
         async def wake_relay() -> None:
-            self.relay.wakeup.set()
+            self.relay.notify(self.strategy.written)
+            self.strategy.written = set()
 
         try:
             await self.loop.run(stop, check=relay_alive, after_batch=wake_relay)

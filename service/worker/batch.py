@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -94,6 +94,7 @@ class BatchResult:
     outcomes: list[Outcome]
     duplicates: int
     skipped: int = 0  # messages not even the dead-letter path could record (logged, counted)
+    shards: set[int] = field(default_factory=set)  # the outbox shards it wrote rows to: the relay's next work
 
 
 # an order id -> the commands partition its commands go to (its key's), None while unknown
@@ -105,12 +106,12 @@ def no_order_shard(order_id: int) -> None:
 
 
 def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None,
-         order_shard: OrderShard = no_order_shard) -> None:
+         order_shard: OrderShard = no_order_shard) -> set[int]:
     """The outcome into the unit of work. Its messages go to an outbox shard, published by the worker that
     owns the commands partition of the same number: an order's events to its order's shard (the partition
     its commands are keyed to), wherever the command came from, so one relay publishes all of them in
     order — an override's items included; the rest to the command's partition. Its events carry the
-    command's Kafka timestamp (end-to-end latency)."""
+    command's Kafka timestamp (end-to-end latency). Returns the shards of its messages."""
     if source is None:
         messages = [to_wire(e, topics, outcome.traceparent) for e in outcome.emitted]
     else:
@@ -122,6 +123,7 @@ def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessag
                                     shard=source.partition if shard is None else shard,
                                     source_timestamp_ms=source.timestamp_ms))
     uow.add(outcome.command_id, outcome.outcome, outcome.changes, messages)
+    return {m.shard for m in messages}
 
 
 # who acts: (the message's headers, the command's actor) -> the actor to act as, or why it may not
@@ -189,6 +191,7 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics,
         orders = await uow.lock_orders(oid for p in fresh for oid in p.order_ids())
         ctx = Context(rules=rules, orders=orders, now=datetime.now(timezone.utc), max_batch_items=max_batch_items)
         outcomes = []
+        shards: set[int] = set()
         for p in fresh:
             where = {"command_id": p.dedupe_key, "partition": p.source.partition, "offset": p.source.offset}
             with tracing.span("command", traceparent_of(p.source.headers), **where) as traceparent:
@@ -204,12 +207,12 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics,
             else:
                 log.warning("command dead-lettered", outcome=outcome.outcome, error=p.invalid.message, **where,
                             **redriven)
-            _add(uow, outcome, topics, p.source, order_shard)
+            shards |= _add(uow, outcome, topics, p.source, order_shard)
             if p.redrive is not None:
                 uow.add(p.redrive.key(topics.dlq), f"redrive:{outcome.outcome}", [], [])
             outcomes.append(outcome)
         await uow.commit()
-    return BatchResult(outcomes=outcomes, duplicates=len(parsed) - len(fresh))
+    return BatchResult(outcomes=outcomes, duplicates=len(parsed) - len(fresh), shards=shards)
 
 
 async def _unspent_redrives(uow: UnitOfWork, parsed: list[Parsed], topics: Topics) -> list[Parsed]:
@@ -269,6 +272,7 @@ async def process_isolating_poison(
         result.outcomes.extend(alone.outcomes)
         result.duplicates += alone.duplicates
         result.skipped += alone.skipped
+        result.shards |= alone.shards
     return result
 
 
@@ -311,16 +315,17 @@ async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factor
             keys.append((redrive.key(topics.dlq), "redrive", source.position))
         new = await uow.claim(keys)
         outcomes = []
+        shards: set[int] = set()
         if key in new:
             ctx = Context(rules=None, orders={}, now=datetime.now(timezone.utc))
             outcome = handle_invalid(poison, source, ctx)
-            _add(uow, outcome, topics, source)
+            shards = _add(uow, outcome, topics, source)
             outcomes.append(outcome)
         if redrive is not None and redrive.key(topics.dlq) in new:
             uow.add(redrive.key(topics.dlq), f"redrive:{outcomes[0].outcome}" if outcomes else "redrive:duplicate",
                     [], [])
         await uow.commit()
-    return BatchResult(outcomes=outcomes, duplicates=0 if outcomes else 1)
+    return BatchResult(outcomes=outcomes, duplicates=0 if outcomes else 1, shards=shards)
 
 
 async def _record_skip(source: SourceMessage, uow_factory) -> BatchResult:

@@ -98,6 +98,13 @@ class OutboxRelay:
         self.stats: outbox.OutboxStats | None = None
         self._stats_at = float("-inf")
         self.wakeup = asyncio.Event()
+        self._due: set[int] = set()  # shards this process committed rows to since the relay last looked
+        self._looked_at = float("-inf")  # when every owned shard was last drained
+
+    def notify(self, shards: Iterable[int]) -> None:
+        """Rows were committed to these shards: publish the ones this worker owns now."""
+        self._due.update(shards)
+        self.wakeup.set()
 
     async def publish_pending(self, shard: int = 0) -> Round | None:
         """Publish one batch of a shard; returns how many rows it settled (published or parked) and whether
@@ -137,12 +144,15 @@ class OutboxRelay:
             raise outage
         return Round(len(settled.published) + len(settled.parked), batch.more)
 
+    def _owned(self) -> set[int]:
+        self.shards = set(self.owned_shards()) or self.shards
+        return self.shards
+
     async def drain(self, shards: Iterable[int] | None = None) -> None:
         """Publish the shards (by default the owned ones) until nothing is left in them, or another relay
         holds a shard (it publishes those rows)."""
         if shards is None:
-            self.shards = set(self.owned_shards()) or self.shards
-            shards = self.shards
+            shards = self._owned()
         gate = asyncio.Semaphore(self.concurrency)
 
         async def drain_one(shard: int) -> None:
@@ -178,7 +188,10 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event, retry: OutageRetry, poll_interval: float = 0.2,
                   error_backoff: float = 5.0) -> None:
-        """Loop until `stop`: wake on local commits, otherwise poll for rows other processes left.
+        """Loop until `stop`: on local commits publish the owned shards they wrote to; every
+        `poll_interval` every owned shard (rows other processes left: an override's items of orders
+        in our partitions, rows written before a rebalance). A round of an untouched shard costs a few
+        round trips to Postgres for nothing, so a commit does not look at every shard.
 
         Outages are retried with backoff; any other failure is logged and retried after
         `error_backoff`, so the relay never dies."""
@@ -188,10 +201,15 @@ class OutboxRelay:
             except asyncio.TimeoutError:
                 pass
             self.wakeup.clear()
+            due, self._due = self._due, set()
             try:
                 async for attempt in retry("outbox"):
                     with attempt:
-                        await self.drain()
+                        if time.monotonic() - self._looked_at >= poll_interval:
+                            self._looked_at = time.monotonic()
+                            await self.drain()
+                        elif due:
+                            await self.drain(due & self._owned())
                         if time.monotonic() - self._swept_at >= self.sweep_every_s:
                             await self.sweep()
                         if time.monotonic() - self._stats_at >= self.stats_every_s:

@@ -37,6 +37,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=_json_text, decoder=pydantic_core.from_json, schema="pg_catalog")
 
 
+async def _warm_connection(conn: asyncpg.Connection) -> None:
+    """A pooled connection learns the array types the set-based writes send now, not on its first batch:
+    asyncpg looks each one up per connection (a query of ~10 ms each), and a burst after a quiet spell
+    spreads over every connection of the pool at once."""
+    await _init_connection(conn)
+    await conn.fetch("SELECT $1::bigint[], $2::bool[], $3::bytea[], $4::int[], $5::jsonb[], $6::text[], "
+                     "$7::timestamptz[], $8::uuid[]", *([[]] * 8))
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release, instead of asyncpg's default query (unlock every advisory lock, close
+    cursors, unlisten, reset every setting): a round trip per release, for state this service never
+    leaves in a session — its locks and settings are all transaction-scoped. asyncpg still rolls back a
+    transaction left open before calling this."""
+
+
 async def create_pool(database_url: str, *, size: int = 4, statement_timeout_s: float | None = None,
                       lock_timeout_s: float | None = None) -> asyncpg.Pool:
     """A pool whose sessions carry the server-side statement and lock timeouts. The client-side
@@ -48,8 +64,11 @@ async def create_pool(database_url: str, *, size: int = 4, statement_timeout_s: 
     if lock_timeout_s is not None:
         server_settings["lock_timeout"] = str(int(lock_timeout_s * 1000))
     _check_tls_files(database_url)
+    # every connection open from the start and kept while idle (asyncpg closes idle ones after 5 min by
+    # default): the first burst after a quiet spell would otherwise wait for connections and lookups
     return await asyncpg.create_pool(
-        database_url, min_size=1, max_size=size, init=_init_connection, server_settings=server_settings,
+        database_url, min_size=size, max_size=size, max_inactive_connection_lifetime=0, init=_warm_connection,
+        reset=_keep_session, server_settings=server_settings,
         command_timeout=max(60.0, (statement_timeout_s or 0) + 30),
     )
 

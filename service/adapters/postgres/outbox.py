@@ -62,15 +62,15 @@ async def insert(conn, messages: Sequence[WireMessage]) -> None:
 
 
 async def _lock_for_writing(conn, shards) -> None:
-    """Take the shards' write locks and make sure each has a cursor (a new shard starts before every row)."""
-    ordered = sorted(shards)
-    await conn.execute("SELECT pg_advisory_xact_lock($1, s) FROM unnest($2::int[]) AS s", WRITE_LOCK_CLASS, ordered)
+    """Take the shards' write locks, in shard order (unnest keeps the array's), and make sure each has a
+    cursor (a new shard starts before every row): one statement, one round trip."""
     await conn.execute(
         """
-        INSERT INTO outbox_cursor (shard, published_through) SELECT s, 0 FROM unnest($1::int[]) AS s
+        INSERT INTO outbox_cursor (shard, published_through)
+        SELECT s, 0 FROM unnest($2::int[]) AS s, LATERAL (SELECT pg_advisory_xact_lock($1, s)) AS locked
         ON CONFLICT (shard) DO NOTHING
         """,
-        ordered,
+        WRITE_LOCK_CLASS, sorted(shards),
     )
 
 
