@@ -16,8 +16,8 @@ class Settings(BaseSettings):
     # a secret (it may carry the password): `.get_secret_value()` only where the connection is opened.
     # TLS is asyncpg's DSN syntax end to end, migrations included: `?sslmode=verify-full&sslrootcert=FILE`
     database_url: SecretStr = SecretStr("postgresql://postgres@localhost:5432/orderstatus")
-    # the worker's relay publishes up to (this - 1) outbox shards at once, beside the batch's connection
-    database_pool_size: int = Field(8, ge=1)
+    # every connection opened at start; the worker's batches take one, its relay up to two (this - 2)
+    database_pool_size: int = Field(4, ge=1)
 
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_enable_idempotence: bool = True

@@ -3,12 +3,13 @@ and records them published only after the broker acknowledged them.
 
 Publishing scales out with the workers: the outbox is sharded by commands partition — an order's
 events are in the shard of the partition its commands are keyed to, other rows in their command's —
-and each worker's relay publishes the shards of the partitions it owns, side by side, each under its
-own lock (one relay at a time per shard, so an order's events keep their order). A rebalance hands the
+and each worker's relay publishes the shards of the partitions it owns, each under its own lock (one
+relay at a time per shard, so an order's events keep their order). A round takes every shard of its
+lane it can lock, so the round trips to Postgres are paid once for all of them. A rebalance hands the
 shard over with the partition: the old owner finishes the round it holds the shard's lock for, the new
 owner takes the lock next. A periodic sweep publishes rows left in a shard nobody owns now.
 
-Each round reads the rows after the shard's cursor and, once the broker has acknowledged them, moves
+Each round reads the rows after each shard's cursor and, once the broker has acknowledged them, moves
 the cursor past them: one update per round, not one per row. A row the broker refuses for good (too
 large, invalid topic, not authorised) is parked — marked, counted and logged once with its id — and
 publishing goes on with the next rows; the later rows of its topic and key are parked behind it, so an
@@ -38,7 +39,7 @@ log = structlog.get_logger("orderstatus.outbox")
 
 class Round(NamedTuple):
     settled: int  # rows published or parked
-    more: bool  # the round was cut by its row or byte limit: go on with the shard
+    more: set[int]  # shards whose part was cut by the round's row or byte limit: go on with them
 
 
 @dataclass
@@ -80,13 +81,20 @@ def settle_round(rows: Sequence[outbox.StoredMessage], held: dict[int, int], res
     return Settled(through, published, beyond, parked)
 
 
+def _by_shard(rows: Sequence[outbox.StoredMessage]) -> dict[int, list[outbox.StoredMessage]]:
+    grouped: dict[int, list[outbox.StoredMessage]] = {}
+    for row in rows:
+        grouped.setdefault(row.shard, []).append(row)
+    return grouped
+
+
 class OutboxRelay:
     def __init__(self, pool, producer, *, batch_size: int = 1000, metrics: Metrics | None = None,
                  stats_every_s: float = 5.0, owned_shards: Callable[[], Iterable[int]] = lambda: (0,),
                  sweep_every_s: float = 10.0, concurrency: int = 1, round_bytes: int = 8 * 1_048_576) -> None:
         self.pool = pool
         self.round_bytes = round_bytes  # payload bytes one round holds at most (plus one row): bounded memory
-        self.concurrency = concurrency  # shards published at once, each on a connection of the pool
+        self.concurrency = concurrency  # rounds published at once (lanes of shards), each on a connection
         self.owned_shards = owned_shards
         self.shards: set[int] = set()  # the last owned shards seen: what a stop drains
         self.sweep_every_s = sweep_every_s
@@ -106,21 +114,32 @@ class OutboxRelay:
         self._due.update(shards)
         self.wakeup.set()
 
-    async def publish_pending(self, shard: int = 0) -> Round | None:
-        """Publish one batch of a shard; returns how many rows it settled (published or parked) and whether
-        more may wait, or None when another relay holds the shard. An outage is raised after the
-        acknowledged rows are recorded."""
-        async with outbox.unpublished(self.pool, self.batch_size, shard, self.round_bytes) as batch:
+    async def publish_pending(self, shards: Iterable[int] = (0,)) -> Round | None:
+        """Publish one round of the shards (those another relay does not hold); returns how many rows it
+        settled (published or parked) and which shards may have more, or None when other relays hold
+        every one of them. An outage is raised after the acknowledged rows are recorded."""
+        async with outbox.unpublished(self.pool, self.batch_size, list(shards), self.round_bytes) as batch:
             if batch is None:
                 return None
             if not batch.rows:
-                return Round(0, False)
+                return Round(0, set())
             held = batch.held
             sending = [row for row in batch.rows if row.id not in held]
             with tracing.span("publish", rows=len(sending)):
                 results = await publish_each(self.producer, sending, is_outage)
-            settled = settle_round(batch.rows, held, dict(zip((row.id for row in sending), results)))
-            await batch.settle(settled.through, settled.published_beyond, settled.parked)
+            by_id = dict(zip((row.id for row in sending), results))
+            through: dict[int, int] = {}
+            published_beyond: list[int] = []
+            parked: list[outbox.Parking] = []
+            published = 0
+            for shard, rows in _by_shard(batch.rows).items():
+                settled = settle_round(rows, held, by_id)
+                if settled.through is not None:
+                    through[shard] = settled.through
+                published_beyond += settled.published_beyond
+                parked += settled.parked
+                published += len(settled.published)
+            await batch.settle(through, published_beyond, parked)
         refused = [(row, error) for row, error in zip(sending, results)
                    if isinstance(error, BaseException) and not is_outage(error)]
         for row, error in refused:
@@ -130,7 +149,7 @@ class OutboxRelay:
             log.warning("outbox rows held behind parked rows", rows=len(held), behind=sorted(set(held.values())))
         outage = next((r for r in results if isinstance(r, BaseException) and is_outage(r)), None)
         if self.metrics is not None:
-            self.metrics.published.labels(self.metrics.service).inc(len(settled.published))
+            self.metrics.published.labels(self.metrics.service).inc(published)
             acknowledged = time.time()  # the command's timestamp is wall-clock time too
             latency = self.metrics.end_to_end.labels(self.metrics.service)
             for row, result in zip(sending, results):
@@ -142,7 +161,7 @@ class OutboxRelay:
                 self.metrics.relay_errors.labels(self.metrics.service, type(outage).__name__).inc()
         if outage is not None:
             raise outage
-        return Round(len(settled.published) + len(settled.parked), batch.more)
+        return Round(published + len(parked), batch.more)
 
     def _owned(self) -> set[int]:
         self.shards = set(self.owned_shards()) or self.shards
@@ -153,18 +172,19 @@ class OutboxRelay:
         holds a shard (it publishes those rows)."""
         if shards is None:
             shards = self._owned()
-        gate = asyncio.Semaphore(self.concurrency)
+        ordered = sorted(shards)
+        lanes = [ordered[i::self.concurrency] for i in range(min(self.concurrency, len(ordered)))]
 
-        async def drain_one(shard: int) -> None:
-            async with gate:
-                while True:
-                    done = await self.publish_pending(shard)
-                    if done is None or not done.settled or not done.more:
-                        return
+        async def drain_lane(lane: list[int]) -> None:
+            while lane:
+                done = await self.publish_pending(lane)
+                if done is None or not done.settled:
+                    return
+                lane = sorted(done.more)
 
-        # shards side by side: each round waits for the broker's acknowledgements (a linger and a round
-        # trip), so one shard after another would add those waits up; one shard's rounds stay in order
-        results = await asyncio.gather(*(drain_one(s) for s in sorted(shards)), return_exceptions=True)
+        # lanes side by side: a round waits for the broker's acknowledgements (a linger and a round trip),
+        # which another lane's round can use; a shard is in one lane, so its rounds stay in order
+        results = await asyncio.gather(*(drain_lane(lane) for lane in lanes), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             raise failure

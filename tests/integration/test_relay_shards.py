@@ -29,7 +29,7 @@ async def test_a_shard_held_by_another_relay_does_not_stop_the_others(database_u
             await outbox.insert(conn, [message(n, n % 2) for n in range(6)])
         producer = FakeProducer()
         relay = OutboxRelay(pool, producer, owned_shards=lambda: {0, 1})
-        async with outbox.unpublished(pool, 1000, 0) as held:  # another worker's relay, inside its round
+        async with outbox.unpublished(pool, 1000, [0]) as held:  # another worker's relay, inside its round
             assert held is not None
             await relay.drain()
             assert [s.value for s in producer.sent] == [b"event 1", b"event 3", b"event 5"]
@@ -139,8 +139,8 @@ async def test_a_round_holds_a_bounded_number_of_bytes_and_the_drain_goes_on(dat
     try:
         payloads = [bytes([n]) * 300 * 1024 for n in range(6)]
         await insert(pool, [replace(WireMessage("events", b"k", p), shard=0) for p in payloads])
-        async with outbox.unpublished(pool, 1000, 0, max_bytes=1024 * 1024) as batch:
-            assert (len(batch.rows), batch.more) == (4, True)
+        async with outbox.unpublished(pool, 1000, [0], max_bytes=1024 * 1024) as batch:
+            assert (len(batch.rows), batch.more) == (4, {0})
         producer = FakeProducer()
         relay = OutboxRelay(pool, producer, owned_shards=lambda: {0}, round_bytes=1024 * 1024)
         await relay.drain()

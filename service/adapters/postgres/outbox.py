@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -82,12 +82,13 @@ class StoredMessage:
     value: bytes
     headers: list[tuple[str, bytes | None]]
     source_time: datetime | None = None  # the command's Kafka timestamp (end-to-end latency)
+    shard: int = 0
 
 
 def _stored(row) -> StoredMessage:
     headers = [(name, None if value is None else bytes.fromhex(value)) for name, value in row["headers"]]
     return StoredMessage(row["id"], row["topic"], row["message_key"], bytes(row["payload"]), headers,
-                         row.get("source_time"))
+                         row.get("source_time"), row["shard"])
 
 
 @dataclass(frozen=True)
@@ -99,19 +100,24 @@ class Parking:
 
 @dataclass
 class RelayBatch:
-    rows: list[StoredMessage]  # the shard's rows after its cursor, in id order
+    rows: list[StoredMessage]  # each locked shard's rows after its cursor, shard by shard, in id order
     held: dict[int, int]  # row id -> the parked row of its topic and key it has to wait behind
     _conn: object
-    _shard: int
-    more: bool = False  # the round was cut (rows or bytes): more rows may be waiting
+    shards: list[int]  # the shards this round holds (the others asked for are another relay's now)
+    more: set[int] = field(default_factory=set)  # shards whose part was cut (rows or bytes): more may wait
 
-    async def settle(self, through: int | None, published: Sequence[int], parked: Sequence[Parking]) -> None:
-        """Record the round: the cursor moves to `through` (every row up to it is published or parked now),
-        rows published beyond it (the round stopped before an earlier row) are marked one by one, and the
-        parked rows are marked, each with why."""
-        if through is not None:
-            await self._conn.execute("UPDATE outbox_cursor SET published_through = $2 WHERE shard = $1",
-                                     self._shard, through)
+    async def settle(self, through: dict[int, int], published: Sequence[int], parked: Sequence[Parking]) -> None:
+        """Record the round: each shard's cursor moves to its `through` (every row up to it is published or
+        parked now), rows published beyond it (the round stopped before an earlier row) are marked one by
+        one, and the parked rows are marked, each with why."""
+        if through:
+            await self._conn.execute(
+                """
+                UPDATE outbox_cursor c SET published_through = t.through
+                  FROM unnest($1::int[], $2::bigint[]) AS t(shard, through) WHERE c.shard = t.shard
+                """,
+                list(through), list(through.values()),
+            )
         if published:
             await self._conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
                                      list(published))
@@ -126,48 +132,58 @@ class RelayBatch:
 
 
 @contextlib.asynccontextmanager
-async def unpublished(pool, limit: int, shard: int, max_bytes: int = 8 * 1_048_576,
+async def unpublished(pool, limit: int, shards: Sequence[int], max_bytes: int = 8 * 1_048_576,
                       ) -> AsyncIterator[RelayBatch | None]:
-    """The rows after the shard's cursor, under the shard's relay lock, in one transaction (None: another
-    relay holds it). What the batch settles commits when the block exits without an error.
+    """The rows after the cursors of the shards, each under its shard's relay lock, in one transaction
+    (None: other relays hold every one of them). What the batch settles commits when the block exits
+    without an error.
 
     One lock per shard, not one for the table: relays of different shards publish at once, while the
     rows of one shard (every event of an order is in its order's shard) go out one relay at a time, in id
-    order. The range after the cursor is read through the (shard, id) index and stops at `limit` rows or
-    once `max_bytes` of payloads are in hand (at least one row: a round's memory is bounded); each
-    row comes with the parked row of its topic and key it has to wait behind, if any (a probe of the
-    small partial index of parked rows)."""
+    order. One round takes every shard it can lock, so a batch that wrote to five shards costs one round
+    of round trips, not five. Each shard's range after its cursor is read through the (shard, id) index
+    and stops at its share of `limit` rows or once its share of `max_bytes` of payloads is in hand (at
+    least one row: a round's memory is bounded); each row comes with the parked row of its topic and key
+    it has to wait behind, if any (a probe of the small partial index of parked rows)."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            # without statistics (a young table) the planner would read the whole backlog of the shard with a
-            # bitmap scan and sort it, every round; walking the (shard, id) index stops at `limit`
-            locked = await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1, $2) FROM set_config('enable_bitmapscan', 'off', true)",
-                RELAY_LOCK_CLASS, shard,
-            )
+            # without statistics (a young table) the planner would read the whole backlog of a shard with a
+            # bitmap scan and sort it, every round; walking the (shard, id) index stops at the share
+            locked = [r["s"] for r in await conn.fetch(
+                "SELECT s FROM set_config('enable_bitmapscan', 'off', true), unnest($2::int[]) AS s "
+                "WHERE pg_try_advisory_xact_lock($1, s)",
+                RELAY_LOCK_CLASS, sorted(set(shards)),
+            )]
             if not locked:
                 yield None
                 return
+            row_share, byte_share = max(limit // len(locked), 1), max(max_bytes // len(locked), 1)
             rows = await conn.fetch(
                 """
                 SELECT * FROM (
-                    SELECT id, topic, message_key, payload, headers, source_time,
+                    SELECT o.id, o.shard, o.topic, o.message_key, o.payload, o.headers, o.source_time,
                            (SELECT min(p.id) FROM outbox p
                              WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL AND p.held_behind IS NULL
                                AND p.topic = o.topic AND p.message_key = o.message_key AND p.shard = o.shard
                            ) AS behind,
-                           sum(octet_length(payload)) OVER (ORDER BY id) - octet_length(payload) AS bytes_before
-                      FROM outbox o
-                     WHERE shard = $1 AND published_at IS NULL AND parked_at IS NULL
-                       AND id > (SELECT published_through FROM outbox_cursor WHERE shard = $1)
-                     ORDER BY id LIMIT $2
-                ) r WHERE bytes_before < $3 ORDER BY id
+                           sum(octet_length(o.payload)) OVER (PARTITION BY o.shard ORDER BY o.id)
+                             - octet_length(o.payload) AS bytes_before,
+                           count(*) OVER (PARTITION BY o.shard) AS taken
+                      FROM unnest($1::int[]) AS s(shard)
+                      CROSS JOIN LATERAL (
+                          SELECT * FROM outbox o
+                           WHERE o.shard = s.shard AND o.published_at IS NULL AND o.parked_at IS NULL
+                             AND o.id > (SELECT published_through FROM outbox_cursor c WHERE c.shard = s.shard)
+                           ORDER BY o.id LIMIT $2) o
+                ) r WHERE bytes_before < $3 ORDER BY shard, id
                 """,
-                shard, limit, max_bytes,
+                locked, row_share, byte_share,
             )
             held = {r["id"]: r["behind"] for r in rows if r["behind"] is not None}
-            more = len(rows) == limit or bool(rows and rows[-1]["bytes_before"] + len(rows[-1]["payload"]) >= max_bytes)
-            yield RelayBatch([_stored(r) for r in rows], held, conn, shard, more)
+            last: dict[int, object] = {r["shard"]: r for r in rows}  # each shard's last row in the round
+            more = {shard for shard, r in last.items()
+                    if r["taken"] == row_share or r["bytes_before"] + len(r["payload"]) >= byte_share}
+            yield RelayBatch([_stored(r) for r in rows], held, conn, locked, more)
 
 
 async def shards_waiting(pool_or_conn, older_than_s: float) -> list[int]:
