@@ -12,8 +12,12 @@ from aiokafka.errors import MessageSizeTooLargeError
 from service.adapters.postgres import outbox
 from service.adapters.postgres.connection import create_pool
 from service.contract.events import WireMessage
+from service.runtime.health import Progress
+from service.runtime.metrics import Metrics
+from service.runtime.retry import OutageRetry
 from service.worker.relay import OutboxRelay
 from tests.helpers.fakes import FakeProducer
+from tests.helpers.waiting import wait_until
 
 
 def message(n: int, shard: int) -> WireMessage:
@@ -35,6 +39,76 @@ async def test_a_shard_held_by_another_relay_does_not_stop_the_others(database_u
             assert [s.value for s in producer.sent] == [b"event 1", b"event 3", b"event 5"]
         await relay.drain()
         assert [s.value for s in producer.sent][3:] == [b"event 0", b"event 2", b"event 4"]  # in id order
+    finally:
+        await pool.close()
+
+
+async def test_one_round_publishes_every_shard_it_can_lock_and_moves_each_cursor(database_url):
+    """A round over shards 0, 1 and 2 while shard 1 is held elsewhere: shards 0 and 2 go out, each in id
+    order, their cursors move to their own last rows; shard 1's rows and cursor stay for its holder."""
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            await outbox.insert(conn, [message(n, n % 3) for n in range(9)])
+        producer = FakeProducer()
+        relay = OutboxRelay(pool, producer)
+        async with outbox.unpublished(pool, 1000, [1]) as held:
+            assert held is not None
+            done = await relay.publish_pending([0, 1, 2])
+        assert (done.settled, done.more) == (6, set())
+        sent = [s.value for s in producer.sent]
+        assert [v for v in sent if int(v.split()[1]) % 3 == 0] == [b"event 0", b"event 3", b"event 6"]
+        assert [v for v in sent if int(v.split()[1]) % 3 == 2] == [b"event 2", b"event 5", b"event 8"]
+        cursors = dict(await pool.fetch("SELECT shard, published_through FROM outbox_cursor"))
+        last = dict(await pool.fetch("SELECT shard, max(id) FROM outbox GROUP BY shard"))
+        assert (cursors[0], cursors[2]) == (last[0], last[2])
+        assert cursors[1] < last[1] and (await outbox.stats(pool)).backlog == 3
+    finally:
+        await pool.close()
+
+
+async def test_a_round_shares_its_row_limit_among_its_shards_and_says_which_have_more(database_url):
+    """A round of 4 rows over two shards takes 2 of each, the first in id order, and names both as having
+    more; the drain takes the rest, and a shard's rows never go out of order."""
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            await outbox.insert(conn, [message(n, n % 2) for n in range(10)])
+        producer = FakeProducer()
+        relay = OutboxRelay(pool, producer, batch_size=4, owned_shards=lambda: {0, 1})
+        done = await relay.publish_pending([0, 1])
+        assert (done.settled, done.more) == (4, {0, 1})
+        assert sorted(s.value for s in producer.sent) == [b"event 0", b"event 1", b"event 2", b"event 3"]
+        await relay.drain()
+        sent = [int(s.value.split()[1]) for s in producer.sent]
+        assert sorted(sent) == list(range(10))
+        assert [n for n in sent if n % 2 == 0] == [0, 2, 4, 6, 8] and [n for n in sent if n % 2] == [1, 3, 5, 7, 9]
+    finally:
+        await pool.close()
+
+
+async def test_a_notified_shard_is_published_at_once_and_the_others_at_the_next_look(database_url):
+    """After a commit the relay publishes the shards it was told about without waiting for its poll; rows
+    another process left in its other shards wait for the next look at every owned shard."""
+    pool = await create_pool(database_url)
+    try:
+        producer = FakeProducer()
+        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0, 1})
+        stop = asyncio.Event()
+        retry = OutageRetry(0.1, 1.0, Metrics("worker"), Progress(60))
+        running = asyncio.create_task(relay.run(stop, retry, poll_interval=3.0))
+        try:
+            await insert(pool, [message(0, 0)])
+            await wait_until(lambda: len(producer.sent) == 1, 10, "the first look at every shard")
+            await insert(pool, [message(1, 0), message(2, 1)])
+            relay.notify({0})
+            await wait_until(lambda: len(producer.sent) == 2, 1.0, "the notified shard")
+            assert producer.sent[1].value == b"event 1"
+            await wait_until(lambda: len(producer.sent) == 3, 10, "the next look at every shard")
+        finally:
+            stop.set()
+            relay.wakeup.set()
+            await asyncio.wait_for(running, 10)
     finally:
         await pool.close()
 
