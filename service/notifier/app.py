@@ -59,7 +59,7 @@ class Notifier:
         self.mailer = mailer
         handler = EventHandler(pool, mailer, settings.mail_from, metrics, retry, settings.max_message_bytes)
         self.loop = ConsumeLoop(consumer, settings.events_topic, EventStrategy(settings, handler, metrics), retry,
-                                progress, metrics)
+                                progress, metrics, settings.kafka_commit_interval_ms / 1000)
 
     async def status(self) -> dict:
         return {"lag": await self.loop.lag()}

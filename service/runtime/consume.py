@@ -3,8 +3,9 @@
 poll a batch → split it into units (the strategy decides: the worker makes a whole batch durable
 in one transaction, the notifier one event at a time) → make each unit durable, backing off
 through outages with the one retry policy and never skipping → remember `offset + 1` of each
-durable unit → commit after the batch, on partition revocation and on stop. A stop request
-between units leaves the rest uncommitted: it is redelivered and deduped."""
+durable unit → commit after the batch once the commit interval has passed, when a poll comes back
+empty, on partition revocation and on stop. A stop request between units leaves the rest
+uncommitted: it is redelivered and deduped."""
 
 from __future__ import annotations
 
@@ -37,14 +38,14 @@ class Strategy(Protocol):
 
 class ConsumeLoop:
     def __init__(self, consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, commit_interval_s: float = 0.0) -> None:
         self.consumer = consumer
         self.topic = topic
         self.strategy = strategy
         self.retry = retry
         self.progress = progress
         self.metrics = metrics
-        self.offsets = OffsetCommitter(consumer, progress)
+        self.offsets = OffsetCommitter(consumer, progress, commit_interval_s)
         self.lag_every_s = 5.0
         self._lag_at = float("-inf")
         self._lag_labels: set[tuple[str, str]] = set()
@@ -68,6 +69,7 @@ class ConsumeLoop:
                 if time.monotonic() - self._lag_at >= self.lag_every_s:
                     await self.export_lag()
                 if not batch:
+                    await self.offsets.commit()  # idle: nothing durable waits for the interval
                     continue
                 sources = [
                     SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()),
@@ -79,7 +81,7 @@ class ConsumeLoop:
                     break
                 if after_batch is not None:  # first: the outcomes are durable, their publishing need not wait
                     await after_batch()
-                await self.offsets.commit()
+                await self.offsets.commit_due()
         finally:
             await self.offsets.commit()
             await stop_consumer(self.consumer)

@@ -1,12 +1,14 @@
 """The commit policy of the consume loop (the arroyo way).
 
-Offsets are remembered as `offset + 1` only once the messages' outcome is durable, committed after
-each batch, and committed for the revoked partitions when a rebalance takes them away. Processing
-never overlaps `getmany()`, so at revocation nothing is in flight: what is pending is what is done."""
+Offsets are remembered as `offset + 1` only once the messages' outcome is durable, committed after a
+batch when the last commit is at least an interval old, whenever a poll comes back empty, and for the
+revoked partitions when a rebalance takes them away. Processing never overlaps `getmany()`, so at
+revocation nothing is in flight: what is pending is what is done."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -19,19 +21,28 @@ log = structlog.get_logger("orderstatus.consuming")
 
 
 class OffsetCommitter:
-    def __init__(self, consumer: AIOKafkaConsumer, progress: Progress) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, progress: Progress, interval_s: float = 0.0) -> None:
         self.consumer = consumer
         self.progress = progress
+        self.interval_s = interval_s
         self.pending: dict[TopicPartition, int] = {}
+        self._committed_at = float("-inf")
 
     def done(self, tp: TopicPartition, last_offset: int) -> None:
         """The message at `last_offset` (and all before it on `tp`) is durable."""
         self.pending[tp] = last_offset + 1
 
+    async def commit_due(self) -> None:
+        """Commit what is pending if the last commit is at least the interval old."""
+        if time.monotonic() - self._committed_at >= self.interval_s:
+            await self.commit()
+
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
         offsets = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
         if not offsets:
             return
+        if only is None:
+            self._committed_at = time.monotonic()  # attempted: a failing commit is not retried every batch
         try:
             await self.consumer.commit(offsets)
             self.progress.committed()

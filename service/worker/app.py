@@ -100,7 +100,8 @@ class CommandWorker:
         self.retry = retry
         self.strategy = CommandStrategy(settings, pool, metrics, check_actor,
                                         partition_count=lambda: self.loop.partition_count())
-        self.loop = ConsumeLoop(consumer, settings.commands_topic, self.strategy, retry, progress, metrics)
+        self.loop = ConsumeLoop(consumer, settings.commands_topic, self.strategy, retry, progress, metrics,
+                                settings.kafka_commit_interval_ms / 1000)
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(pool, producer, metrics=metrics, owned_shards=self.loop.owned_partitions,
                                  concurrency=max(min(RELAY_LANES, settings.database_pool_size - 2), 1))

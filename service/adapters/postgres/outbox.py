@@ -304,7 +304,7 @@ async def events_since(pool_or_conn, topic: str, since: datetime, order_id: int 
     """Stored events on `topic` created at or after `since` (one order's, when given), in id order."""
     rows = await pool_or_conn.fetch(
         """
-        SELECT id, topic, message_key, payload, headers FROM outbox
+        SELECT id, shard, topic, message_key, payload, headers FROM outbox
          WHERE topic = $1 AND created_at >= $2 AND ($3::bigint IS NULL OR order_id = $3)
          ORDER BY id
         """,
