@@ -63,10 +63,6 @@ def notes(summary: dict) -> str:
                          f"(by {'p99' if steady else 'commands/s'}), commands/s "
                          + ", ".join(f"{v:,}" for v in r["runs_commands_per_s"])
                          + (", p99 ms " + ", ".join(str(v) for v in r["runs_p99_ms"]) if steady else ""))
-        if r.get("lead_in_s"):
-            every = r["latency_ms_with_lead_in"]
-            lines.append(f"{r['scenario']}: latency after a {r['lead_in_s']:g} s lead-in; with it p50/p95/p99/max "
-                         f"{every['p50']}/{every['p95']}/{every['p99']}/{every['max']} ms")
         cpu = r["cpu_s"]
         if cpu.get("machine_total") and cpu.get("other", 0) > 0.1 * cpu["machine_total"]:
             lines.append(f"WARNING {r['scenario']}: {cpu['other']:.1f} of {cpu['machine_total']:.1f} CPU seconds went to "

@@ -74,15 +74,14 @@ async def _wait_for(follower: TopicFollower, count: int, workers: list[processes
         await asyncio.sleep(0.02)
 
 
-async def _run(opts: Options, name: str, argv: list[str], workers: int, commands, produce,
-               lead_in_s: float = 0.0) -> dict:
+async def _run(opts: Options, name: str, argv: list[str], workers: int, commands, produce) -> dict:
     """The common skeleton of every scenario; `produce(producer, topic, commands)` sends the commands."""
     _say(opts, f"{name}: fresh infrastructure, {len(commands):,} commands, {workers} process(es)")
     async with fresh_infra(bench_orders(opts.orders) + warmup_orders(opts.partitions), opts.partitions) as infra:
-        return await _measure(opts, name, argv, workers, commands, produce, infra, lead_in_s)
+        return await _measure(opts, name, argv, workers, commands, produce, infra)
 
 
-async def _measure(opts, name, argv, workers, commands, produce, infra: Infra, lead_in_s: float = 0.0) -> dict:
+async def _measure(opts, name, argv, workers, commands, produce, infra: Infra) -> dict:
     s = infra.settings
     procs = processes.start(argv, workers, infra.env(opts.worker_env), infra.scratch)
     events = await TopicFollower(s.kafka_bootstrap_servers, s.events_topic, opts.partitions).start()
@@ -126,10 +125,6 @@ async def _measure(opts, name, argv, workers, commands, produce, infra: Infra, l
     checks["exit_codes"] = codes
 
     elapsed = (matched.last_event_ms - matched.first_command_ms) / 1000
-    if lead_in_s:
-        extra = {"lead_in_s": lead_in_s, "latency_ms_with_lead_in": percentiles(matched.latencies_ms)}
-    else:
-        extra = {}
     result = {
         "scenario": name,
         "processes": workers,
@@ -144,10 +139,9 @@ async def _measure(opts, name, argv, workers, commands, produce, infra: Infra, l
         "cpu_s": CpuProbe.delta(before, after),
         "peak_rss_mib": max(rss),
         "peak_rss_mib_each": rss,
-        "latency_ms": percentiles(_after_lead_in(matched, lead_in_s)),
+        "latency_ms": percentiles(matched.latencies_ms),
         "verified": passed(checks) and checks["dlq_records"] == 0,
         "checks": checks,
-        **extra,
     }
     _say(opts, f"{name}: {result['commands_per_s']:,} commands/s, verified={result['verified']}")
     return result
@@ -169,14 +163,6 @@ def _collector_paused():
         gc.unfreeze()
 
 
-def _after_lead_in(matched, lead_in_s: float) -> list[float]:
-    """The latencies of the commands sent after the lead-in (all of them without one)."""
-    if not lead_in_s:
-        return matched.latencies_ms
-    start = matched.first_command_ms + lead_in_s * 1000
-    return [lat for sent, lat in zip(matched.sent_ms, matched.latencies_ms) if sent >= start]
-
-
 async def throughput(opts: Options, workers: int = 1, name: str = "throughput") -> dict:
     """≥ 50,000 dependent commands produced as fast as possible while `workers` worker processes run."""
     return await _run(opts, name, processes.WORKER, workers, dependent_commands(opts.orders, opts.commands),
@@ -189,19 +175,15 @@ async def naive(opts: Options) -> dict:
                       produce_fast)
 
 
-LEAD_IN_S = 1.0  # the first second of a steady stream was slow in every run: the idle worker's first rounds
-
-
 async def latency(opts: Options, rate: int) -> dict:
-    """A steady `rate` commands/s for a lead-in second plus `latency_seconds`, one worker process; latency
-    percentiles of the commands after the lead-in (and, beside them, of all)."""
-    count = int(rate * (LEAD_IN_S + opts.latency_seconds))
+    """A steady `rate` commands/s for `latency_seconds`, one worker process; latency percentiles of every
+    command (the worker's pool is open and warm from the start: no lead-in is left out)."""
+    count = int(rate * opts.latency_seconds)
 
     async def steady(producer, topic, commands):
         return await produce_steady(producer, topic, commands, rate)
 
-    result = await _run(opts, f"latency@{rate}", processes.WORKER, 1, dependent_commands(opts.orders, count), steady,
-                        lead_in_s=LEAD_IN_S)
+    result = await _run(opts, f"latency@{rate}", processes.WORKER, 1, dependent_commands(opts.orders, count), steady)
     result["rate"] = rate
     return result
 
