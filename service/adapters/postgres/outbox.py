@@ -103,7 +103,6 @@ class RelayBatch:
     rows: list[StoredMessage]  # each locked shard's rows after its cursor, shard by shard, in id order
     held: dict[int, int]  # row id -> the parked row of its topic and key it has to wait behind
     _conn: object
-    shards: list[int]  # the shards this round holds (the others asked for are another relay's now)
     more: set[int] = field(default_factory=set)  # shards whose part was cut (rows or bytes): more may wait
 
     async def settle(self, through: dict[int, int], published: Sequence[int], parked: Sequence[Parking]) -> None:
@@ -183,7 +182,7 @@ async def unpublished(pool, limit: int, shards: Sequence[int], max_bytes: int = 
             last: dict[int, object] = {r["shard"]: r for r in rows}  # each shard's last row in the round
             more = {shard for shard, r in last.items()
                     if r["taken"] == row_share or r["bytes_before"] + len(r["payload"]) >= byte_share}
-            yield RelayBatch([_stored(r) for r in rows], held, conn, locked, more)
+            yield RelayBatch([_stored(r) for r in rows], held, conn, more)
 
 
 async def shards_waiting(pool_or_conn, older_than_s: float) -> list[int]:
