@@ -21,16 +21,19 @@ class RecordingConsumer:
         self.commits.append(dict(offsets))
 
 
-async def test_after_batches_offsets_are_committed_at_most_once_per_interval():
-    """Three batches within the interval make one commit, of the newest offset; after it, the next one."""
-    consumer = RecordingConsumer()
-    committer = OffsetCommitter(consumer, Progress(60), interval_s=0.2)
-    for offset in (10, 20, 30):
+async def batches(committer: OffsetCommitter, *last_offsets: int) -> None:
+    """What the consume loop does after each durable batch."""
+    for offset in last_offsets:
         committer.done(TP, offset)
         await committer.commit_due()
-    assert consumer.commits == [{TP: 11}]
-    committer.done(TP, 40)
-    await committer.commit_due()
+
+
+async def test_after_batches_offsets_are_committed_at_most_once_per_interval():
+    """The first batch commits; the next ones within the interval wait, and the first commit after it
+    carries the newest offset."""
+    consumer = RecordingConsumer()
+    committer = OffsetCommitter(consumer, Progress(60), interval_s=0.2)
+    await batches(committer, 10, 20, 30, 40)
     assert consumer.commits == [{TP: 11}]  # still within the interval
     await asyncio.sleep(0.25)
     await committer.commit_due()
@@ -41,8 +44,7 @@ async def test_a_commit_asked_for_goes_out_at_once_and_nothing_is_committed_twic
     """`commit()` (an empty poll, a stop) does not wait for the interval; with nothing pending it sends nothing."""
     consumer = RecordingConsumer()
     committer = OffsetCommitter(consumer, Progress(60), interval_s=60)
-    committer.done(TP, 5)
-    await committer.commit_due()
+    await batches(committer, 5)
     committer.done(TP, 6)
     await committer.commit()
     await committer.commit()
@@ -53,7 +55,5 @@ async def test_an_interval_of_zero_commits_after_every_batch():
     """`ORDERSTATUS_KAFKA_COMMIT_INTERVAL_MS=0`: the first wave's behaviour, a commit per batch."""
     consumer = RecordingConsumer()
     committer = OffsetCommitter(consumer, Progress(60), interval_s=0)
-    for offset in (1, 2, 3):
-        committer.done(TP, offset)
-        await committer.commit_due()
+    await batches(committer, 1, 2, 3)
     assert consumer.commits == [{TP: 2}, {TP: 3}, {TP: 4}]
