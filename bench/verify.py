@@ -19,7 +19,6 @@ from bench.workload import FIRST_ORDER, Command
 @dataclass
 class Matched:
     latencies_ms: list[float] = field(default_factory=list)
-    sent_ms: list[int] = field(default_factory=list)  # each latency's command timestamp, in the same order
     first_command_ms: int | None = None
     last_event_ms: int | None = None
     checks: dict = field(default_factory=dict)
@@ -77,7 +76,6 @@ def match(commands: list[Command], command_records: list[Record], event_records:
     for cid, ms in event_ms.items():
         if cid in sent_ms:
             matched.latencies_ms.append(ms - sent_ms[cid])
-            matched.sent_ms.append(sent_ms[cid])
     if sent_ms:
         matched.first_command_ms = min(sent_ms.values())
     if event_ms:
