@@ -47,8 +47,10 @@ class CommandStrategy:
     """A whole poll batch is one unit: one transaction for all its commands (DESIGN §9)."""
 
     def __init__(self, settings: Settings, pool, metrics: Metrics, check_actor: ActorCheck,
-                 partition_count: Callable[[], int | None] = lambda: None) -> None:
+                 partition_count: Callable[[], int | None] = lambda: None,
+                 written: Callable[[set[int]], None] = lambda shards: None) -> None:
         self.check_actor = check_actor
+        self.written = written  # told the outbox shards each durable unit wrote to (the relay's next work)
         self.partition_count = partition_count
         self.max_records = settings.kafka_max_poll_records
         self.max_batch_items = settings.max_batch_items
@@ -59,7 +61,6 @@ class CommandStrategy:
         self.pool = pool
         self.metrics = metrics
         self.rules_cache = RulesCache()
-        self.written: set[int] = set()  # outbox shards the batches wrote to since the relay was told
 
     def _uow(self) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self.pool, self.rules_cache)
@@ -87,7 +88,7 @@ class CommandStrategy:
             for event in outcome.emitted:  # every rejection, override items and invalid_command included
                 if isinstance(event, ChangeRejected):
                     self.metrics.rejections.labels("worker", event.reason).inc()
-        self.written |= result.shards
+        self.written(result.shards)
         if result.duplicates:
             self.metrics.messages.labels("worker", "duplicate").inc(result.duplicates)
         if result.skipped:
@@ -98,9 +99,10 @@ class CommandWorker:
     def __init__(self, settings: Settings, pool, producer, consumer, metrics: Metrics, progress: Progress,
                  retry: OutageRetry, check_actor: ActorCheck = trust_the_command) -> None:
         self.retry = retry
-        self.strategy = CommandStrategy(settings, pool, metrics, check_actor,
-                                        partition_count=lambda: self.loop.partition_count())
-        self.loop = ConsumeLoop(consumer, settings.commands_topic, self.strategy, retry, progress, metrics,
+        strategy = CommandStrategy(settings, pool, metrics, check_actor,
+                                   partition_count=lambda: self.loop.partition_count(),
+                                   written=lambda shards: self.relay.notify(shards))
+        self.loop = ConsumeLoop(consumer, settings.commands_topic, strategy, retry, progress, metrics,
                                 settings.kafka_commit_interval_ms / 1000)
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(pool, producer, metrics=metrics, owned_shards=self.loop.owned_partitions,
@@ -125,12 +127,8 @@ class CommandWorker:
                 relay_task.result()
                 raise RuntimeError("the outbox relay stopped")
 
-        async def wake_relay() -> None:
-            self.relay.notify(self.strategy.written)
-            self.strategy.written = set()
-
         try:
-            await self.loop.run(stop, check=relay_alive, after_batch=wake_relay)
+            await self.loop.run(stop, check=relay_alive)
         finally:
             # let the relay finish the round in hand: cancelled between the broker's acks and marking the
             # rows published, it would leave those rows to be published a second time
