@@ -1,10 +1,12 @@
 """Test infrastructure of DESIGN §8.
 
-Session fixtures start real services: embedded PostgreSQL, the tansu broker and an aiosmtpd sink.
-`ORDERSTATUS_TEST_DATABASE_URL` / `ORDERSTATUS_TEST_KAFKA_BOOTSTRAP_SERVERS` point them at existing
-servers instead, and `ORDERSTATUS_TEST_BACKEND=docker` uses testcontainers. When a service cannot
-start the fixture raises: integration tests fail loudly, they never skip. Unit tests request none
-of these fixtures, so they need no services.
+Session fixtures start real services: embedded PostgreSQL, a broker and an aiosmtpd sink.
+`ORDERSTATUS_TEST_BROKER` picks the broker of the whole integration suite: `embedded` (the tansu
+stand-in, the default of `make test`), `apache` (Apache Kafka from Maven Central, `make test-kafka`) or
+`docker` (testcontainers). `ORDERSTATUS_TEST_DATABASE_URL` / `ORDERSTATUS_TEST_KAFKA_BOOTSTRAP_SERVERS`
+point the fixtures at existing servers instead, and `ORDERSTATUS_TEST_BACKEND=docker` uses
+testcontainers for both. When a service cannot start the fixture raises: integration tests fail
+loudly, they never skip. Unit tests request none of these fixtures, so they need no services.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, scratch_dir
+from service.devkit.embedded import EmbeddedPostgres, SmtpSink, scratch_dir
 from service.runtime.settings import Settings
+from tests.helpers.brokers import BROKER, new_broker
 from tests.helpers.database import SAMPLE_ORDERS, SAMPLE_RULES
 
 BACKEND = os.environ.get("ORDERSTATUS_TEST_BACKEND", "embedded")
@@ -56,13 +59,13 @@ def kafka_bootstrap():
     if external:
         yield external
         return
-    if BACKEND == "docker":
+    if BROKER == "docker":
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    broker = EmbeddedBroker(log_path=scratch_dir("orderstatus-test-broker-") / "tansu.log").start()
+    broker = new_broker("test").start()
     try:
         yield broker.bootstrap_servers
     finally:
@@ -122,7 +125,8 @@ def settings(database_url, kafka_bootstrap, smtp_sink) -> Settings:
     return Settings(
         database_url=database_url,
         kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_enable_idempotence=False,
+        # the production default where the engine supports it (tansu cannot initialise an idempotent producer)
+        kafka_enable_idempotence=BROKER != "embedded",
         commands_topic=f"cmd-{suffix}",
         events_topic=f"evt-{suffix}",
         dlq_topic=f"dlq-{suffix}",

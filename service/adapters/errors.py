@@ -9,6 +9,16 @@ class Unavailable(Exception):
     dependency = "unknown"
 
 
+class TopicMissing(Unavailable):
+    """A topic the process reads does not exist (yet): wait for `orderstatus topics create` like an outage,
+    and say so in one line where a one-shot command meets it."""
+
+    dependency = "kafka"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic} does not exist (`orderstatus topics create` makes it)")
+
+
 class RulesNotLoaded(Unavailable):
     """No rule set in the database yet: the worker waits instead of rejecting everything (part of the
     unit-of-work port's contract, so every implementation raises this one)."""

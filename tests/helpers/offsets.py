@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from service.adapters.kafka.clients import learn_topic
 from service.runtime.settings import Settings
 from tests.helpers.waiting import wait_until
 
@@ -20,6 +21,7 @@ async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[
     consumer = _consumer(settings, group)
     await consumer.start()
     try:
+        await learn_topic(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         assert tps, f"the broker knows no partitions of {topic}"
         consumer.assign(tps)
@@ -61,6 +63,7 @@ async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     consumer = _consumer(settings, None)
     await consumer.start()
     try:
+        await learn_topic(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
     finally:

@@ -17,7 +17,8 @@ from collections import Counter
 
 from service.adapters.postgres.connection import connect, migrate
 from service.contract.events import OrderStatusChanged
-from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, scratch_dir
+from service.devkit.embedded import EmbeddedPostgres, free_port, scratch_dir
+from tests.helpers.brokers import new_broker
 from service.notifier.rendering import EVENT_ID_HEADER
 from service.runtime.settings import Settings
 from tests.helpers.database import fetch, on_database, seed, url_of
@@ -159,7 +160,7 @@ async def test_postgres_outage_pauses_the_notifier_and_every_email_goes_out_once
 
 async def test_broker_frozen_mid_stream_then_every_email_goes_out_once(settings, mailbox):
     """The broker frozen for 6 s mid-stream (SIGSTOP) and resumed: not ready meanwhile, then every email exactly once."""
-    broker = EmbeddedBroker(log_path=scratch_dir("orderstatus-notifier-broker-") / "tansu.log")
+    broker = new_broker("notifier-fault")
     await asyncio.to_thread(broker.start)
     try:
         port = free_port()

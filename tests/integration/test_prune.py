@@ -17,17 +17,17 @@ from tests.helpers.services import running_worker
 from tests.helpers.waiting import wait_until
 
 DAY_MS = 86_400_000
+SEGMENT_MS = DAY_MS // 2  # set explicitly: Apache Kafka reports its 7-day default, the embedded broker none
 NOW = datetime.now(timezone.utc)
 OLD, RECENT = NOW - timedelta(days=40), NOW - timedelta(days=1)
 
 
-async def create_topics(settings: Settings, retention_ms: int | None) -> None:
-    """The three topics, each keeping messages for `retention_ms` (None: the broker's default, which the
-    embedded broker does not report)."""
+async def create_topics(settings: Settings, retention_ms: int) -> None:
+    """The three topics, each keeping messages for `retention_ms` in segments of half a day."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        configs = {} if retention_ms is None else {"retention.ms": str(retention_ms)}
+        configs = {"retention.ms": str(retention_ms), "segment.ms": str(SEGMENT_MS)}
         await admin.create_topics([NewTopic(topic, 3, 1, topic_configs=configs) for topic in
                                    (settings.commands_topic, settings.events_topic, settings.dlq_topic)])
     finally:
@@ -74,28 +74,30 @@ KEPT = {
 
 
 async def test_prune_refuses_a_retention_shorter_than_the_topics_keep_messages(settings, cli_env):
-    """Topics keeping messages 2 days: 1 day is refused (nothing deleted), also from ORDERSTATUS_RETENTION_DAYS;
-    3 days is accepted."""
+    """Topics keeping messages 2 days in half-day segments (so up to 2.5 days): 1 day is refused (nothing
+    deleted), also from ORDERSTATUS_RETENTION_DAYS; 3 days is accepted."""
     await create_topics(settings, 2 * DAY_MS)
     await seed(settings)
     await old_and_new_rows(settings)
     before = await rows(settings)
     user_error(await run_cli_async(cli_env, "prune", "--older-than", "1d"), "prune refused",
-               f"{settings.commands_topic}: keeps messages up to 2d (retention.ms=172800000)", "re-apply commands")
+               f"{settings.commands_topic}: keeps messages up to 2.5d (retention.ms=172800000 + segment.ms=43200000)",
+               "re-apply commands")
     user_error(await run_cli_async({**cli_env, "ORDERSTATUS_RETENTION_DAYS": "1"}, "prune"), "prune refused")
     assert await rows(settings) == before
     done = ok(await run_cli_async(cli_env, "prune", "--older-than", "3d", "--dry-run")).stdout.splitlines()
-    assert f"topic {settings.events_topic}: keeps messages up to 2d (retention.ms=172800000)" in done
+    assert f"topic {settings.events_topic}: keeps messages up to 2.5d (retention.ms=172800000 + segment.ms=43200000)" in done
     assert "outbox: would delete 3 rows" in done and "sent_notifications: would delete 2 rows" in done
     assert await rows(settings) == before
 
 
-async def test_prune_refuses_when_the_broker_does_not_report_retention_unless_forced(settings, cli_env):
-    """No retention.ms reported (the embedded broker's default topics): refused with the reason; --force prunes
-    and says it was forced."""
+async def test_prune_refuses_when_the_broker_cannot_tell_a_topics_retention_unless_forced(settings, cli_env):
+    """A topic whose retention the broker cannot tell (here the DLQ topic does not exist): refused with the
+    reason; --force prunes and says it was forced."""
     await seed(settings)
     await old_and_new_rows(settings)
-    user_error(await run_cli_async(cli_env, "prune"), "prune refused", "does not report retention.ms", "--force")
+    cli_env = {**cli_env, "ORDERSTATUS_DLQ_TOPIC": f"missing-{uuid.uuid4().hex[:8]}"}
+    user_error(await run_cli_async(cli_env, "prune"), "prune refused", "retention unknown", "--force")
     forced = ok(await run_cli_async(cli_env, "prune", "--force"))
     assert "warning: forced past the check" in forced.stderr
     assert await rows(settings) == KEPT

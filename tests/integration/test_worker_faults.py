@@ -17,7 +17,8 @@ from service.adapters.postgres.connection import create_pool, migrate
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.contract.events import Topics
-from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, scratch_dir
+from service.devkit.embedded import EmbeddedPostgres, free_port, scratch_dir
+from tests.helpers.brokers import new_broker
 from service.runtime.settings import Settings
 from service.worker.batch import process_batch
 from tests.helpers.command_chains import (
@@ -207,7 +208,7 @@ async def test_postgres_outage_pauses_without_dlq_and_resumes_exactly_once(setti
 
 async def test_broker_outage_pauses_and_resumes_with_every_event_published(settings):
     """The broker frozen mid-stream (SIGSTOP) and resumed: every command applied once, every event published."""
-    broker = EmbeddedBroker(log_path=scratch_dir("orderstatus-fault-broker-") / "tansu.log")
+    broker = new_broker("worker-fault")
     await asyncio.to_thread(broker.start)
     try:
         private = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers,
@@ -245,7 +246,7 @@ async def test_broker_outage_pauses_and_resumes_with_every_event_published(setti
 
 async def test_sigterm_while_the_broker_is_down_still_exits_0(settings, cli_env):
     """SIGTERM during a broker outage: the worker process still exits 0 promptly, without a traceback."""
-    broker = EmbeddedBroker(log_path=scratch_dir("orderstatus-fault-broker-") / "tansu.log")
+    broker = new_broker("worker-fault")
     await asyncio.to_thread(broker.start)
     worker = None
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -11,18 +12,22 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.group import HeartbeatRequest
 
-from service.adapters.kafka.clients import client_options, make_admin
+from service.adapters.kafka.clients import client_options, learn_topic, make_admin
 from service.runtime.settings import Settings
 
 
-async def create_topics(settings: Settings, partitions: int, replication_factor: int) -> dict[str, str]:
-    """Create the commands, events and DLQ topics; an existing topic is left as it is."""
+async def create_topics(settings: Settings, partitions: int, replication_factor: int,
+                        timeout_s: float = 30) -> dict[str, str]:
+    """Create the commands, events and DLQ topics; an existing topic is left as it is. Returns once every
+    partition of the three has a leader: Apache Kafka answers CreateTopics when the controller has
+    decided, before the brokers' metadata shows the topic, and a client started at once would find none."""
     admin = make_admin(settings)
     outcome: dict[str, str] = {}
+    names = [settings.commands_topic, settings.events_topic, settings.dlq_topic]
     try:
         await admin.start()  # inside try: a failed start still closes the client
         existing = set(await admin.list_topics())
-        for name in (settings.commands_topic, settings.events_topic, settings.dlq_topic):
+        for name in names:
             if name in existing:
                 outcome[name] = "exists"
                 continue
@@ -31,9 +36,25 @@ async def create_topics(settings: Settings, partitions: int, replication_factor:
                 outcome[name] = "created"
             except TopicAlreadyExistsError:
                 outcome[name] = "exists"
+        await _wait_for_leaders(admin, names, timeout_s)
     finally:
         await admin.close()
     return outcome
+
+
+async def _wait_for_leaders(admin, names: list[str], timeout_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = {entry["topic"]: entry for entry in await admin.describe_topics(names)}
+        waiting = [name for name in names
+                   if name not in described or described[name]["error_code"]
+                   or not described[name]["partitions"]
+                   or any(p["leader"] < 0 for p in described[name]["partitions"])]
+        if not waiting:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics without a leader after {timeout_s:.0f}s: {', '.join(waiting)}")
+        await asyncio.sleep(0.1)
 
 
 async def _describe(admin, group: str) -> tuple[str, list]:
@@ -131,6 +152,7 @@ async def group_offsets(settings: Settings, group: str, topic: str) -> AsyncIter
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
     try:
         await consumer.start()
+        await learn_topic(consumer, topic)
         offsets = GroupOffsets(consumer, topic)
         if offsets.partitions():
             consumer.assign(offsets._tps(offsets.partitions()))

@@ -94,5 +94,16 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides) 
     return AIOKafkaConsumer(*topics, **options)
 
 
+async def learn_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
+    """Ask the broker for `topic`'s metadata now, so `partitions_for_topic` answers for it.
+
+    A started consumer knows only the topics its metadata requests named. aiokafka's first request
+    names none, which the embedded broker answers with every topic and Apache Kafka (Metadata v1 and
+    later: an empty list means "no topic") with none: a group-less reader that asks for a topic's
+    partitions right after `start()` finds none there. `_client` is the one private name this needs:
+    the consumer has no public call that adds a topic to its metadata without subscribing."""
+    await consumer._client.add_topic(topic)
+
+
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**client_options(settings))

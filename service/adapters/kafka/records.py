@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from service.adapters.kafka.clients import client_options
+from service.adapters.kafka.clients import client_options, learn_topic
 from service.runtime.settings import Settings
 
 Headers = tuple[tuple[str, bytes | None], ...]
@@ -109,6 +109,7 @@ async def topic_records(settings: Settings, topic: str) -> AsyncIterator[TopicRe
         # let the group-less coordinator's background task begin: cancelled before its first step (a
         # stop() right after start(), when the caller fails at once) it raises CancelledError out of stop()
         await asyncio.sleep(0)
+        await learn_topic(consumer, topic)
         yield TopicRecords(consumer, topic)
     finally:
         await consumer.stop()

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from service.adapters.kafka.clients import client_options
+from service.adapters.errors import TopicMissing
+from service.adapters.kafka.clients import client_options, learn_topic
 from service.runtime.settings import Settings
 
 
@@ -45,11 +46,18 @@ class EventsTail:
                                           fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
         self._waiting: dict[str, tuple[Outcome, str | None, asyncio.Event]] = {}
         self._task: asyncio.Task | None = None
+        self._started = False
 
     async def start(self) -> "EventsTail":
-        """Join the topic's partitions at their current end (or beginning); returns once positioned."""
-        await self._consumer.start()
+        """Join the topic's partitions at their current end (or beginning); returns once positioned.
+        Raises `TopicMissing` while the topic does not exist; a later call tries again."""
+        if not self._started:
+            await self._consumer.start()
+            self._started = True
+        await learn_topic(self._consumer, self.topic)
         partitions = self._consumer.partitions_for_topic(self.topic) or set()
+        if not partitions:
+            raise TopicMissing(self.topic)
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         if self.from_beginning:
