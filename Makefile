@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 ASYNCAPI_TOOLS := tools/asyncapi
 NODE_STAMP     := $(ASYNCAPI_TOOLS)/node_modules/.installed
 
-.PHONY: dev demo test unit bench schemas docs clean
+.PHONY: dev demo test test-kafka unit bench schemas docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# the integration suite on Apache Kafka 4.x (one broker; Maven fetches it into .kafka/ once), then what only
+# the real engine can show, a three-broker cluster under faults among it (needs Java 17+ and Maven)
+test-kafka: $(STAMP) $(NODE_STAMP)
+	ORDERSTATUS_TEST_BROKER=apache $(BIN)/pytest -q -p no:cacheprovider tests/integration tests/apache_kafka
 
 unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q tests/unit
