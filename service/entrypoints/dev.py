@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +20,8 @@ import click
 
 from service.runtime.auth import issue_token, new_key_pair
 
-from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, SmtpSink, free_port
+from service.devkit.apache_kafka import KAFKA_VERSION, ApacheKafka, KafkaNode
+from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, InfrastructureError, SmtpSink, free_port
 
 SAMPLES = Path(__file__).resolve().parent.parent / "devkit" / "samples"
 
@@ -74,12 +76,44 @@ def dev_keys(directory: Path) -> tuple[Path, Path]:
     return private, public
 
 
-def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off") -> int:
+# what `orderstatus dev` keeps in its data directory; `--reset` deletes these and nothing else
+DEV_ENTRIES = ("postgres", "kafka", "broker.log", "mail", "logs", "auth")
+
+
+def reset_data_dir(data_dir: Path) -> None:
+    """Start from an empty data directory: delete what the dev stack keeps there (and only that)."""
+    for name in DEV_ENTRIES:
+        path = data_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def dev_broker(kind: str, data_dir: Path) -> EmbeddedBroker | ApacheKafka:
+    """The dev stack's broker: the embedded stand-in (memory only), or one Apache Kafka node whose log
+    dirs stay in the data directory, so its topics and offsets outlive a restart like Postgres's rows."""
+    if kind == "embedded":
+        return EmbeddedBroker(port=_port(9092), log_path=data_dir / "broker.log")
+    folder = data_dir / "kafka"
+    return ApacheKafka(folder, nodes=[KafkaNode(1, folder / "node-1", port=_port(9092), controller_port=_port(9093))])
+
+
+def describe_broker(broker: EmbeddedBroker | ApacheKafka) -> str:
+    if isinstance(broker, ApacheKafka):
+        return f"{broker.bootstrap_servers} (Apache Kafka {KAFKA_VERSION}, log: {broker.nodes[0].log_file})"
+    return f"{broker.bootstrap_servers} (tansu, memory storage)"
+
+
+def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off", broker_kind: str = "embedded",
+            reset: bool = False) -> int:
     data_dir = data_dir.resolve()
+    if reset:
+        reset_data_dir(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     maildir = data_dir / "mail"
     postgres = EmbeddedPostgres(data_dir / "postgres", port=_port(5432))
-    broker = EmbeddedBroker(port=_port(9092), log_path=data_dir / "broker.log")
+    broker = dev_broker(broker_kind, data_dir)
     smtp = SmtpSink(port=_port(2525), maildir=maildir)
     children: list[subprocess.Popen] = []
     stopping = {"now": False}
@@ -98,7 +132,8 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off") -> int:
         env.update({
             "ORDERSTATUS_DATABASE_URL": postgres.url,
             "ORDERSTATUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE": "false",
+            # the production default where the engine supports it (tansu cannot initialise an idempotent producer)
+            "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE": "true" if isinstance(broker, ApacheKafka) else "false",
             "ORDERSTATUS_SMTP_HOST": "127.0.0.1",
             "ORDERSTATUS_SMTP_PORT": str(smtp.port),
             "ORDERSTATUS_HTTP_PORT": str(_port(8080)),
@@ -132,7 +167,7 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off") -> int:
         click.echo(
             "\norderstatus dev is up:\n"
             f"  PostgreSQL   {postgres.url}\n"
-            f"  Kafka        {broker.bootstrap_servers} (tansu, memory storage)\n"
+            f"  Kafka        {describe_broker(broker)}\n"
             f"  SMTP sink    127.0.0.1:{smtp.port}; captured emails: {maildir}/*.eml\n"
             f"  worker       http://127.0.0.1:{env['ORDERSTATUS_HTTP_PORT']}/readyz  (log: {logs}/worker.log)\n"
             f"  notifier     http://127.0.0.1:{env['ORDERSTATUS_NOTIFIER_HTTP_PORT']}/readyz  (log: {logs}/notifier.log)\n"
@@ -162,6 +197,9 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off") -> int:
         return 0
     except subprocess.CalledProcessError as exc:
         click.echo(f"dev set-up failed: {' '.join(exc.cmd[3:])} exited with {exc.returncode}", err=True)
+        return 1
+    except InfrastructureError as exc:
+        click.echo(f"dev set-up failed: {exc}", err=True)
         return 1
     finally:
         for child in children:
