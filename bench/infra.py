@@ -1,6 +1,7 @@
-"""Fresh embedded infrastructure for one scenario (DESIGN §8): PostgreSQL migrated and seeded with the
-sample rules and the bench's orders, the tansu broker with the three topics. Torn down afterwards, so
-no scenario sees another's data, backlog or consumer groups."""
+"""Fresh infrastructure for one scenario (DESIGN §8): embedded PostgreSQL migrated and seeded with the
+sample rules and the bench's orders, and a broker with the three topics — the tansu stand-in, or one
+Apache Kafka node (`--broker apache`). Torn down afterwards, so no scenario sees another's data, backlog
+or consumer groups."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from service.adapters.postgres.orders import upsert_orders
 from service.adapters.postgres.rules import fetch_rules, replace_rules
 from service.contract.orders_file import parse_orders
 from service.contract.rules_file import load_rules_file
+from service.devkit.apache_kafka import ApacheKafka
 from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, scratch_dir
 from service.runtime.settings import Settings
 
@@ -30,19 +32,26 @@ PREFIX = "ORDERSTATUS_"
 @dataclass
 class Infra:
     postgres: EmbeddedPostgres
-    broker: EmbeddedBroker
+    broker: EmbeddedBroker | ApacheKafka
     settings: Settings
     partitions: int
     scratch: Path
 
+    @property
+    def broker_pid(self) -> int:
+        process = self.broker.nodes[0].process if isinstance(self.broker, ApacheKafka) else self.broker.process
+        assert process is not None
+        return process.pid
+
     def env(self, overrides: dict[str, str]) -> dict[str, str]:
-        """The environment of a worker process: this infrastructure, idempotence off (tansu cannot
-        initialise an idempotent producer), WARNING logs, an ephemeral HTTP port; then `overrides`."""
+        """The environment of a worker process: this infrastructure, the production idempotence setting where
+        the engine supports it (tansu cannot initialise an idempotent producer), WARNING logs, an ephemeral
+        HTTP port; then `overrides`."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
         env.update({
             "ORDERSTATUS_DATABASE_URL": self.postgres.url,
             "ORDERSTATUS_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-            "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE": str(self.settings.kafka_enable_idempotence).lower(),
             "ORDERSTATUS_LOG_LEVEL": "WARNING",
             "ORDERSTATUS_HTTP_PORT": "0",
         })
@@ -55,18 +64,19 @@ def order_lines(order_ids) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def fresh_infra(order_ids: list[int], partitions: int) -> AsyncIterator[Infra]:
-    """Start Postgres and the broker, migrate, load the sample rules, seed `order_ids` (type SO, status
-    Confirmed) and create the topics with `partitions` partitions; stop and delete everything after."""
+async def fresh_infra(order_ids: list[int], partitions: int, broker_kind: str = "embedded") -> AsyncIterator[Infra]:
+    """Start Postgres and the broker (`embedded` or `apache`), migrate, load the sample rules, seed
+    `order_ids` (type SO, status Confirmed) and create the topics with `partitions` partitions; stop and
+    delete everything after."""
     scratch = scratch_dir("orderstatus-bench-")
     postgres = EmbeddedPostgres(scratch / "pg")
-    broker = EmbeddedBroker()
+    broker = ApacheKafka(scratch / "kafka") if broker_kind == "apache" else EmbeddedBroker()
     try:
         postgres.start()
         broker.start()
         await asyncio.to_thread(migrate, postgres.url)  # alembic runs its own event loop
         settings = Settings(database_url=postgres.url, kafka_bootstrap_servers=broker.bootstrap_servers,
-                            kafka_enable_idempotence=False, http_port=0, log_level="WARNING")
+                            kafka_enable_idempotence=broker_kind == "apache", http_port=0, log_level="WARNING")
         conn = await connect(postgres.url)
         try:
             await replace_rules(conn, load_rules_file(SAMPLES / "rules.yaml"))

@@ -49,7 +49,8 @@ def table(results: list[dict]) -> str:
 
 def notes(summary: dict) -> str:
     m = summary["machine"]
-    lines = [f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB; worker {summary['git']}"]
+    lines = [f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB; worker {summary['git']}; "
+             f"broker {summary['options'].get('broker', 'embedded')}"]
     if summary.get("worker_vs_naive") is not None:
         lines.append(f"worker / naive: {summary['worker_vs_naive']}x")
     lines.append("cpu: seconds of the worker process(es), Postgres (postmaster + backends), the broker, the bench "

@@ -50,9 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run each scenario N times on fresh infrastructure and report the median run")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="before each scenario, wait up to SECONDS for the machine to be idle (a shared machine)")
+    parser.add_argument("--broker", choices=["embedded", "apache"], default="embedded",
+                        help="embedded: the tansu stand-in (default); apache: one Apache Kafka node (Java 17+, Maven)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a scenario may take (default 900)")
-    parser.add_argument("--output", type=Path, default=report.RESULTS / "latest.json",
-                        help="the JSON file; the chart goes beside it as .png (default bench/results/latest.json)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="the JSON file; the chart goes beside it as .png (default bench/results/latest.json, "
+                             "latest-apache.json with --broker apache)")
     return parser.parse_args(argv)
 
 
@@ -75,6 +78,7 @@ def options(args: argparse.Namespace) -> Options:
         scale=tuple(args.scale),
         worker_env=worker_env,
         timeout_s=args.timeout,
+        broker=args.broker,
     )
 
 
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # platformdirs, finding the broker binary
     opts = options(args)
+    if args.output is None:
+        args.output = report.RESULTS / ("latest-apache.json" if opts.broker == "apache" else "latest.json")
     ignored = sorted(k for k in os.environ if k.startswith(PREFIX))
     for key in ignored:  # the suite configures its own infrastructure; --env passes settings on
         del os.environ[key]
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     selected = [s for s in SCENARIOS if not args.only or s in args.only]
     started = datetime.now(timezone.utc)
     print(f"orderstatus bench: {', '.join(selected)} — {opts.orders:,} orders, {opts.commands:,} commands, "
-          f"{opts.partitions} partitions", flush=True)
+          f"{opts.partitions} partitions, {opts.broker} broker", flush=True)
     busy = idle_check()
     if busy > 0.3:
         print(f"WARNING: {busy:.1f} CPUs were busy before the suite started: other work skews the figures", flush=True)

@@ -53,6 +53,7 @@ class Options:
     scale: tuple[int, ...] = (1, 2, 3)
     worker_env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 900.0  # per scenario, from the first command to the last event
+    broker: str = "embedded"  # or "apache": one Apache Kafka node
     progress: bool = True
 
 
@@ -77,7 +78,8 @@ async def _wait_for(follower: TopicFollower, count: int, workers: list[processes
 async def _run(opts: Options, name: str, argv: list[str], workers: int, commands, produce) -> dict:
     """The common skeleton of every scenario; `produce(producer, topic, commands)` sends the commands."""
     _say(opts, f"{name}: fresh infrastructure, {len(commands):,} commands, {workers} process(es)")
-    async with fresh_infra(bench_orders(opts.orders) + warmup_orders(opts.partitions), opts.partitions) as infra:
+    async with fresh_infra(bench_orders(opts.orders) + warmup_orders(opts.partitions), opts.partitions,
+                           opts.broker) as infra:
         return await _measure(opts, name, argv, workers, commands, produce, infra)
 
 
@@ -93,7 +95,7 @@ async def _measure(opts, name, argv, workers, commands, produce, infra: Infra) -
         await _wait_for(events, opts.partitions, procs, 120, "warm-up")
         _say(opts, f"{name}: group joined in {joined_s:.1f}s, warmed up; producing")
 
-        probe = CpuProbe([p.pid for p in procs], infra.postgres.process.pid, infra.broker.process.pid)
+        probe = CpuProbe([p.pid for p in procs], infra.postgres.process.pid, infra.broker_pid)
         before = probe.snapshot()
         with _collector_paused():
             producing = asyncio.create_task(produce(producer, s.commands_topic, commands))
