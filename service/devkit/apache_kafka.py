@@ -30,8 +30,9 @@ POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 # Small and quick on two cores: one network and two I/O threads, one offsets partition, no initial
-# rebalance delay, a 384 MiB heap. Everything else is the broker's default, so what the tests see is
-# what production sees.
+# rebalance delay, a 384 MiB heap. Topics are never created by accident (as in docker-compose.yml and
+# deploy/: `orderstatus topics create` makes them). Everything else is the broker's default, so what the
+# tests see is what production sees.
 QUICK_SETTINGS = {
     "num.network.threads": "2",
     "num.io.threads": "2",
@@ -42,7 +43,7 @@ QUICK_SETTINGS = {
     "group.initial.rebalance.delay.ms": "0",
     "offsets.topic.num.partitions": "1",
     "transaction.state.log.num.partitions": "1",
-    "auto.create.topics.enable": "true",
+    "auto.create.topics.enable": "false",
 }
 HEAP = ["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
 
