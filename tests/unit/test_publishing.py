@@ -3,11 +3,15 @@ against the fake producer: in order, and an unacknowledged message is an error t
 
 from __future__ import annotations
 
-import pytest
-from aiokafka.errors import KafkaTimeoutError
+import asyncio
 
-from service.adapters.kafka.publishing import publish_all
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+
+from service.adapters.kafka.publishing import SENT, publish_all, publish_each, renew_producer_id
 from service.adapters.postgres.outbox import StoredMessage
+from service.runtime.faults import is_outage
 from tests.helpers.fakes import FakeProducer, Sent
 
 ROWS = [StoredMessage(n, "events" if n != 3 else "dlq", f"k{n}".encode(), f"v{n}".encode(), [("h", str(n).encode())])
@@ -38,3 +42,68 @@ class TestPublishAll:
         producer.recover()
         await publish_all(producer, ROWS)
         assert [s.value for s in producer.sent] == [r.value for r in ROWS]
+
+
+class SizeLimitedBroker:
+    """A producer whose broker refuses a record batch over `limit` bytes whole (MESSAGE_TOO_LARGE), as Apache
+    Kafka does with a topic's `max.message.bytes`: the messages sent before the caller waits form one batch."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sent: list[bytes] = []
+        self._batch: list[tuple[asyncio.Future, bytes]] = []
+
+    async def send(self, topic, value=None, key=None, headers=None):
+        loop = asyncio.get_running_loop()
+        if not self._batch:
+            loop.call_soon(self._close_batch)
+        future = loop.create_future()
+        self._batch.append((future, value))
+        return future
+
+    def _close_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        too_large = sum(len(value) for _, value in batch) > self.limit
+        for future, value in batch:
+            if too_large:
+                future.set_exception(MessageSizeTooLargeError())
+            else:
+                self.sent.append(value)
+                future.set_result(None)
+
+
+def _row(n: int, key: bytes, size: int) -> StoredMessage:
+    return StoredMessage(n, "events", key, bytes([96 + n]) * size, [])
+
+
+class TestPublishEachWhenTheBrokerRefusesABatch:
+    async def test_only_the_row_too_large_by_itself_is_refused_and_its_keys_later_row_is_left_unsent(self):
+        """A batch refused for size is sent again row by row: rows of other keys are acknowledged, the big row
+        alone is refused, the later row of its key is not sent (None: held behind it)."""
+        producer = SizeLimitedBroker(limit=100)
+        rows = [_row(1, b"big", 150), _row(2, b"a", 40), _row(3, b"b", 40), _row(4, b"big", 10)]
+        results = await publish_each(producer, rows, is_outage)
+        assert results[1:] == [SENT, SENT, None] and isinstance(results[0], MessageSizeTooLargeError)
+        assert producer.sent == [rows[1].value, rows[2].value]
+
+    async def test_small_rows_too_large_only_together_are_all_published_in_order(self):
+        """Rows that fit one by one but not in one batch are all published, in id order."""
+        producer = SizeLimitedBroker(limit=100)
+        rows = [_row(n, f"k{n}".encode(), 40) for n in range(1, 5)]
+        assert await publish_each(producer, rows, is_outage) == [SENT] * 4
+        assert producer.sent == [r.value for r in rows]
+
+    async def test_an_idempotent_producer_takes_a_new_producer_id_so_its_sequences_have_no_gap(self):
+        """After a refused batch the idempotent producer forgets its producer id and sequences: it asks for a
+        new id before it sends again (this reaches into aiokafka's transaction manager: checked here)."""
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", enable_idempotence=True)
+        manager = producer._txn_manager
+        manager.set_pid_and_epoch(7, 0)
+        manager.increment_sequence_number(TopicPartition("events", 0), 5)
+        renew_producer_id(producer)
+        assert not manager.has_pid() and manager.sequence_number(TopicPartition("events", 0)) == 0
+        assert not manager._pid_waiter.done()
+        manager.set_pid_and_epoch(8, 0)  # what the sender does once the broker answers InitProducerId
+        await manager.wait_for_pid()
+        assert manager.producer_id == 8
+        await producer.stop()  # never started: nothing to flush

@@ -6,7 +6,9 @@ import asyncio
 import functools
 from collections.abc import Callable, Sequence
 
+from aiokafka.errors import MessageSizeTooLargeError, OutOfOrderSequenceNumber
 from aiokafka.partitioner import murmur2
+from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, PidAndEpoch
 
 from service.adapters.postgres.outbox import StoredMessage
 
@@ -41,7 +43,57 @@ async def publish_each(producer, messages: Sequence[StoredMessage],
     acks = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
     for (index, _), ack in zip(pending, acks):
         results[index] = ack if isinstance(ack, BaseException) else SENT
+    refused_with_their_batch = [index for index, _ in pending if isinstance(results[index], _NOT_THE_MESSAGES_FAULT)]
+    await _resend_alone(producer, messages, results, refused_with_their_batch, is_outage)
     return results
+
+
+async def _resend_alone(producer, messages: Sequence[StoredMessage], results: list, again: list[int],
+                        is_outage) -> None:
+    """The broker refuses a whole record batch over the topic's `max.message.bytes` (MESSAGE_TOO_LARGE from the
+    broker; the producer's own `max_request_size` check refuses before sending), with every message in it:
+    messages of other keys that fit on their own, or small ones too large only together. And an idempotent
+    producer's sequence has a gap after any refused batch: every later batch to that partition is refused
+    as OUT_OF_ORDER_SEQUENCE_NUMBER. So after such refusals the producer takes a new producer id (sequences
+    start again) and each refused message is sent again on its own, in order: only one too large by itself
+    stays refused, and the later messages of its key are left unsent behind it."""
+    if again:
+        renew_producer_id(producer)
+    refused_keys: set[tuple[str, bytes]] = set()
+    for position, index in enumerate(again):
+        m = messages[index]
+        if m.key is not None and (m.topic, m.key) in refused_keys:
+            results[index] = None
+            continue
+        try:
+            await (await producer.send(m.topic, value=m.value, key=m.key, headers=m.headers))
+            results[index] = SENT
+        except Exception as exc:
+            results[index] = exc
+            if is_outage(exc):
+                for later in again[position + 1:]:
+                    results[later] = None
+                return
+            renew_producer_id(producer)  # refused again: its sequence has a gap again
+            if m.key is not None:
+                refused_keys.add((m.topic, m.key))
+
+
+# refusals of a record batch, not of each message in it (see `_resend_alone`)
+_NOT_THE_MESSAGES_FAULT = (MessageSizeTooLargeError, OutOfOrderSequenceNumber)
+
+
+def renew_producer_id(producer) -> None:
+    """Make an idempotent producer ask the broker for a new producer id before it sends again, its sequences
+    starting at 0, as the Java producer bumps its epoch after a refused batch (KIP-360). aiokafka has no call
+    for it: this resets its transaction manager's id, the one private state it needs (no-op for a
+    producer that is not idempotent, or transactional)."""
+    manager = getattr(producer, "_txn_manager", None)
+    if manager is None or manager.transactional_id is not None or not manager.has_pid():
+        return
+    manager._pid_and_epoch = PidAndEpoch(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+    manager._pid_waiter = asyncio.get_running_loop().create_future()
+    manager._sequence_numbers.clear()
 
 
 @functools.lru_cache(maxsize=65_536)
