@@ -30,3 +30,20 @@ class ClaimLost(Exception):
     """A concurrent unit of work recorded one of the claimed command ids first (claims are checked when
     made and written at commit, with their outcomes). Nothing of this unit of work was committed: redo it,
     and the redo sees those ids as duplicates (part of the unit-of-work port's contract)."""
+
+
+class TopicNotCreated(Exception):
+    """The broker refused to create a topic (a replication factor above the number of brokers, an invalid
+    configuration, no authorisation): not an outage, retrying the same request fails the same way."""
+
+
+class AccessRefused(Exception):
+    """The dependency refused this process's credentials or permissions: a wrong password, a server certificate
+    the configured CA did not sign, a missing ACL. No outage: trying again cannot help until an operator fixes
+    the settings or the grants, so a process stops (exit 1) and a command fails, each with this one line."""
+
+    dependency = "unknown"
+
+
+class KafkaRefused(AccessRefused):
+    dependency = "kafka"

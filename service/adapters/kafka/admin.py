@@ -9,21 +9,35 @@ from collections.abc import AsyncIterator
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.protocol.group import HeartbeatRequest
 
+from service.adapters.errors import TopicNotCreated
 from service.adapters.kafka.clients import client_options, learn_topic, make_admin
 from service.runtime.settings import Settings
 
 
+def default_min_insync_replicas(replication_factor: int) -> int:
+    """`min.insync.replicas` for a topic of this replication factor: 2 from three replicas on (an
+    acknowledged write survives the loss of a broker, and one broker may be down without stopping writes),
+    else 1 (with two replicas, 2 would stop every write while either broker is down)."""
+    return 2 if replication_factor >= 3 else 1
+
+
 async def create_topics(settings: Settings, partitions: int, replication_factor: int,
-                        timeout_s: float = 30) -> dict[str, str]:
-    """Create the commands, events and DLQ topics; an existing topic is left as it is. Returns once every
-    partition of the three has a leader: Apache Kafka answers CreateTopics when the controller has
-    decided, before the brokers' metadata shows the topic, and a client started at once would find none."""
+                        min_insync_replicas: int | None = None, timeout_s: float = 30) -> dict[str, str]:
+    """Create the commands, events and DLQ topics with `min.insync.replicas` set on each (None: the
+    default for the replication factor); an existing topic is left as it is. A topic the broker refuses to
+    create (a replication factor above the number of brokers, …) raises `TopicNotCreated` with the broker's
+    reason. Returns once every partition of the three has a leader: Apache Kafka answers CreateTopics when
+    the controller has decided, before the brokers' metadata shows the topic, and a client started at once
+    would find none."""
+    if min_insync_replicas is None:
+        min_insync_replicas = default_min_insync_replicas(replication_factor)
     admin = make_admin(settings)
     outcome: dict[str, str] = {}
     names = [settings.commands_topic, settings.events_topic, settings.dlq_topic]
+    configs = {"min.insync.replicas": str(min_insync_replicas)}
     try:
         await admin.start()  # inside try: a failed start still closes the client
         existing = set(await admin.list_topics())
@@ -31,11 +45,17 @@ async def create_topics(settings: Settings, partitions: int, replication_factor:
             if name in existing:
                 outcome[name] = "exists"
                 continue
-            try:
-                await admin.create_topics([NewTopic(name, partitions, replication_factor)])
-                outcome[name] = "created"
-            except TopicAlreadyExistsError:
-                outcome[name] = "exists"
+            # aiokafka returns the per-topic errors in the response instead of raising them
+            response = await admin.create_topics([NewTopic(name, partitions, replication_factor,
+                                                           topic_configs=configs)])
+            for topic, error_code, *message in response.topic_errors:
+                if error_code == TopicAlreadyExistsError.errno:
+                    outcome[topic] = "exists"
+                elif error_code:
+                    reason = (message[0] if message else None) or for_code(error_code).__name__
+                    raise TopicNotCreated(f"topic {topic} not created: {for_code(error_code).__name__}: {reason}")
+                else:
+                    outcome[topic] = "created"
         await _wait_for_leaders(admin, names, timeout_s)
     finally:
         await admin.close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from service.adapters.errors import TopicNotCreated
 from service.adapters.kafka.admin import create_topics
-from service.entrypoints.cli.common import run
+from service.entrypoints.cli.common import UserError, run
 from service.runtime.settings import Settings
 
 
@@ -17,10 +18,21 @@ def topics() -> None:
 @topics.command("create")
 @click.option("--partitions", default=6, show_default=True, type=click.IntRange(min=1))
 @click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--min-insync-replicas", default=None, type=click.IntRange(min=1),
+              help="The topics' min.insync.replicas: how many replicas must have a write before it is "
+                   "acknowledged (acks=all). Default: 2 when the replication factor is 3 or more, else 1.")
 @click.pass_obj
-def topics_create(settings: Settings, partitions: int, replication_factor: int) -> None:
+def topics_create(settings: Settings, partitions: int, replication_factor: int,
+                  min_insync_replicas: int | None) -> None:
     """Create the commands, events and DLQ topics (existing ones are left alone)."""
-    for name, what in run(create_topics(settings, partitions, replication_factor)).items():
+    if min_insync_replicas is not None and min_insync_replicas > replication_factor:
+        raise UserError(f"--min-insync-replicas {min_insync_replicas} is more than the replication factor "
+                        f"{replication_factor}: no write could ever be acknowledged")
+    try:
+        created = run(create_topics(settings, partitions, replication_factor, min_insync_replicas))
+    except TopicNotCreated as exc:
+        raise UserError(str(exc)) from None
+    for name, what in created.items():
         click.echo(f"{name}: {what}")
 
 
