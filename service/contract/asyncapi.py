@@ -164,7 +164,7 @@ COMMAND_HEADERS = {
     "additionalProperties": True,
 }
 
-DEAD_LETTER_REASONS = ("not_json", "unknown_type", "validation_failed", "too_large", "processing_failed")
+DEAD_LETTER_REASONS = ("not_json", "unknown_type", "validation_failed", "too_large", "unreadable", "processing_failed")
 
 
 def event_headers(event_type: str, subject: str) -> dict:

@@ -21,6 +21,8 @@ class SourceMessage:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None  # the record's Kafka timestamp (end-to-end latency starts here)
+    # why the record could not be read at all (its batch did not decompress): key and value are then None
+    unreadable: str | None = None
 
     @property
     def position(self) -> str:
@@ -77,8 +79,8 @@ class PartialActor:
 class InvalidCommand:
     """A message that is not a valid command (DESIGN §6.2), with what could be read from it safely.
 
-    `reason` is the DLQ's `error.reason` (not_json | unknown_type | validation_failed |
-    processing_failed); the other fields are echoed in the rejection when `command_id` is known."""
+    `reason` is the DLQ's `error.reason` (not_json | unknown_type | validation_failed | too_large |
+    unreadable | processing_failed); the other fields are echoed in the rejection when `command_id` is known."""
 
     reason: str
     message: str

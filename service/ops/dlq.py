@@ -5,7 +5,8 @@ original's own headers and `redrive.count` / `redrive.dlq-offset` / `redrive.dlq
 processes it once: a command recorded as invalid is taken over and decided again, a command that
 applied or was rejected stays a duplicate, and a second redrive of the same DLQ record (or a replay of
 the commands topic) does nothing. So a redrive is safe to repeat. A dead letter that was cut to fit
-the DLQ (`error.truncated`) cannot be redriven: its original bytes are lost."""
+the DLQ (`error.truncated`) cannot be redriven: its original bytes are lost; nor can an `unreadable` one
+(a record batch the worker could not decompress), which holds none of them."""
 
 from __future__ import annotations
 
@@ -63,6 +64,9 @@ class DeadLetter:
             return "no original.topic header: not a dead letter of the worker"
         if self.truncated:
             return "cut to fit the DLQ (error.truncated): the original bytes are lost"
+        if self.reason == "unreadable":
+            return ("its record batch could not be decompressed (error.reason unreadable): the DLQ holds none of its "
+                    "bytes; they are still on the original topic until its retention removes them")
         return None
 
 

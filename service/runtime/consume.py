@@ -17,6 +17,7 @@ from typing import Protocol
 import structlog
 from aiokafka import TopicPartition
 
+from service.adapters.kafka.unreadable import read_unreadable_batches
 from service.domain.commands import SourceMessage
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
@@ -39,6 +40,7 @@ class Strategy(Protocol):
 class ConsumeLoop:
     def __init__(self, consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
                  metrics: Metrics, commit_interval_s: float = 0.0) -> None:
+        read_unreadable_batches()  # a batch the client cannot decompress: records to dead-letter, not a crash
         self.consumer = consumer
         self.topic = topic
         self.strategy = strategy
@@ -73,7 +75,8 @@ class ConsumeLoop:
                     continue
                 sources = [
                     SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()),
-                                  m.timestamp if m.timestamp is not None and m.timestamp >= 0 else None)
+                                  m.timestamp if m.timestamp is not None and m.timestamp >= 0 else None,
+                                  getattr(m, "unreadable", None))
                     for tp, messages in batch.items()
                     for m in messages
                 ]

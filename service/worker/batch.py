@@ -82,8 +82,10 @@ class Parsed:
 
 
 def parse(source: SourceMessage, limits: InputLimits) -> Parsed:
-    parsed = parse_command(source.value, limits)
     redrive = read_redrive(source.headers)
+    if source.unreadable is not None:  # the Kafka client could not decompress its batch: no bytes to read
+        return Parsed(source, None, InvalidCommand("unreadable", source.unreadable), redrive)
+    parsed = parse_command(source.value, limits)
     if isinstance(parsed, InvalidCommand):
         return Parsed(source, None, parsed, redrive)
     return Parsed(source, parsed, None, redrive)

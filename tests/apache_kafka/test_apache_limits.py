@@ -143,8 +143,8 @@ class TestCompressedCommands:
             applied = await events_for(events, {c["command_id"] for cs in by_codec.values() for c in cs}, timeout=30)
             assert not worker.done()
         assert sorted(e["type"] for e in applied) == ["OrderStatusChanged"] * 12
-        rows = await fetch(settings, "SELECT count(*) AS n FROM orders WHERE status = 'OnHold' AND order_id < 813")
-        assert rows[0]["n"] == 12
+        rows = await fetch(settings, "SELECT order_id FROM orders WHERE version = 1 ORDER BY order_id")
+        assert [r["order_id"] for r in rows] == list(range(801, 813))
 
     async def test_apache_a_codec_the_worker_cannot_read_is_dead_lettered_and_the_partition_goes_on(
             self, settings, cli_env):
@@ -191,5 +191,5 @@ class TestCompressedCommands:
         assert "Traceback" not in worker.text()
         starts = [line for line in worker.log_lines() if line.get("event") == "worker started"]
         assert len(starts) == 1
-        rows = await fetch(settings, "SELECT order_id FROM orders WHERE status = 'OnHold' ORDER BY order_id")
+        rows = await fetch(settings, "SELECT order_id FROM orders WHERE version = 1 ORDER BY order_id")
         assert [r["order_id"] for r in rows] == list(range(811, 817))

@@ -21,7 +21,7 @@ def _filters(command):
         click.option("--since", default=None, help="ISO-8601; dead letters written at or after it."),
         click.option("--until", default=None, help="ISO-8601; dead letters written at or before it."),
         click.option("--reason", default=None, help="Only this error.reason (not_json, validation_failed, "
-                                                    "processing_failed, …)."),
+                                                    "unreadable, processing_failed, …)."),
     ]):
         command = option(command)
     return command
