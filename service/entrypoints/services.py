@@ -65,7 +65,8 @@ class _Process:
         return pool
 
     async def start_clients(self, stop: asyncio.Event, *clients) -> bool:
-        """Start the Kafka clients, backing off while the broker is away; False when `stop` came first."""
+        """Start the Kafka clients, backing off while the broker is away; False when `stop` came first. A
+        failure that is no outage (the broker refused the credentials or an ACL) stops them all and propagates."""
         try:
             async for attempt in self.retry("kafka", stop):
                 with attempt:
@@ -74,6 +75,10 @@ class _Process:
         except Stopping:
             log.info("stopped before the broker could be reached")
             return False
+        except BaseException:
+            for client in clients:
+                await client.stop()
+            raise
         return True
 
 
@@ -113,7 +118,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
     if pool is None:
         return 0
     producer = make_producer(settings)
-    if not await process.start_clients(stop, producer):
+    try:
+        started = await process.start_clients(stop, producer)
+    except BaseException:
+        await pool.close()
+        raise
+    if not started:
         await producer.stop()
         await pool.close()
         return 0
@@ -184,7 +194,12 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
         return 0
     producer = make_producer(settings)
     tail = EventsTail(settings)
-    if not await process.start_clients(stop, producer, tail):
+    try:
+        started = await process.start_clients(stop, producer, tail)
+    except BaseException:
+        await pool.close()
+        raise
+    if not started:
         await tail.stop()
         await producer.stop()
         await pool.close()

@@ -11,11 +11,13 @@ owner takes the lock next. A periodic sweep publishes rows left in a shard nobod
 
 Each round reads the rows after each shard's cursor and, once the broker has acknowledged them, moves
 the cursor past them: one update per round, not one per row. A row the broker refuses for good (too
-large, invalid topic, not authorised) is parked — marked, counted and logged once with its id — and
+large, invalid topic) is parked — marked, counted and logged once with its id — and
 publishing goes on with the next rows; the later rows of its topic and key are parked behind it, so an
 order's events never overtake one another. When an outage stops a round, the cursor stops before the
 first row not sent and rows acknowledged after it are marked one by one, so nothing acknowledged is
-sent twice."""
+sent twice. A topic this worker's user may not write is no row's fault: the round stops there as on an
+outage, and the refusal stops the relay (and the worker) with one line, its rows left to publish once the
+ACL is granted."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import NamedTuple
 
 import structlog
 
+from service.adapters.errors import AccessRefused
 from service.adapters.kafka.publishing import SENT, publish_each
 from service.adapters.postgres import outbox
 from service.runtime import tracing
@@ -53,7 +56,7 @@ class Settled:
 def settle_round(rows: Sequence[outbox.StoredMessage], held: dict[int, int], results: dict) -> Settled:
     """What a round settled, row by row in id order: sent rows are published; refused rows are parked, and
     so are the rows held behind a parked row (one parked before, or one refused earlier in this round);
-    a row an outage left unsent stops the cursor before it."""
+    a row an outage or a refused ACL left unsent stops the cursor before it."""
     through: int | None = None
     published: list[int] = []
     parked: list[outbox.Parking] = []
@@ -68,17 +71,22 @@ def settle_round(rows: Sequence[outbox.StoredMessage], held: dict[int, int], res
             parked.append(outbox.Parking(row.id, f"held behind parked row {behind}", behind))
         elif result == SENT:
             published.append(row.id)
-        elif isinstance(result, BaseException) and not is_outage(result):
+        elif isinstance(result, BaseException) and not _unsent(result):
             parked.append(outbox.Parking(row.id, f"{type(result).__name__}: {result}"[:1000]))
             if row.key is not None:
                 refused_first.setdefault((row.topic, row.key), row.id)
-        else:  # not sent: an outage stopped the round
+        else:  # not sent: an outage or a refused ACL stopped the round
             in_line = False
             continue
         if in_line:
             through = row.id
     beyond = [i for i in published if through is None or i > through]
     return Settled(through, published, beyond, parked)
+
+
+def _unsent(exc: BaseException) -> bool:
+    """The row was not published, through no fault of its own: an outage, or a refused ACL."""
+    return is_outage(exc) or isinstance(exc, AccessRefused)
 
 
 def _by_shard(rows: Sequence[outbox.StoredMessage]) -> dict[int, list[outbox.StoredMessage]]:
@@ -126,7 +134,7 @@ class OutboxRelay:
             held = batch.held
             sending = [row for row in batch.rows if row.id not in held]
             with tracing.span("publish", rows=len(sending)):
-                results = await publish_each(self.producer, sending, is_outage)
+                results = await publish_each(self.producer, sending, _unsent)
             by_id = dict(zip((row.id for row in sending), results))
             through: dict[int, int] = {}
             published_beyond: list[int] = []
@@ -141,7 +149,7 @@ class OutboxRelay:
                 published += len(settled.published)
             await batch.settle(through, published_beyond, parked)
         refused = [(row, error) for row, error in zip(sending, results)
-                   if isinstance(error, BaseException) and not is_outage(error)]
+                   if isinstance(error, BaseException) and not _unsent(error)]
         for row, error in refused:
             log.error("outbox row parked: the broker refused it", outbox_id=row.id, topic=row.topic,
                       size=len(row.value), error=repr(error), retry=f"orderstatus outbox retry {row.id}")
@@ -161,6 +169,9 @@ class OutboxRelay:
                 self.metrics.relay_errors.labels(self.metrics.service, type(outage).__name__).inc()
         if outage is not None:
             raise outage
+        refusal = next((r for r in results if isinstance(r, AccessRefused)), None)
+        if refusal is not None:
+            raise refusal
         return Round(published + len(parked), batch.more)
 
     def _owned(self) -> set[int]:
@@ -213,8 +224,8 @@ class OutboxRelay:
         in our partitions, rows written before a rebalance). A round of an untouched shard costs a few
         round trips to Postgres for nothing, so a commit does not look at every shard.
 
-        Outages are retried with backoff; any other failure is logged and retried after
-        `error_backoff`, so the relay never dies."""
+        Outages are retried with backoff; a refused ACL ends the relay (`AccessRefused`); any other failure is
+        logged and retried after `error_backoff`."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(self.wakeup.wait(), poll_interval)
@@ -234,6 +245,8 @@ class OutboxRelay:
                             await self.sweep()
                         if time.monotonic() - self._stats_at >= self.stats_every_s:
                             await self.refresh_stats()
+            except AccessRefused:  # no retry grants an ACL: the worker stops with the reason
+                raise
             except Exception as exc:
                 log.error("outbox publish failed; retrying", error=repr(exc))
                 if self.metrics is not None:

@@ -13,7 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.protocol.group import HeartbeatRequest
 
 from service.adapters.errors import TopicNotCreated
-from service.adapters.kafka.clients import client_options, learn_topic, make_admin
+from service.adapters.kafka.clients import consumer_of, learn_topic, make_admin
 from service.runtime.settings import Settings
 
 
@@ -169,7 +169,7 @@ class GroupOffsets:
 
 @contextlib.asynccontextmanager
 async def group_offsets(settings: Settings, group: str, topic: str) -> AsyncIterator[GroupOffsets]:
-    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
+    consumer = consumer_of(settings, group_id=group, enable_auto_commit=False)
     try:
         await consumer.start()
         await learn_topic(consumer, topic)

@@ -1,14 +1,31 @@
-"""aiokafka clients built from settings. Only entrypoints create them."""
+"""aiokafka clients built from settings. Only entrypoints create them.
+
+The clients made here say why the broker refuses them: a wrong password or an untrusted broker certificate
+(aiokafka reports either as "Unable to bootstrap", as if the broker were down) and a missing ACL become one
+`KafkaRefused` line naming the user, which processes and commands treat as fatal, never as an outage."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
+)
 
+from service.adapters.errors import KafkaRefused
 from service.runtime.settings import Settings
 
 
@@ -60,6 +77,151 @@ def client_options(settings: Settings) -> dict:
     return options
 
 
+def _principal(settings: Settings) -> str:
+    """Who the broker sees, as an operator would look it up in the ACLs."""
+    protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
+    if protocol.startswith("SASL") and mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        return f"user '{settings.kafka_sasl_plain_username}'"
+    if protocol.startswith("SASL"):
+        return f"the {mechanism} principal"
+    return "the client certificate's principal" if settings.kafka_ssl_certfile else "the anonymous principal"
+
+
+def _names(exc: BaseException) -> str:
+    """The topics or group an aiokafka authorization error names (a name, or a set of names)."""
+    if not exc.args:
+        return ""
+    named = exc.args[0]
+    return ", ".join(sorted(map(str, named))) if isinstance(named, (set, frozenset, list, tuple)) else str(named)
+
+
+def refusal(exc: BaseException, settings: Settings, *, init_producer_id: bool = False) -> KafkaRefused | None:
+    """The one-line `KafkaRefused` an aiokafka authorization error stands for; None for any other failure.
+    `init_producer_id`: the error answered the idempotent producer's InitProducerId at its start."""
+    who = _principal(settings)
+    if isinstance(exc, TopicAuthorizationFailedError):
+        return KafkaRefused(f"Kafka refused {who} access to topic {_names(exc)}: not authorised (no ACL allows it)")
+    if isinstance(exc, GroupAuthorizationFailedError):
+        return KafkaRefused(f"Kafka refused {who} the consumer group {_names(exc)}: not authorised "
+                            "(no ACL allows it)")
+    if isinstance(exc, ClusterAuthorizationFailedError) and init_producer_id:
+        return KafkaRefused(f"Kafka refused {who} an idempotent producer (InitProducerId: not authorised): the user "
+                            "needs Write on a topic or IdempotentWrite on the cluster "
+                            "(ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE=true)")
+    if isinstance(exc, (ClusterAuthorizationFailedError, TransactionalIdAuthorizationFailed)):
+        return KafkaRefused(f"Kafka refused {who}: not authorised ({type(exc).__name__})")
+    return None
+
+
+async def bootstrap_refusal(settings: Settings) -> KafkaRefused | None:
+    """Why no bootstrap server let the client in, when the reason is no outage: connect to each one as the
+    clients do and report a refused SASL login or an untrusted certificate; None when they are only unreachable."""
+    options = client_options(settings)
+    options.pop("bootstrap_servers")
+    for host, port, _ in collect_hosts(settings.kafka_bootstrap_servers, randomize=False):
+        try:
+            conn = await create_conn(host, port, **options)
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError, IllegalSaslStateError) as exc:
+            detail = exc.args[0] if exc.args else type(exc).__name__
+            return KafkaRefused(f"Kafka at {host}:{port} refused the SASL credentials of {_principal(settings)} "
+                                f"({settings.kafka_sasl_mechanism}): {detail}")
+        except ssl.SSLCertVerificationError as exc:
+            trusted = (f"ORDERSTATUS_KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile}" if settings.kafka_ssl_cafile
+                       else "the system CAs (ORDERSTATUS_KAFKA_SSL_CAFILE is unset)")
+            return KafkaRefused(f"the TLS certificate of Kafka at {host}:{port} is not trusted by {trusted}: "
+                                f"CERTIFICATE_VERIFY_FAILED, {exc.verify_message}")
+        except Exception:  # unreachable, timed out, …: an outage, which the caller reports as it is
+            continue
+        conn.close()
+    return None
+
+
+class _ExplainsRefusals:
+    """`start()` of an aiokafka client that raises `KafkaRefused` (and closes the client) when the broker refused
+    it, and aiokafka's own error otherwise."""
+
+    _settings: Settings
+
+    async def _close(self) -> None:
+        await self.stop()
+
+    async def _refused(self, exc: BaseException) -> KafkaRefused | None:
+        if isinstance(exc, KafkaConnectionError):
+            return await bootstrap_refusal(self._settings)
+        return refusal(exc, self._settings)
+
+    async def start(self):
+        try:
+            return await super().start()
+        except Exception as exc:
+            refused = await self._refused(exc)
+            if refused is None:
+                raise
+            await self._close()
+            raise refused from exc
+
+
+class Producer(_ExplainsRefusals, AIOKafkaProducer):
+    def __init__(self, settings: Settings, **options) -> None:
+        self._settings = settings
+        super().__init__(**options)
+
+    async def _refused(self, exc: BaseException) -> KafkaRefused | None:
+        if isinstance(exc, ClusterAuthorizationFailedError):  # the idempotent producer's InitProducerId
+            return refusal(exc, self._settings, init_producer_id=True)
+        return await super()._refused(exc)
+
+    async def send(self, *args, **kwargs) -> asyncio.Future:
+        """As aiokafka's, with a topic the user may not write refused as `KafkaRefused`: at once when it may not
+        even describe the topic, else by the acknowledgement."""
+        try:
+            acknowledged = await super().send(*args, **kwargs)
+        except TopicAuthorizationFailedError as exc:
+            raise refusal(exc, self._settings) from exc
+        explained = asyncio.get_running_loop().create_future()
+
+        def settle(ack: asyncio.Future) -> None:
+            if explained.done():
+                return
+            if ack.cancelled():
+                explained.cancel()
+            elif ack.exception() is None:
+                explained.set_result(ack.result())
+            else:
+                error = ack.exception()
+                refused = refusal(error, self._settings) if isinstance(error, TopicAuthorizationFailedError) else None
+                explained.set_exception(refused or error)
+
+        acknowledged.add_done_callback(settle)
+        return explained
+
+
+class Consumer(_ExplainsRefusals, AIOKafkaConsumer):
+    def __init__(self, settings: Settings, *topics: str, **options) -> None:
+        self._settings = settings
+        super().__init__(*topics, **options)
+
+    async def getmany(self, *partitions, **kwargs):
+        try:
+            return await super().getmany(*partitions, **kwargs)
+        except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as exc:
+            raise refusal(exc, self._settings) from exc
+
+
+class Admin(_ExplainsRefusals, AIOKafkaAdminClient):
+    def __init__(self, settings: Settings, **options) -> None:
+        self._settings = settings
+        super().__init__(**options)
+
+    async def _close(self) -> None:
+        await self.close()
+
+
+def consumer_of(settings: Settings, *topics: str, **options) -> Consumer:
+    """A consumer with the settings' connection and security and exactly the given consumer options."""
+    return Consumer(settings, *topics, **client_options(settings), **options)
+
+
 def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
     # acks=all always: with idempotence off (the embedded broker) aiokafka would default to acks=1
     options = {
@@ -72,7 +234,7 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
         "max_request_size": settings.kafka_max_request_size,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    return Producer(settings, **options)
 
 
 def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides) -> AIOKafkaConsumer:
@@ -91,7 +253,7 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides) 
         "max_partition_fetch_bytes": settings.kafka_max_partition_fetch_bytes,
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **options)
+    return Consumer(settings, *topics, **options)
 
 
 async def learn_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
@@ -106,4 +268,4 @@ async def learn_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(**client_options(settings))
+    return Admin(settings, **client_options(settings))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from service.adapters.kafka.clients import client_options, learn_topic
+from service.adapters.kafka.clients import consumer_of, learn_topic
 from service.runtime.settings import Settings
 
 Headers = tuple[tuple[str, bytes | None], ...]
@@ -99,8 +99,8 @@ class TopicRecords:
 @contextlib.asynccontextmanager
 async def topic_records(settings: Settings, topic: str) -> AsyncIterator[TopicRecords]:
     """A reader of `topic` that belongs to no group, closed afterwards (even when its start failed)."""
-    consumer = AIOKafkaConsumer(
-        **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+    consumer = consumer_of(
+        settings, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         fetch_max_bytes=settings.kafka_fetch_max_bytes,
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
     )

@@ -12,10 +12,10 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from service.adapters.errors import TopicMissing
-from service.adapters.kafka.clients import client_options, learn_topic
+from service.adapters.kafka.clients import consumer_of, learn_topic
 from service.runtime.settings import Settings
 
 
@@ -41,9 +41,9 @@ class EventsTail:
     def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
         self.topic = settings.events_topic
         self.from_beginning = from_beginning
-        self._consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
-                                          auto_offset_reset="earliest" if from_beginning else "latest",
-                                          fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
+        self._consumer = consumer_of(settings, group_id=None, enable_auto_commit=False,
+                                     auto_offset_reset="earliest" if from_beginning else "latest",
+                                     fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
         self._waiting: dict[str, tuple[Outcome, str | None, asyncio.Event]] = {}
         self._task: asyncio.Task | None = None
         self._started = False

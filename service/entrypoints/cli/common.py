@@ -13,7 +13,7 @@ import asyncpg
 import click
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from service.adapters.errors import TopicMissing
+from service.adapters.errors import AccessRefused, TopicMissing
 from service.adapters.kafka.clients import make_producer
 from service.adapters.postgres.connection import connect
 from service.runtime.settings import Settings
@@ -38,7 +38,7 @@ def run(coro):
         raise UserError(f"database connection settings: {exc}") from None
     except asyncpg.exceptions.UndefinedTableError as exc:
         raise UserError(f"the database is not migrated ({exc}); run `orderstatus migrate`") from None
-    except TopicMissing as exc:
+    except (TopicMissing, AccessRefused) as exc:  # AccessRefused: a wrong password or CA, a missing ACL
         raise UserError(str(exc)) from None
     except (KafkaError, asyncpg.PostgresError) as exc:
         first_line = (str(exc).splitlines() or [""])[0]  # Postgres appends DETAIL/HINT lines

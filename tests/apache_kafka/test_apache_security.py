@@ -1,0 +1,412 @@
+"""The production manifests' Kafka security (deploy/k8s/kafka-config.yaml: SASL_SSL, SCRAM-SHA-512, the broker CA
+file, idempotent producers) against a real Apache Kafka: a broker whose SASL_SSL listener has a certificate of a
+throwaway CA made here, SCRAM users made by the storage tool, the StandardAuthorizer, and ACLs that give each
+component only its own topics and groups. Every process and operator command works under its own user; a wrong
+password, a wrong CA, a missing ACL and a refused idempotent producer each fail at once in one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
+                                   ResourcePatternType, ResourceType)
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import SecretStr
+
+from service.devkit.apache_kafka import ApacheKafka
+from service.devkit.embedded import free_port, scratch_dir
+from service.notifier.rendering import EVENT_ID_HEADER
+from service.runtime.auth import issue_token, new_key_pair
+from service.runtime.settings import Settings
+from tests.helpers.cli import ok, run_cli_async, user_error
+from tests.helpers.database import fetch, seed_database, url_of
+from tests.helpers.processes import ServiceProcess
+from tests.helpers.topics import TopicReader
+from tests.helpers.waiting import wait_until
+
+USERS = ("admin", "worker", "notifier", "gateway", "operator", "stranger")
+PASSWORDS = {user: f"{user}-{secrets.token_hex(8)}" for user in USERS}
+
+
+# -- a throwaway PKI ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pki:
+    ca_cert: Path
+    wrong_ca_cert: Path  # a CA that did not sign the broker's certificate
+    broker_pem: Path  # the broker's key and certificate chain, one PEM file (ssl.keystore.type=PEM)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+    if ca:
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        builder = builder.add_extension(
+            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          encipher_only=False, decipher_only=False), critical=True)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False)
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def make_pki(folder: Path) -> Pki:
+    ca_key, wrong_key, broker_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    pki = Pki(folder / "ca.crt", folder / "wrong-ca.crt", folder / "broker.pem")
+    ca = _certificate("test Kafka CA", ca_key, "test Kafka CA", ca_key, ca=True)
+    pki.ca_cert.write_bytes(_pem(ca))
+    pki.wrong_ca_cert.write_bytes(_pem(_certificate("other CA", wrong_key, "other CA", wrong_key, ca=True)))
+    broker = _certificate("127.0.0.1", broker_key, "test Kafka CA", ca_key, ca=False)
+    pki.broker_pem.write_bytes(
+        broker_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+        + _pem(broker) + _pem(ca))
+    pki.broker_pem.chmod(0o600)
+    return pki
+
+
+# -- the secured broker ---------------------------------------------------------------------------------------
+
+@dataclass
+class SecureKafka:
+    broker: ApacheKafka
+    pki: Pki
+    bootstrap: str  # the SASL_SSL listener
+
+
+def start_secure_kafka() -> SecureKafka:
+    folder = scratch_dir("orderstatus-test-secure-kafka-")
+    pki = make_pki(folder)
+    sasl_port = free_port()
+    extra = {
+        # PLAINTEXT stays on loopback for the controller and the brokers' own traffic (and the devkit's readiness
+        # probe); its principal, User:ANONYMOUS, is a super user. Clients use SASL_SSL only.
+        "listeners": f"PLAINTEXT://127.0.0.1:{{port}},SASL_SSL://127.0.0.1:{sasl_port},"
+                     "CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{{port}},SASL_SSL://127.0.0.1:{sasl_port}",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(pki.broker_pem),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:admin;User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+    scram = [argument for user in USERS
+             for argument in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={PASSWORDS[user]}]")]
+    broker = ApacheKafka(folder, size=1, extra=extra, format_arguments=tuple(scram)).start()
+    return SecureKafka(broker, pki, f"127.0.0.1:{sasl_port}")
+
+
+@pytest.fixture(scope="module")
+def secure_kafka():
+    """One Apache Kafka node with a SASL_SSL (SCRAM-SHA-512) listener, the StandardAuthorizer and six users."""
+    kafka = start_secure_kafka()
+    try:
+        yield kafka
+    finally:
+        kafka.broker.stop_all()
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap(secure_kafka):
+    """The suite's `settings` point at the SASL_SSL listener (no session broker is started for this module)."""
+    return secure_kafka.bootstrap
+
+
+# -- users, ACLs, settings per component ----------------------------------------------------------------------
+
+def _admin_config(kafka: SecureKafka) -> dict:
+    return {"bootstrap.servers": kafka.bootstrap, "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "admin", "sasl.password": PASSWORDS["admin"], "ssl.ca.location": str(kafka.pki.ca_cert)}
+
+
+def _acls(settings: Settings, component: str) -> list[tuple[ResourceType, str, AclOperation]]:
+    """What each component may do on this test's topics and groups, and nothing more (deploy/k8s/README.md)."""
+    commands, events, dlq = settings.commands_topic, settings.events_topic, settings.dlq_topic
+    topic, group = ResourceType.TOPIC, ResourceType.GROUP
+    return {
+        "worker": [(topic, commands, AclOperation.READ), (group, settings.worker_group, AclOperation.READ),
+                   (topic, events, AclOperation.WRITE), (topic, dlq, AclOperation.WRITE)],
+        "notifier": [(topic, events, AclOperation.READ), (group, settings.notifier_group, AclOperation.READ)],
+        "gateway": [(topic, commands, AclOperation.WRITE), (topic, events, AclOperation.READ)],
+        # `send --wait` and `lag`: publish commands, follow the events, read both groups' committed offsets
+        "operator": [(topic, commands, AclOperation.WRITE), (topic, commands, AclOperation.DESCRIBE),
+                     (topic, events, AclOperation.READ), (group, settings.worker_group, AclOperation.DESCRIBE),
+                     (group, settings.notifier_group, AclOperation.DESCRIBE)],
+    }[component]
+
+
+async def grant(kafka: SecureKafka, settings: Settings, without: frozenset = frozenset(), **users: str) -> None:
+    """Give each user (keyword) the ACLs of a component (value) on this test's topics and groups, except those on
+    the (resource type, name) pairs `without`; created by the admin super user, and waited for until the broker's
+    authorizer has them."""
+    bindings = [AclBinding(kind, name, ResourcePatternType.LITERAL, f"User:{user}", "*", operation,
+                           AclPermissionType.ALLOW)
+                for user, component in users.items() for kind, name, operation in _acls(settings, component)
+                if (kind, name) not in without]
+    admin = AdminClient(_admin_config(kafka))
+    for future in admin.create_acls(bindings).values():
+        await asyncio.to_thread(future.result, 30)
+    wanted = {(b.restype, b.name, b.principal, b.operation) for b in bindings}
+
+    async def applied():
+        found = await asyncio.to_thread(admin.describe_acls(AclBindingFilter(
+            ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+            AclPermissionType.ANY)).result, 30)
+        return wanted <= {(b.restype, b.name, b.principal, b.operation) for b in found}
+
+    await wait_until(applied, 30, "the ACLs to be applied")
+
+
+def as_user(settings: Settings, kafka: SecureKafka, user: str, *, password: str | None = None,
+            cafile: Path | None = None) -> Settings:
+    """The settings of deploy/k8s/kafka-config.yaml for `user`: SASL_SSL, SCRAM-SHA-512, the broker CA file."""
+    return settings.model_copy(update={
+        "kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_sasl_plain_username": user, "kafka_sasl_plain_password": SecretStr(password or PASSWORDS[user]),
+        "kafka_ssl_cafile": str(cafile or kafka.pki.ca_cert), "kafka_enable_idempotence": True,
+    })
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """The environment of `orderstatus` run with these settings (as the `cli_env` fixture builds it)."""
+    env = dict(os.environ)
+    for key, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"ORDERSTATUS_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def watching(settings: Settings, kafka: SecureKafka) -> Settings:
+    """The test's own eyes: the loopback PLAINTEXT listener, whose principal is a super user."""
+    return settings.model_copy(update={"kafka_bootstrap_servers": kafka.broker.bootstrap_servers})
+
+
+async def topics_created(settings: Settings, kafka: SecureKafka) -> None:
+    """The sample rules and orders in the database; the three topics made by `topics create` as the admin."""
+    await seed_database(url_of(settings))
+    ok(await run_cli_async(env_of(as_user(settings, kafka, "admin")), "topics", "create", "--partitions", "2"))
+
+
+CHANGE = {"type": "ChangeOrderStatus", "order_id": 1033, "status": 2, "actor": {"id": "staff-1", "role": "staff"}}
+ISSUER, AUDIENCE = "https://id.example.com", "orderstatus"
+PRIVATE, PUBLIC = new_key_pair()
+
+
+def _mails_of(mailbox, event_id: str) -> list:
+    return [m for m in mailbox.messages if m[EVENT_ID_HEADER] == event_id]
+
+
+async def _exit_code(process: ServiceProcess, timeout: float = 60) -> int:
+    """Wait for a process that must stop on its own; its exit code."""
+    try:
+        await wait_until(lambda: process.proc.poll() is not None, timeout, f"the {process.command} to exit")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}:\n{process.tail()}") from None
+    return process.proc.returncode
+
+
+def _one_error_line(process: ServiceProcess, *fragments: str) -> str:
+    """The process's log: no traceback, and exactly one error line, which holds every fragment."""
+    text = process.text()
+    assert "Traceback" not in text, text
+    errors = [line for line in process.log_lines() if line.get("level") in ("error", "critical")]
+    assert len(errors) == 1, f"expected one error line, got:\n{process.tail()}"
+    message = json.dumps(errors[0])
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message}"
+    return message
+
+
+@contextlib.contextmanager
+def service_processes(*processes: ServiceProcess):
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.close()
+
+
+class TestEveryComponentUnderItsOwnUser:
+    async def test_apache_a_command_goes_through_to_its_event_and_email(self, settings, secure_kafka, mailbox, tmp_path):
+        """Over SASL_SSL with idempotent producers, each under its own user and ACLs: `topics create` (admin),
+        `send --wait` and `lag` (operator), the worker, the notifier and the gateway carry commands to events and
+        emails."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, worker="worker", notifier="notifier", gateway="gateway",
+                    operator="operator")
+        public = tmp_path / "public.pem"
+        public.write_bytes(PUBLIC)
+        gateway_settings = as_user(settings, secure_kafka, "gateway").model_copy(update={
+            "auth_public_keys": str(public), "auth_issuer": ISSUER, "auth_audience": AUDIENCE,
+            "gateway_port": free_port(), "gateway_wait_s": 20.0})
+        worker = ServiceProcess("worker", env_of(as_user(settings, secure_kafka, "worker")), "secure-worker")
+        notifier = ServiceProcess("notifier", env_of(as_user(settings, secure_kafka, "notifier")), "secure-notifier")
+        gateway = ServiceProcess("gateway", env_of(gateway_settings), "secure-gateway")
+        with service_processes(worker, notifier, gateway):
+            await worker.wait_assigned()
+            await notifier.wait_assigned()
+            operator = env_of(as_user(settings, secure_kafka, "operator"))
+            sent = ok(await run_cli_async(operator, "send", "--wait", "--timeout", "30", json.dumps(CHANGE)))
+            events = [json.loads(line) for line in sent.stdout.splitlines()[1:]]
+            assert [e["type"] for e in events] == ["OrderStatusChanged"], sent.stdout
+            await wait_until(lambda: _mails_of(mailbox, events[0]["event_id"]), 30, "the change's email")
+
+            token = issue_token(PRIVATE, sub="staff-1", role="staff", issuer=ISSUER, audience=AUDIENCE)
+
+            async def gateway_answer():
+                try:
+                    async with aiohttp.ClientSession() as session:
+                        async with session.put(f"http://127.0.0.1:{gateway_settings.gateway_port}/api/orders/1033/status",
+                                               json={"status": 3}, headers={"Authorization": f"Bearer {token}"}) as r:
+                            return r.status, await r.json()
+                except aiohttp.ClientConnectionError:
+                    assert gateway.proc.poll() is None, gateway.tail()
+                    return None
+
+            assert await wait_until(gateway_answer, 60, "the gateway's answer", interval=0.2) == (200, {})
+
+            rows = json.loads(ok(await run_cli_async(operator, "lag", "--json")).stdout)
+            assert {(row["group"], row["topic"]) for row in rows} == {
+                (settings.worker_group, settings.commands_topic), (settings.notifier_group, settings.events_topic)}
+            for process in (gateway, notifier, worker):
+                assert await process.terminate() == 0, process.tail()
+
+
+class TestCredentialsAreChecked:
+    @pytest.mark.parametrize("args", [["send", json.dumps(CHANGE)], ["topics", "create"], ["lag"]],
+                             ids=["send", "topics-create", "lag"])
+    async def test_apache_a_wrong_password_is_one_line(self, settings, secure_kafka, args):
+        """A wrong SCRAM password: one line saying the broker refused the user's credentials, exit 1."""
+        env = env_of(as_user(settings, secure_kafka, "operator", password="not-the-password"))
+        user_error(await run_cli_async(env, *args), "refused the SASL credentials of user 'operator'",
+                   "SCRAM-SHA-512")
+
+    @pytest.mark.parametrize("args", [["send", json.dumps(CHANGE)], ["topics", "create"]], ids=["send", "topics-create"])
+    async def test_apache_a_wrong_ca_is_one_line(self, settings, secure_kafka, args):
+        """A CA that did not sign the broker's certificate: one line naming the certificate check, exit 1."""
+        env = env_of(as_user(settings, secure_kafka, "admin", cafile=secure_kafka.pki.wrong_ca_cert))
+        user_error(await run_cli_async(env, *args), "certificate", "CERTIFICATE_VERIFY_FAILED",
+                   "ORDERSTATUS_KAFKA_SSL_CAFILE")
+
+    @pytest.mark.parametrize(("command", "problem", "fragments"), [
+        ("worker", "password", ["refused the SASL credentials of user 'worker'"]),
+        ("notifier", "ca", ["CERTIFICATE_VERIFY_FAILED", "ORDERSTATUS_KAFKA_SSL_CAFILE"]),
+    ], ids=["worker-wrong-password", "notifier-wrong-ca"])
+    async def test_apache_a_process_exits_with_one_clear_line(self, settings, secure_kafka, command, problem,
+                                                              fragments):
+        """A worker or notifier whose credentials or CA the broker refuses stops at once with exit 1 and one error
+        line, instead of backing off for ever as if Kafka were down."""
+        await seed_database(url_of(settings))
+        wrong = {"password": "not-the-password"} if problem == "password" else {"cafile": secure_kafka.pki.wrong_ca_cert}
+        with service_processes(ServiceProcess(command, env_of(as_user(settings, secure_kafka, command, **wrong)),
+                                              f"refused-{command}")) as (process,):
+            assert await _exit_code(process) == 1, process.tail()
+            _one_error_line(process, *fragments)
+
+
+class TestPermissionsAreChecked:
+    async def test_apache_a_worker_that_may_not_read_the_commands_exits_clearly(self, settings, secure_kafka):
+        """A worker whose user lacks Read on the commands topic exits 1 with one line naming the topic."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, worker="worker", without={(ResourceType.TOPIC, settings.commands_topic)})
+        with service_processes(ServiceProcess("worker", env_of(as_user(settings, secure_kafka, "worker")),
+                                              "unauthorised-worker")) as (process,):
+            assert await _exit_code(process) == 1, process.tail()
+            _one_error_line(process, "not authorised", settings.commands_topic, "'worker'")
+
+    async def test_apache_a_notifier_that_may_not_use_its_group_exits_clearly(self, settings, secure_kafka):
+        """A notifier whose user lacks Read on its consumer group exits 1 with one line naming the group."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, notifier="notifier",
+                    without={(ResourceType.GROUP, settings.notifier_group)})
+        with service_processes(ServiceProcess("notifier", env_of(as_user(settings, secure_kafka, "notifier")),
+                                              "unauthorised-notifier")) as (process,):
+            assert await _exit_code(process) == 1, process.tail()
+            _one_error_line(process, "not authorised", settings.notifier_group, "'notifier'")
+
+    async def test_apache_a_worker_that_may_not_write_the_events_stops_and_parks_nothing(self, settings, secure_kafka):
+        """A worker whose user lacks Write on the events topic exits 1 with one line naming the topic once the relay
+        meets the refusal; the event is neither lost nor parked, and once the ACL is granted a worker publishes it."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, worker="worker", operator="operator",
+                    without={(ResourceType.TOPIC, settings.events_topic)})
+        worker_env = env_of(as_user(settings, secure_kafka, "worker"))
+        with service_processes(ServiceProcess("worker", worker_env, "unpublishing-worker")) as (process,):
+            await process.wait_assigned()
+            sent = ok(await run_cli_async(env_of(as_user(settings, secure_kafka, "operator")), "send",
+                                          json.dumps(CHANGE)))
+            command_id = json.loads(sent.stdout)["command_id"]
+            assert await _exit_code(process) == 1, process.tail()
+            _one_error_line(process, "not authorised", settings.events_topic, "'worker'")
+        rows = await fetch(settings, "SELECT published_at, parked_at FROM outbox")
+        assert len(rows) == 1 and rows[0]["published_at"] is None and rows[0]["parked_at"] is None, rows
+        await grant(secure_kafka, settings, worker="worker")
+        async with TopicReader(watching(settings, secure_kafka), settings.events_topic) as events:
+            with service_processes(ServiceProcess("worker", worker_env, "granted-worker")) as (process,):
+                await events.wait_for(lambda values: any(v.get("command_id") == command_id for v in values), 60,
+                                      "the event published once the ACL is granted")
+                assert await process.terminate() == 0, process.tail()
+
+    async def test_apache_send_to_a_topic_the_user_may_not_write_is_one_line(self, settings, secure_kafka):
+        """`send` by a user that may write other topics but not the commands topic: one line naming it."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, worker="worker")
+        user_error(await run_cli_async(env_of(as_user(settings, secure_kafka, "worker")), "send", json.dumps(CHANGE)),
+                   "not authorised", settings.commands_topic, "'worker'")
+
+
+class TestIdempotentProducers:
+    async def test_apache_a_refused_idempotent_producer_stops_the_worker_clearly(self, settings, secure_kafka):
+        """The worker's producer is idempotent (acks=all): under a user the broker refuses InitProducerId (no Write
+        anywhere) it exits 1 at start-up with one line saying so, instead of hanging or retrying."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, stranger="notifier")  # reads only
+        with service_processes(ServiceProcess("worker", env_of(as_user(settings, secure_kafka, "stranger")),
+                                              "no-idempotence-worker")) as (process,):
+            assert await _exit_code(process) == 1, process.tail()
+            _one_error_line(process, "idempotent producer", "'stranger'")
+
+    async def test_apache_a_refused_idempotent_producer_is_one_line_for_send(self, settings, secure_kafka):
+        """`send` under a user refused InitProducerId: one line saying the idempotent producer was refused."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, stranger="notifier")
+        user_error(await run_cli_async(env_of(as_user(settings, secure_kafka, "stranger")), "send", json.dumps(CHANGE)),
+                   "idempotent producer", "'stranger'")
