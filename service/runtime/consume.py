@@ -71,7 +71,7 @@ class ConsumeLoop:
                 if time.monotonic() - self._lag_at >= self.lag_every_s:
                     await self.export_lag()
                 if not batch:
-                    await self.offsets.commit()  # idle: nothing durable waits for the interval
+                    await self.offsets.commit_idle()  # idle: nothing durable waits for the interval
                     continue
                 sources = [
                     SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()),

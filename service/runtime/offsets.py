@@ -3,7 +3,11 @@
 Offsets are remembered as `offset + 1` only once the messages' outcome is durable, committed after a
 batch when the last commit is at least an interval old, whenever a poll comes back empty, and for the
 revoked partitions when a rebalance takes them away. Processing never overlaps `getmany()`, so at
-revocation nothing is in flight: what is pending is what is done."""
+revocation nothing is in flight: what is pending is what is done. When a poll comes back empty, every
+record the consumer returned is durable, so each partition is committed up to the consumer's position,
+which is past the records the client skips without returning them (a transactional producer's commit
+markers, aborted records): those never reach `done`, and a partition ending in one would show a lag of
+1 for ever."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class OffsetCommitter:
         self.progress = progress
         self.interval_s = interval_s
         self.pending: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}  # what this consumer committed last, per partition
         self._committed_at = float("-inf")
 
     def done(self, tp: TopicPartition, last_offset: int) -> None:
@@ -37,6 +42,23 @@ class OffsetCommitter:
         if time.monotonic() - self._committed_at >= self.interval_s:
             await self.commit()
 
+    async def commit_idle(self) -> None:
+        """After an empty poll: commit what is pending and each fetched partition up to the consumer's
+        position (nothing returned is left unprocessed, and what lies below the position and was never
+        returned is no message to process). Only a position past this consumer's last commit is sent."""
+        assigned = self.consumer.assignment()
+        self.committed = {tp: o for tp, o in self.committed.items() if tp in assigned}
+        for tp in assigned:
+            if self.consumer.highwater(tp) is None:  # not fetched yet: the position may still be resetting
+                continue
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
+            except Exception:  # revoked meanwhile, or the broker unreachable: the next idle poll tries again
+                continue
+            if position > max(self.pending.get(tp, -1), self.committed.get(tp, -1)):
+                self.pending[tp] = position
+        await self.commit()
+
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
         offsets = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
         if not offsets:
@@ -45,6 +67,7 @@ class OffsetCommitter:
             self._committed_at = time.monotonic()  # attempted: a failing commit is not retried every batch
         try:
             await self.consumer.commit(offsets)
+            self.committed.update(offsets)
             self.progress.committed()
         except (CommitFailedError, IllegalStateError) as exc:
             # the group moved on: the new owner re-reads from the last commit, and the consumers dedupe

@@ -67,6 +67,26 @@ async def produce_in_large_batches(settings: Settings, commands: list[dict]) -> 
     return dict(Counter(meta.partition for meta in placed))
 
 
+async def produce_in_transactions(settings: Settings, transactions: list[list[dict]]) -> dict[int, int]:
+    """Send each list of commands in a transaction of its own, as an upstream service with a transactional
+    producer does (each commit leaves a marker, a control record, after the transaction's records in every
+    partition it wrote to). Returns how many records of ours each partition got."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+                                transactional_id=f"upstream-{uuid.uuid4().hex[:8]}", linger_ms=1000,
+                                max_batch_size=1 << 20)
+    await producer.start()
+    counts: Counter = Counter()
+    try:
+        for commands in transactions:
+            async with producer.transaction():
+                futures = [await producer.send(settings.commands_topic, json.dumps(c).encode(),
+                                               key=str(c["order_id"]).encode()) for c in commands]
+                counts.update(meta.partition for meta in await asyncio.gather(*futures))
+    finally:
+        await producer.stop()
+    return dict(counts)
+
+
 def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
@@ -148,6 +168,38 @@ class TestEndOffsets:
                     await wait_until(lambda: _gauges_are(port, want), 30, f"lag gauges {want}", interval=0.5)
                     status, body = await get(port, "/status")
                     assert status == 200 and body["lag"] == want, body
+
+
+    async def test_apache_commands_from_a_transactional_producer_leave_no_lag(self, settings, cli_env):
+        """Commands from an upstream transactional producer (three transactions of 100): once processed, the
+        worker's committed offsets are the partitions' ends, past the commit markers, so `orderstatus lag`
+        and the lag gauge both say exactly 0."""
+        orders = draft_orders(300, first=FIRST_ORDER + 1000)
+        await seed(settings, orders)
+        commands = confirmations(orders)
+        counts = await produce_in_transactions(settings, [commands[i:i + 100] for i in range(0, 300, 100)])
+        assert sum(counts.values()) == 300
+
+        port = free_port()
+        settings = settings.model_copy(update={"http_port": port})
+        async with running_worker(settings), TopicReader(settings, settings.events_topic) as reader:
+            await events_for(reader, {c["command_id"] for c in commands}, timeout=90)
+            before_markers = {p: counts.get(p, 0) for p in range(3)}
+            seen: list = []
+
+            async def caught_up():
+                rows = by_partition(await lag_rows(cli_env), settings.worker_group)
+                seen[:] = [rows]
+                return all(lag == 0 and committed == end for committed, end, lag in rows.values())
+
+            try:
+                await wait_until(caught_up, 60, "the worker's lag at 0, committed at the end", interval=0.5)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; records per partition {before_markers}, last seen {seen}") from None
+            # each partition's end is past its records: the markers of the transactions that wrote to it
+            assert all(end > before_markers[p] for p, (_, end, _) in seen[0].items() if before_markers[p])
+            zero = {f"{settings.commands_topic}:{p}": 0 for p in range(3)}
+            await wait_until(lambda: _gauges_are(port, zero), 30, f"lag gauges {zero}", interval=0.5)
 
 
 async def _gauges_are(port: int, want: dict[str, float]) -> bool:

@@ -1,5 +1,6 @@
 """The commit policy's cadence (runtime/offsets.py): durable offsets are committed at most once per
-interval after batches, at once when asked (idle, stop), and only what is pending."""
+interval after batches, at once when asked (idle, stop), and only what is pending; after an empty poll, up to
+the consumer's position."""
 
 from __future__ import annotations
 
@@ -57,3 +58,39 @@ async def test_an_interval_of_zero_commits_after_every_batch():
     committer = OffsetCommitter(consumer, Progress(60), interval_s=0)
     await batches(committer, 1, 2, 3)
     assert consumer.commits == [{TP: 2}, {TP: 3}, {TP: 4}]
+
+
+class PositionedConsumer(RecordingConsumer):
+    """A consumer with assigned partitions, their positions and high watermarks (None: not fetched yet)."""
+
+    def __init__(self, positions: dict[TopicPartition, int], highwaters: dict[TopicPartition, int | None]) -> None:
+        super().__init__()
+        self.positions = positions
+        self.highwaters = highwaters
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters[tp]
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+
+async def test_an_empty_poll_commits_up_to_the_position_past_records_never_returned():
+    """After an empty poll each fetched partition is committed at the consumer's position, past what the client
+    skipped (a transaction's commit marker after offset 9); once, and never a partition not fetched yet."""
+    other, unfetched = TopicPartition("commands", 1), TopicPartition("commands", 2)
+    consumer = PositionedConsumer({TP: 11, other: 5, unfetched: 0}, {TP: 11, other: 5, unfetched: None})
+    committer = OffsetCommitter(consumer, Progress(60), interval_s=60)
+    await batches(committer, 9)  # offsets up to 9 durable; 10 is a commit marker
+    assert consumer.commits == [{TP: 10}]
+    await committer.commit_idle()
+    assert consumer.commits == [{TP: 10}, {TP: 11, other: 5}]
+    await committer.commit_idle()  # nothing new: nothing sent
+    assert len(consumer.commits) == 2
+    consumer.positions[TP] = 14
+    committer.done(TP, 12)  # pending 13, the position 14 is further
+    await committer.commit_idle()
+    assert consumer.commits[-1] == {TP: 14}
