@@ -4,14 +4,20 @@ commands compressed with every codec by another client (librdkafka), including o
 from __future__ import annotations
 
 import asyncio
-import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import confluent_kafka
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import UnknownError, for_code
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.util import calc_crc32c
 
 from service.devkit.embedded import scratch_dir
 from tests.helpers.cli import ok, run_cli_async
@@ -63,8 +69,9 @@ class TestTheBrokersSizeLimit:
     async def test_apache_an_event_over_the_topics_limit_is_parked_other_orders_flow_and_retry_publishes_it(
             self, settings, cli_env):
         """The broker's MESSAGE_TOO_LARGE (the topic's max.message.bytes, far below the producer's own limit)
-        parks only the big event and its order's later one; the events of 15 other orders sent in the same
-        round are published, and `outbox retry` publishes both held events in order once the limit is raised."""
+        parks only the big event and its order's later one: the events of 15 other orders in the same round
+        (refused with its batch, then out of sequence for the idempotent producer) are published, and
+        `outbox retry` publishes both held events in order once the limit is raised."""
         await seed(settings, [{"order_id": 1033, "order_type": "SO"}, *ORDERS])
         await set_max_message_bytes(settings, settings.events_topic, 4096)
         assert settings.kafka_max_request_size >= 1_048_576  # the producer would send it: only the broker refuses
@@ -193,3 +200,41 @@ class TestCompressedCommands:
         assert len(starts) == 1
         rows = await fetch(settings, "SELECT order_id FROM orders WHERE version = 1 ORDER BY order_id")
         assert [r["order_id"] for r in rows] == list(range(811, 817))
+
+
+def _batch_claiming_gzip(values: list[bytes]) -> bytes:
+    """A v2 record batch whose attributes say gzip while its records are not compressed (CRC made valid)."""
+    builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1_048_576)
+    for delta, value in enumerate(values):
+        builder.append(delta, timestamp=1_700_000_000_000, key=b"801", value=value, headers=[])
+    data = bytearray(builder.build())
+    attributes = struct.unpack_from(">h", data, 21)[0]
+    struct.pack_into(">h", data, 21, attributes | 1)
+    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
+    return bytes(data)
+
+
+class TestCorruptPayloads:
+    async def test_apache_the_broker_refuses_a_batch_whose_payload_does_not_decompress(self, settings):
+        """A raw produce of a batch that claims gzip but does not decompress is refused by the broker itself
+        (UNKNOWN_SERVER_ERROR) and nothing is appended: only a codec missing on the reading side can make a
+        stored batch unreadable, which the test above covers."""
+        await seed(settings, ORDERS)
+        tp = TopicPartition(settings.commands_topic, 0)
+        client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await client.bootstrap()
+        try:
+            await client.add_topic(tp.topic)
+            request = ProduceRequest(required_acks=-1, timeout=30_000, transactional_id=None,
+                                     topics=[(tp.topic, [(0, _batch_claiming_gzip([b'{"x": 1}'] * 3))])])
+            response = await client.send(client.cluster.leader_for_partition(tp), request)
+        finally:
+            await client.close()
+        [(_, [(partition, error_code, *_)])] = response.topics
+        assert (partition, for_code(error_code)) == (0, UnknownError)
+        reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await reader.start()
+        try:
+            assert await reader.end_offsets([tp]) == {tp: 0}
+        finally:
+            await reader.stop()
