@@ -5,18 +5,22 @@ aiokafka accepting every option set. No broker is needed."""
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
 
 import pytest
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (ClusterAuthorizationFailedError, GroupAuthorizationFailedError, KafkaConnectionError,
+                             MessageSizeTooLargeError, TopicAuthorizationFailedError)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
-from service.adapters.kafka.clients import FileTokenProvider, client_options, make_consumer, make_producer
+from service.adapters.kafka.clients import (FileTokenProvider, bootstrap_refusal, client_options, make_consumer,
+                                            make_producer, refusal)
 from service.runtime.settings import Settings
 
 PASSWORD = "kafka-secret-pw"
@@ -171,3 +175,40 @@ class TestRefusedCombinations:
         """GSSAPI is valid without username or password: Kerberos supplies the credentials."""
         settings = _settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="GSSAPI")
         assert settings.kafka_sasl_mechanism == "GSSAPI"
+
+
+class TestRefusals:
+    """What the broker's refusals read as (`KafkaRefused`, one line naming who and what); the real broker's
+    answers are in tests/apache_kafka/test_apache_security.py."""
+
+    WORKER = dict(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
+                  kafka_sasl_plain_username="worker", kafka_sasl_plain_password=PASSWORD)
+
+    def test_a_missing_topic_or_group_acl_names_the_user_and_the_resource(self):
+        """Topic and group authorization failures name the user and every refused topic or the group."""
+        settings = _settings(**self.WORKER)
+        topic = refusal(TopicAuthorizationFailedError({"b-topic", "a-topic"}), settings)
+        group = refusal(GroupAuthorizationFailedError("worker-group"), settings)
+        assert str(topic) == "Kafka refused user 'worker' access to topic a-topic, b-topic: not authorised (no ACL allows it)"
+        assert "user 'worker' the consumer group worker-group: not authorised" in str(group)
+        assert PASSWORD not in str(topic) + str(group)
+
+    def test_a_refused_init_producer_id_says_the_idempotent_producer_was_refused(self):
+        """ClusterAuthorizationFailed at the producer's start is the idempotent producer's InitProducerId."""
+        refused = refusal(ClusterAuthorizationFailedError(), _settings(**self.WORKER), init_producer_id=True)
+        assert "refused user 'worker' an idempotent producer" in str(refused)
+        assert "Write on a topic or IdempotentWrite on the cluster" in str(refused)
+
+    @pytest.mark.parametrize("exc", [KafkaConnectionError("down"), MessageSizeTooLargeError(), ValueError("x")],
+                             ids=lambda e: type(e).__name__)
+    def test_other_failures_are_no_refusal(self, exc):
+        """Outages and a message's own faults are left as they are."""
+        assert refusal(exc, _settings(**self.WORKER)) is None
+
+    async def test_a_broker_nobody_listens_on_is_an_outage_not_a_refusal(self, ca_file):
+        """Connection refused on every bootstrap server: no refusal to report, the caller's outage stands."""
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", kafka_ssl_cafile=str(ca_file), **self.WORKER)
+        assert await bootstrap_refusal(settings) is None

@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, NodeNotReadyError
 
+from service.adapters.errors import KafkaRefused
 from service.runtime.faults import is_outage
 
 
@@ -43,6 +44,7 @@ def test_outages_pause_the_work(exc):
         asyncpg.exceptions.NumericValueOutOfRangeError("numeric field overflow"),
         asyncpg.exceptions.UniqueViolationError("duplicate key"),
         MessageSizeTooLargeError(),
+        KafkaRefused("Kafka refused user 'worker' access to topic t: not authorised"),
     ],
     ids=lambda e: type(e).__name__,
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
+from service.adapters.errors import KafkaRefused
 from service.adapters.kafka.publishing import SENT, partition_of
 from service.adapters.postgres.outbox import Parking, StoredMessage
 from service.contract.events import Topics
@@ -88,6 +89,13 @@ class TestARelayRound:
         assert settled.published == [2, 4]
         assert settled.parked == [Parking(1, "MessageSizeTooLargeError: [Error 10] MessageSizeTooLargeError: too big"),
                                   Parking(3, "held behind parked row 1", 1)]
+
+    def test_a_topic_the_user_may_not_write_parks_nothing_and_stops_the_cursor(self):
+        """A refused ACL is no row's fault: its rows are left unsent, like an outage's, for after the grant."""
+        refused = KafkaRefused("Kafka refused user 'worker' access to topic events: not authorised")
+        rows = [row(1), row(2, b"8"), row(3, b"9")]
+        settled = settle_round(rows, {}, {1: SENT, 2: refused, 3: SENT})
+        assert (settled.through, settled.published_beyond, settled.parked) == (1, [3], [])
 
     def test_rows_of_a_key_parked_in_an_earlier_round_are_held_behind_that_row(self):
         """A row whose topic and key have a parked row is parked behind it without being sent."""
