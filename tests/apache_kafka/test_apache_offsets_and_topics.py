@@ -67,21 +67,22 @@ async def produce_in_large_batches(settings: Settings, commands: list[dict]) -> 
     return dict(Counter(meta.partition for meta in placed))
 
 
-async def produce_in_transactions(settings: Settings, transactions: list[list[dict]]) -> dict[int, int]:
-    """Send each list of commands in a transaction of its own, as an upstream service with a transactional
-    producer does (each commit leaves a marker, a control record, after the transaction's records in every
-    partition it wrote to). Returns how many records of ours each partition got."""
+async def produce_in_transactions(settings: Settings, transactions: list[tuple[list[dict], bool]]) -> dict[int, int]:
+    """Send each list of commands in a transaction of its own, committed or aborted as told, as an upstream
+    service with a transactional producer does (each transaction leaves a marker, a control record, after
+    its records in every partition it wrote to). Returns how many records of ours each partition got."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                                 transactional_id=f"upstream-{uuid.uuid4().hex[:8]}", linger_ms=1000,
                                 max_batch_size=1 << 20)
     await producer.start()
     counts: Counter = Counter()
     try:
-        for commands in transactions:
-            async with producer.transaction():
-                futures = [await producer.send(settings.commands_topic, json.dumps(c).encode(),
-                                               key=str(c["order_id"]).encode()) for c in commands]
-                counts.update(meta.partition for meta in await asyncio.gather(*futures))
+        for commands, commit in transactions:
+            await producer.begin_transaction()
+            futures = [await producer.send(settings.commands_topic, json.dumps(c).encode(),
+                                           key=str(c["order_id"]).encode()) for c in commands]
+            counts.update(meta.partition for meta in await asyncio.gather(*futures))
+            await (producer.commit_transaction() if commit else producer.abort_transaction())
     finally:
         await producer.stop()
     return dict(counts)
@@ -171,20 +172,21 @@ class TestEndOffsets:
 
 
     async def test_apache_commands_from_a_transactional_producer_leave_no_lag(self, settings, cli_env):
-        """Commands from an upstream transactional producer (three transactions of 100): once processed, the
-        worker's committed offsets are the partitions' ends, past the commit markers, so `orderstatus lag`
-        and the lag gauge both say exactly 0."""
-        orders = draft_orders(300, first=FIRST_ORDER + 1000)
+        """Commands from an upstream transactional producer (three committed transactions of 100, one aborted
+        of 50 between them): the committed ones are applied, the aborted ones never; then the worker's
+        committed offsets are the partitions' ends, past the transaction markers and the aborted records, so
+        `orderstatus lag` and the lag gauge both say exactly 0."""
+        orders = draft_orders(350, first=FIRST_ORDER + 1000)
         await seed(settings, orders)
-        commands = confirmations(orders)
-        counts = await produce_in_transactions(settings, [commands[i:i + 100] for i in range(0, 300, 100)])
-        assert sum(counts.values()) == 300
+        commands, aborted = confirmations(orders[:300]), confirmations(orders[300:])
+        counts = await produce_in_transactions(settings, [(commands[:100], True), (aborted, False),
+                                                          (commands[100:200], True), (commands[200:], True)])
+        assert sum(counts.values()) == 350
 
         port = free_port()
         settings = settings.model_copy(update={"http_port": port})
         async with running_worker(settings), TopicReader(settings, settings.events_topic) as reader:
             await events_for(reader, {c["command_id"] for c in commands}, timeout=90)
-            before_markers = {p: counts.get(p, 0) for p in range(3)}
             seen: list = []
 
             async def caught_up():
@@ -195,11 +197,15 @@ class TestEndOffsets:
             try:
                 await wait_until(caught_up, 60, "the worker's lag at 0, committed at the end", interval=0.5)
             except AssertionError as exc:
-                raise AssertionError(f"{exc}; records per partition {before_markers}, last seen {seen}") from None
+                raise AssertionError(f"{exc}; records per partition {counts}, last seen {seen}") from None
             # each partition's end is past its records: the markers of the transactions that wrote to it
-            assert all(end > before_markers[p] for p, (_, end, _) in seen[0].items() if before_markers[p])
+            assert all(end > counts.get(p, 0) for p, (_, end, _) in seen[0].items() if counts.get(p))
             zero = {f"{settings.commands_topic}:{p}": 0 for p in range(3)}
             await wait_until(lambda: _gauges_are(port, zero), 30, f"lag gauges {zero}", interval=0.5)
+            assert not {c["command_id"] for c in aborted} & {v.get("command_id") for v in reader.values()}
+        rows = await fetch(settings, "SELECT status_id, count(*) AS n FROM orders WHERE order_id >= $1 "
+                                     "GROUP BY 1 ORDER BY 1", FIRST_ORDER + 1000)
+        assert [(r["status_id"], r["n"]) for r in rows] == [(1, 50), (2, 300)]  # Draft: the aborted ones
 
 
 async def _gauges_are(port: int, want: dict[str, float]) -> bool:

@@ -75,7 +75,10 @@ class _Records:
 
     def next_batch(self):
         batch = self._records.next_batch()
-        return None if batch is None else _Batch(batch)
+        if batch is None or getattr(batch, "is_control_batch", False):
+            # a transaction's marker: aiokafka reads it with next() (commit or abort?) and yields no record of it
+            return batch
+        return _Batch(batch)
 
 
 class _ReadablePartitionRecords(fetcher.PartitionRecords):
