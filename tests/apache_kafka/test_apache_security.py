@@ -192,6 +192,20 @@ async def grant(kafka: SecureKafka, settings: Settings, without: frozenset = fro
     await wait_until(applied, 30, "the ACLs to be applied")
 
 
+async def revoke(kafka: SecureKafka, user: str, kind: ResourceType, name: str) -> None:
+    """Delete every ACL of `user` on one resource, and wait until the broker's authorizer has none left."""
+    admin = AdminClient(_admin_config(kafka))
+    matching = AclBindingFilter(kind, name, ResourcePatternType.LITERAL, f"User:{user}", None, AclOperation.ANY,
+                                AclPermissionType.ANY)
+    for future in admin.delete_acls([matching]).values():
+        await asyncio.to_thread(future.result, 30)
+
+    async def gone():
+        return not await asyncio.to_thread(admin.describe_acls(matching).result, 30)
+
+    await wait_until(gone, 30, "the ACLs to be deleted")
+
+
 def as_user(settings: Settings, kafka: SecureKafka, user: str, *, password: str | None = None,
             cafile: Path | None = None) -> Settings:
     """The settings of deploy/k8s/kafka-config.yaml for `user`: SASL_SSL, SCRAM-SHA-512, the broker CA file."""
@@ -228,6 +242,15 @@ async def topics_created(settings: Settings, kafka: SecureKafka) -> None:
 CHANGE = {"type": "ChangeOrderStatus", "order_id": 1033, "status": 2, "actor": {"id": "staff-1", "role": "staff"}}
 ISSUER, AUDIENCE = "https://id.example.com", "orderstatus"
 PRIVATE, PUBLIC = new_key_pair()
+
+
+def as_gateway(settings: Settings, kafka: SecureKafka, folder: Path) -> Settings:
+    """The gateway's settings under user `gateway`: a public key for the actor tokens, a port of its own."""
+    public = folder / "public.pem"
+    public.write_bytes(PUBLIC)
+    return as_user(settings, kafka, "gateway").model_copy(update={
+        "auth_public_keys": str(public), "auth_issuer": ISSUER, "auth_audience": AUDIENCE,
+        "gateway_port": free_port(), "gateway_wait_s": 20.0})
 
 
 def _mails_of(mailbox, event_id: str) -> list:
@@ -272,11 +295,7 @@ class TestEveryComponentUnderItsOwnUser:
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, worker="worker", notifier="notifier", gateway="gateway",
                     operator="operator")
-        public = tmp_path / "public.pem"
-        public.write_bytes(PUBLIC)
-        gateway_settings = as_user(settings, secure_kafka, "gateway").model_copy(update={
-            "auth_public_keys": str(public), "auth_issuer": ISSUER, "auth_audience": AUDIENCE,
-            "gateway_port": free_port(), "gateway_wait_s": 20.0})
+        gateway_settings = as_gateway(settings, secure_kafka, tmp_path)
         worker = ServiceProcess("worker", env_of(as_user(settings, secure_kafka, "worker")), "secure-worker")
         notifier = ServiceProcess("notifier", env_of(as_user(settings, secure_kafka, "notifier")), "secure-notifier")
         gateway = ServiceProcess("gateway", env_of(gateway_settings), "secure-gateway")
@@ -361,6 +380,39 @@ class TestPermissionsAreChecked:
                                               "unauthorised-notifier")) as (process,):
             assert await _exit_code(process) == 1, process.tail()
             _one_error_line(process, "not authorised", settings.notifier_group, "'notifier'")
+
+    async def test_apache_a_gateway_that_may_not_read_the_events_exits_clearly(self, settings, secure_kafka, tmp_path):
+        """A gateway whose user lacks Read on the events topic exits 1 with one line naming the topic, instead of
+        waiting for ever as if the topic did not exist yet."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, gateway="gateway", without={(ResourceType.TOPIC, settings.events_topic)})
+        with service_processes(ServiceProcess("gateway", env_of(as_gateway(settings, secure_kafka, tmp_path)),
+                                              "unauthorised-gateway")) as (process,):
+            assert await _exit_code(process) == 1, process.tail()
+            _one_error_line(process, "not authorised", settings.events_topic, "'gateway'")
+
+    async def test_apache_a_notifier_whose_group_acl_is_revoked_exits_clearly(self, settings, secure_kafka):
+        """A running notifier whose group ACL is deleted exits 1 with one line naming the group."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, notifier="notifier")
+        with service_processes(ServiceProcess("notifier", env_of(as_user(settings, secure_kafka, "notifier")),
+                                              "revoked-notifier")) as (process,):
+            await process.wait_assigned()
+            await revoke(secure_kafka, "notifier", ResourceType.GROUP, settings.notifier_group)
+            assert await _exit_code(process) == 1, process.tail()
+            _one_error_line(process, "not authorised", settings.notifier_group, "'notifier'")
+
+    @pytest.mark.parametrize(("user", "component", "refused"), [
+        ("stranger", None, "topic"), ("gateway", "gateway", "group")], ids=["no-topic-acl", "no-group-acl"])
+    async def test_apache_lag_without_the_acls_it_needs_is_one_line(self, settings, secure_kafka, user, component,
+                                                                     refused):
+        """`lag` by a user that may not describe the topics, or the groups: one line naming what was refused."""
+        await topics_created(settings, secure_kafka)
+        if component:
+            await grant(secure_kafka, settings, **{user: component})
+        named = settings.commands_topic if refused == "topic" else settings.worker_group
+        user_error(await run_cli_async(env_of(as_user(settings, secure_kafka, user)), "lag"),
+                   "not authorised", named, f"'{user}'")
 
     async def test_apache_a_worker_that_may_not_write_the_events_stops_and_parks_nothing(self, settings, secure_kafka):
         """A worker whose user lacks Write on the events topic exits 1 with one line naming the topic once the relay

@@ -201,11 +201,20 @@ class Consumer(_ExplainsRefusals, AIOKafkaConsumer):
         self._settings = settings
         super().__init__(*topics, **options)
 
-    async def getmany(self, *partitions, **kwargs):
+    async def _explaining(self, call):
         try:
-            return await super().getmany(*partitions, **kwargs)
+            return await call
         except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as exc:
             raise refusal(exc, self._settings) from exc
+
+    async def getmany(self, *partitions, **kwargs):
+        return await self._explaining(super().getmany(*partitions, **kwargs))
+
+    async def committed(self, partition):
+        return await self._explaining(super().committed(partition))
+
+    async def commit(self, offsets=None):
+        return await self._explaining(super().commit(offsets))
 
 
 class Admin(_ExplainsRefusals, AIOKafkaAdminClient):
@@ -263,8 +272,14 @@ async def learn_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
     names none, which the embedded broker answers with every topic and Apache Kafka (Metadata v1 and
     later: an empty list means "no topic") with none: a group-less reader that asks for a topic's
     partitions right after `start()` finds none there. `_client` is the one private name this needs:
-    the consumer has no public call that adds a topic to its metadata without subscribing."""
+    the consumer has no public call that adds a topic to its metadata without subscribing.
+
+    A topic the user may not describe is in no metadata either: that raises `KafkaRefused` (from a consumer
+    made here) rather than passing for a topic that does not exist."""
     await consumer._client.add_topic(topic)
+    if topic in consumer._client.cluster.unauthorized_topics:
+        exc = TopicAuthorizationFailedError(topic)
+        raise (refusal(exc, consumer._settings) if isinstance(consumer, Consumer) else exc)
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:
