@@ -64,6 +64,42 @@ class TestAnUnreadableBatch:
         assert [r.offset for r in records] == [3, 4]
 
 
+PRODUCER_ID = 7
+CONTROL = 0x20  # attributes: a control batch (a transaction's marker)
+READ_COMMITTED = 1
+
+
+def transactional(first_offset: int, values: list[bytes], *, marker: str | None = None) -> bytes:
+    """A batch of a transactional producer, or (`marker` "commit" / "abort") the marker ending its transaction."""
+    builder = DefaultRecordBatchBuilder(2, 0, 1, PRODUCER_ID, 0, -1, 1_048_576)
+    if marker is None:
+        for delta, value in enumerate(values):
+            builder.append(delta, timestamp=1_700_000_000_000 + delta, key=b"k", value=value, headers=[])
+    else:
+        builder.append(0, timestamp=1_700_000_000_000, key=struct.pack(">hh", 0, marker == "commit"),
+                       value=struct.pack(">hi", 0, 0), headers=[])
+    data = bytearray(builder.build())
+    struct.pack_into(">q", data, 0, first_offset)
+    if marker is not None:
+        attributes = struct.unpack_from(">h", data, ATTRIBUTES_AT)[0]
+        struct.pack_into(">h", data, ATTRIBUTES_AT, attributes | CONTROL)
+        struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[ATTRIBUTES_AT:])))
+    return bytes(data)
+
+
+class TestTransactionMarkers:
+    def test_committed_records_are_read_and_aborted_ones_and_the_markers_skipped(self):
+        """With read_committed, a committed transaction's records come back, an aborted one's do not, the markers
+        are no records, and the position passes them all (the hook leaves aiokafka's reading of markers alone)."""
+        read_unreadable_batches()
+        fetched = (transactional(0, [b"a", b"b"]) + transactional(2, [], marker="commit")
+                   + transactional(3, [b"x"]) + transactional(4, [], marker="abort") + batch(5, [b"c"]))
+        partition = fetcher.PartitionRecords(TP, MemoryRecords(fetched), [(PRODUCER_ID, 3)], 0, None, None, True,
+                                             READ_COMMITTED)
+        assert [(r.offset, r.value) for r in partition] == [(0, b"a"), (1, b"b"), (5, b"c")]
+        assert partition.next_fetch_offset == 6
+
+
 class TestTheWorkerReadsIt:
     def test_an_unreadable_message_is_an_invalid_command_with_reason_unreadable(self):
         """The worker never parses a message it could not read: it is dead-lettered as `unreadable`, with why."""
