@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.devkit.embedded import free_port
 from service.entrypoints.services import run_gateway
+from service.ops.prune import RetentionJob
 from service.runtime.auth import issue_token, new_key_pair
 from service.runtime.settings import Settings
 from tests.helpers.cli import ok, run_cli_async, user_error
@@ -317,15 +318,24 @@ def names_env(env: dict[str, str], tag: str) -> tuple[dict[str, str], list[str]]
             "ORDERSTATUS_DLQ_TOPIC": names[2]}, names
 
 
+async def insert_processed(settings: Settings, ages_in_days: dict[str, int]) -> None:
+    """Processed-command records of the given ages."""
+    now = datetime.now(timezone.utc)
+    for command_id, days in ages_in_days.items():
+        await fetch(settings, "INSERT INTO processed_commands (command_id, command_type, outcome, processed_at) "
+                              "VALUES ($1, 'ChangeOrderStatus', 'applied', $2)", command_id, now - timedelta(days=days))
+
+
+async def _processed_ids_are(settings: Settings, ids: list[str]) -> bool:
+    return sorted(r["command_id"] for r in await fetch(settings, "SELECT command_id FROM processed_commands")) == ids
+
+
 class TestPruneReadsTheTopicsRetention:
     async def test_apache_default_retention_allows_a_longer_one_without_force(self, settings, cli_env):
         """Apache Kafka reports its defaults (retention.ms and segment.ms 7 days each: up to 14 days kept): prune
         --older-than 15d runs without --force and deletes what is older; 13d is refused, naming the 14 days."""
         ok(await run_cli_async(cli_env, "topics", "create", "--partitions", "1"))
-        old = datetime.now(timezone.utc) - timedelta(days=20)
-        for command_id, at in (("old", old), ("recent", datetime.now(timezone.utc) - timedelta(days=10))):
-            await fetch(settings, "INSERT INTO processed_commands (command_id, command_type, outcome, processed_at) "
-                                  "VALUES ($1, 'ChangeOrderStatus', 'applied', $2)", command_id, at)
+        await insert_processed(settings, {"old": 20, "recent": 10})
 
         line = user_error(await run_cli_async(cli_env, "prune", "--older-than", "13d"), "prune refused",
                           f"retention.ms={WEEK_MS} + segment.ms={WEEK_MS}", "14d")
@@ -335,8 +345,17 @@ class TestPruneReadsTheTopicsRetention:
         for topic in (settings.commands_topic, settings.events_topic, settings.dlq_topic):
             assert f"topic {topic}: keeps messages up to 14d (retention.ms={WEEK_MS} + segment.ms={WEEK_MS})" in done
         assert "processed_commands: deleted 1 rows" in done
-        assert [r["command_id"] for r in await fetch(settings, "SELECT command_id FROM processed_commands")] == [
-            "recent"]
+        assert await _processed_ids_are(settings, ["recent"])
+
+    async def test_apache_background_prune_reads_the_same_defaults(self, settings):
+        """The worker's background prune: ORDERSTATUS_RETENTION_DAYS=13 is refused against the 14 days Apache Kafka
+        reports; 15 prunes the 20-day-old record and keeps the 10-day-old one."""
+        await seed(settings)
+        await insert_processed(settings, {"old": 20, "recent": 10})
+        assert await RetentionJob(settings.model_copy(update={"retention_days": 13}), None).once() is None
+        pruning = settings.model_copy(update={"retention_days": 15, "retention_interval_s": 0.5})
+        async with running_worker(pruning):
+            await wait_until(lambda: _processed_ids_are(settings, ["recent"]), 30, "the background prune")
 
     async def test_apache_a_longer_retention_set_on_a_topic_is_read(self, settings, cli_env):
         """A 40-day retention.ms set on the events topic (segment.ms still the 7-day default): 30d is refused
