@@ -225,6 +225,12 @@ class Admin(_ExplainsRefusals, AIOKafkaAdminClient):
     async def _close(self) -> None:
         await self.close()
 
+    async def find_coordinator(self, group_id: str, coordinator_type: int = 0) -> int:
+        try:
+            return await super().find_coordinator(group_id, coordinator_type)
+        except GroupAuthorizationFailedError as exc:  # aiokafka's names no group, ours does
+            raise refusal(GroupAuthorizationFailedError(group_id), self._settings) from exc
+
 
 def consumer_of(settings: Settings, *topics: str, **options) -> Consumer:
     """A consumer with the settings' connection and security and exactly the given consumer options."""
