@@ -78,6 +78,22 @@ def visible_note(event: StatusChanged, recipient: Recipient) -> str | None:
     return None
 
 
+# how each role reads in a sentence ("Changed by: a staff member"); "a staff" is not English
+ROLE_PHRASES = {"client": "a client", "staff": "a staff member", "manager": "a manager", "system": "the system"}
+
+
+def actor_phrase(role: str, name: str | None) -> str:
+    """The actor as an email names it: by verified name with the role, else by role alone."""
+    if name:
+        return f"{name} ({role})"
+    return ROLE_PHRASES.get(role, f"a user with role {role}")
+
+
+def status_text(label) -> str:
+    """`Name (Code)`, or just the name when the code says the same."""
+    return label.name if label.code == label.name else f"{label.name} ({label.code})"
+
+
 def template_context(event: StatusChanged, recipient: Recipient) -> dict:
     internal = recipient.kind == "stakeholder"
     return {
@@ -91,7 +107,9 @@ def template_context(event: StatusChanged, recipient: Recipient) -> dict:
         "to_status": event.to_status,
         "override": event.override,
         # by role, and by name only when a verified token carried one: never a raw self-asserted id
-        "actor": f"{event.actor.name} ({event.actor.role})" if event.actor.name else f"a {event.actor.role}",
+        "actor": actor_phrase(event.actor.role, event.actor.name),
+        "from_text": status_text(event.from_status),
+        "to_text": status_text(event.to_status),
         "occurred": _when(event.occurred_at),
         "note": visible_note(event, recipient),
         # reservation refs and coupon codes are internal bookkeeping; clients get the plain change

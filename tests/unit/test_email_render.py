@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from email import message_from_bytes, policy
+from html.parser import HTMLParser
 
 import pytest
 
@@ -129,3 +130,99 @@ def test_parse_status_changed_sorts_events():
                     wire.replace(str(e.event_id).encode(), b"not-a-uuid")):
         with pytest.raises(Unparseable):
             parse_status_changed(garbage)
+
+
+# --- every template case, read line by line (issue 20 item 1) --------------------------------------
+
+ROLE_WORDS = {"client": "a client", "staff": "a staff member", "manager": "a manager", "system": "the system"}
+
+
+class _Html(HTMLParser):
+    """The HTML part as a reader sees it: the text of each block element, and the From/To/… table."""
+
+    BLOCKS = {"p", "h3", "th", "td", "title"}
+
+    def __init__(self):
+        super().__init__()
+        self.blocks: list[str] = []
+        self.rows: dict[str, str] = {}
+        self._open: list[str] = []
+        self._text: list[str] = []
+        self._row: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.BLOCKS:
+            self._open.append(tag)
+            self._text = []
+        if tag == "tr":
+            self._row = []
+
+    def handle_endtag(self, tag):
+        if tag in self.BLOCKS and self._open and self._open[-1] == tag:
+            self._open.pop()
+            text = " ".join("".join(self._text).split())
+            self.blocks.append(text)
+            if tag in ("th", "td"):
+                self._row.append(text)
+        if tag == "tr" and len(self._row) == 2:
+            self.rows[self._row[0]] = self._row[1]
+
+    def handle_data(self, data):
+        if self._open:
+            self._text.append(data)
+
+
+def _cases():
+    for role in ("client", "staff", "manager", "system"):
+        for name in (None, "Ann Smith"):
+            for kind in ("client", "stakeholder"):
+                for note in (None, Note("Left at the door", True), Note("payment disputed", False)):
+                    for override, reservations, coupons in ((False, (), ()), (True, (), ()),
+                                                            (False, ("R-1", "R-2"), ("SPRING10",)),
+                                                            (False, (), ("SPRING10",))):
+                        yield role, name, kind, note, override, reservations, coupons
+
+
+class TestEveryTemplateCase:
+    """Every combination of role, verified name, recipient kind, note and cancel extras reads right."""
+
+    @pytest.mark.parametrize("role,name,kind,note,override,reservations,coupons", list(_cases()))
+    def test_text_body_has_one_field_per_line_and_html_the_same_fields(self, role, name, kind, note, override,
+                                                                        reservations, coupons):
+        """The plain-text body, line by line, and the parsed HTML name each field once, in correct English."""
+        e = event(actor=Actor(id="u-7", role=role, name=name),
+                  note=note or Note(text="", is_public=False), override=override,
+                  removed_reservations=reservations, removed_coupons=coupons)
+        recipient = Recipient("ann@example.com", "Ann" if kind == "client" else None, kind)
+        text, html = parts(render_email(e, recipient, "orders@example.com"))
+        actor = f"Ann Smith ({role})" if name else ROLE_WORDS[role]
+        shown_note = note.text if note and (kind == "stakeholder" or note.is_public) else None
+        internal = kind == "stakeholder"
+
+        expected = ["Dear Ann," if kind == "client" else "Hello,", "",
+                    "The status of SO order 1029 has changed.", "",
+                    "  From:        Confirmed",
+                    "  To:          Cancelled (CancelledByClient)",
+                    f"  Changed by:  {actor}",
+                    "  When:        2025-03-04 10:11:12 UTC"]
+        if override:
+            expected += ["", "This was an administrative override."]
+        if shown_note:
+            expected += ["", "Note:", shown_note]
+        if internal and reservations:
+            expected += ["", "Reservations released: R-1, R-2"]
+        if internal and coupons:
+            expected += ([] if reservations else [""]) + ["Coupons removed: SPRING10"]
+        expected += ["", "--", f"This is an automatic message about order 1029 (change 4, event {e.event_id})."]
+        assert text.splitlines() == expected
+
+        page = _Html()
+        page.feed(html)
+        assert page.rows == {"From": "Confirmed", "To": "Cancelled (CancelledByClient)",
+                             "Changed by": actor, "When": "2025-03-04 10:11:12 UTC"}
+        assert page.blocks[1] == ("Dear Ann," if kind == "client" else "Hello,")
+        assert ("This was an administrative override." in page.blocks) is override
+        assert ("Note" in page.blocks and shown_note in page.blocks) if shown_note else "Note" not in page.blocks
+        assert ("Reservations released: R-1, R-2" in page.blocks) is bool(internal and reservations)
+        assert ("Coupons removed: SPRING10" in page.blocks) is bool(internal and coupons)
+        assert "a staff " not in text.replace("a staff member", "") and " a system" not in text
