@@ -1,9 +1,11 @@
 """The worker's HTTP read API (DESIGN §6.3, §11) over the views.
 
-With `ORDERSTATUS_ACTOR_AUTH` other than `off`, every route needs `Authorization: Bearer <token>` and
-the actor is the token's principal — never a query parameter — so a client sees only its own orders
-(another client's order looks missing, R4) and only public notes. With auth off (first-wave
-deployments), `role`/`client_id` query parameters name the actor of `transitions` as before."""
+A bearer token, whenever one is presented and keys are configured, is verified (a bad one is a 401
+with a human message, in every mode) and its principal is the actor — never a query parameter — so
+a client sees only its own orders (another client's order looks missing, R4) and only public notes,
+and `transitions` needs no `?role=`. With `ORDERSTATUS_ACTOR_AUTH=required` every route needs a
+token; with `optional` or `off` a request without one is served as before: `role`/`client_id`
+query parameters name the actor of `transitions` (first-wave deployments, the dev stack)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def _error(status: int, reason: str, message: str, **headers) -> web.Response:
     return web.json_response({"reason": reason, "message": message}, status=status, headers=headers or None)
 
 
-def routes(pool, authenticate: Authenticate = None) -> list:
+def routes(pool, authenticate: Authenticate = None, token_required: bool = True) -> list:
     def order_id_of(request: web.Request) -> int:
         try:
             return int(request.match_info["order_id"])
@@ -33,8 +35,11 @@ def routes(pool, authenticate: Authenticate = None) -> list:
                                      content_type="application/json") from None
 
     def principal_of(request: web.Request) -> Principal | None:
-        """The verified caller (None with auth off); a 401 when there is no valid bearer token."""
+        """The verified caller; None when no token is presented and none is required (or there are no keys);
+        a 401 for a bad token, or for none when one is required."""
         if authenticate is None:
+            return None
+        if not token_required and not request.headers.get("Authorization"):
             return None
         try:
             return authenticate(request.headers.get("Authorization"))

@@ -3,11 +3,18 @@
 A token carries `sub`, `role` (client | staff | manager | system), optional `client_id` and `name`;
 its signature, `exp`, `iss` and `aud` are checked. Keys come from a JWKS file
 (`ORDERSTATUS_AUTH_JWKS_FILE`) or PEM public keys (`ORDERSTATUS_AUTH_PUBLIC_KEYS`, comma-separated
-paths); only asymmetric algorithms are accepted, so holding a verification key never lets anyone sign."""
+paths); only asymmetric algorithms are accepted, so holding a verification key never lets anyone sign.
+
+A token means the same on every face (issue 20): whenever one is presented — Kafka header
+`actor-token` or HTTP `Authorization: Bearer` — and keys are configured, it is verified, in every
+`ACTOR_AUTH` mode; a bad one is refused with one human sentence, never accepted silently. What the
+modes differ in is only whether a token is *required* (`required`) and, with no token, whether the
+self-asserted actor is trusted (`off`, `optional`). Expiry allows `ORDERSTATUS_AUTH_LEEWAY_S` of clock skew."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +27,7 @@ from service.domain.model import ROLES, Actor, Principal
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 TOKEN_HEADER = "actor-token"  # on Kafka; on HTTP it is `Authorization: Bearer …`
 MAX_TOKEN_BYTES = 8192
+DEFAULT_LEEWAY_S = 5.0  # ORDERSTATUS_AUTH_LEEWAY_S: clock skew tolerated on exp/nbf/iat (PyJWT's own default is 0)
 
 
 class NotAuthenticated(Exception):
@@ -31,7 +39,8 @@ class AuthConfigError(ValueError):
 
 
 class TokenVerifier:
-    def __init__(self, keys: Sequence, issuer: str | None, audience: str | None, leeway_s: float = 30.0) -> None:
+    def __init__(self, keys: Sequence, issuer: str | None, audience: str | None,
+                 leeway_s: float = DEFAULT_LEEWAY_S) -> None:
         if not keys:
             raise AuthConfigError("no verification keys: set ORDERSTATUS_AUTH_JWKS_FILE or ORDERSTATUS_AUTH_PUBLIC_KEYS")
         self.keys = list(keys)
@@ -41,7 +50,7 @@ class TokenVerifier:
 
     @classmethod
     def from_files(cls, jwks_file: str | None, public_key_files: str | None, issuer: str | None,
-                   audience: str | None) -> "TokenVerifier":
+                   audience: str | None, leeway_s: float = DEFAULT_LEEWAY_S) -> "TokenVerifier":
         keys = []
         try:
             if jwks_file:
@@ -51,7 +60,7 @@ class TokenVerifier:
                 keys.append(_public_key(Path(path).read_bytes()))
         except (OSError, ValueError, jwt.PyJWKError, TypeError) as exc:
             raise AuthConfigError(f"cannot load the token verification keys: {exc}") from None
-        return cls(keys, issuer, audience)
+        return cls(keys, issuer, audience, leeway_s)
 
     def verify(self, token: str | bytes | None) -> Principal:
         """The principal of a valid token; NotAuthenticated saying why otherwise."""
@@ -66,6 +75,9 @@ class TokenVerifier:
                 raise NotAuthenticated("the actor token is not a JWT") from None
         if len(token) > MAX_TOKEN_BYTES:
             raise NotAuthenticated("the actor token is too large")
+        token = token.strip()
+        if not looks_like_jwt(token):
+            raise NotAuthenticated(NOT_A_JWT)
         options = {"require": ["exp", "sub"], "verify_aud": self.audience is not None,
                    "verify_iss": self.issuer is not None}
         last: Exception | None = None
@@ -74,7 +86,7 @@ class TokenVerifier:
                 claims = jwt.decode(token, key, algorithms=ALGORITHMS, issuer=self.issuer, audience=self.audience,
                                     leeway=self.leeway_s, options=options)
                 break
-            except jwt.InvalidSignatureError as exc:  # try the next key (rotation)
+            except (jwt.InvalidSignatureError, jwt.InvalidKeyError) as exc:  # try the next key (rotation, key types)
                 last = exc
             except jwt.ExpiredSignatureError:
                 raise NotAuthenticated("the actor token has expired") from None
@@ -82,11 +94,40 @@ class TokenVerifier:
                 raise NotAuthenticated("the actor token is from another issuer") from None
             except jwt.InvalidAudienceError:
                 raise NotAuthenticated("the actor token is for another audience") from None
+            except jwt.ImmatureSignatureError:
+                raise NotAuthenticated("the actor token is not valid yet (its nbf or iat is in the future)") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise NotAuthenticated(f"the actor token has no {exc.claim!r} claim") from None
+            except jwt.InvalidAlgorithmError:
+                raise NotAuthenticated("the actor token's algorithm is not accepted (only asymmetric ones are)") from None
+            except jwt.DecodeError:
+                raise NotAuthenticated(NOT_A_JWT) from None
             except jwt.PyJWTError as exc:
-                raise NotAuthenticated(f"the actor token is not valid: {str(exc)[:200]}") from None
+                raise NotAuthenticated(f"the actor token is not valid: {_plain(exc)}") from None
+            except (TypeError, ValueError) as exc:  # e.g. a key of another family than the token's alg: try the next
+                last = exc
         else:
-            raise NotAuthenticated(f"the actor token's signature does not verify ({type(last).__name__})")
+            raise NotAuthenticated("the actor token's signature does not verify with any configured key "
+                                   f"({type(last).__name__})")
         return _principal(claims)
+
+
+NOT_A_JWT = ("the actor token is not a JWT (expected three base64url parts separated by dots, "
+             "as `orderstatus tokens issue` prints)")
+_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three base64url segments: anything else is refused before PyJWT (whose errors quote codec internals)."""
+    return _JWT.fullmatch(token) is not None
+
+
+def _plain(exc: Exception) -> str:
+    """PyJWT's message, cut short and without decoder internals."""
+    text = str(exc)
+    if "codec" in text or "decode" in text.lower():
+        return "it cannot be decoded"
+    return text[:200]
 
 
 def _principal(claims: dict) -> Principal:
@@ -178,11 +219,11 @@ class ActorCheck:
         self.verifier = verifier
 
     def __call__(self, headers, actor: Actor) -> Actor | str:
-        """The actor to act as (the verified one, with the token's display name), or why not."""
-        if self.mode == "off":
-            return actor
+        """The actor to act as (the verified one, with the token's display name), or why not. A token that is
+        there is verified in every mode when there are keys (with `off` and no keys there is nothing to verify
+        with, and the command's actor is trusted as DESIGN §11 says for first-wave producers)."""
         token = token_of(headers)
-        if token is None and self.mode == "optional":
+        if self.verifier is None or (token is None and self.mode != "required"):
             return actor
         try:
             principal = self.verifier.verify(token)

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     auth_public_keys: str | None = None  # comma-separated PEM files
     auth_issuer: str | None = None
     auth_audience: str | None = None
+    # DESIGN §12: clock skew tolerated on a token's exp/nbf/iat, in seconds (small: an expired token is refused
+    # at most this long after its exp)
+    auth_leeway_s: float = Field(5.0, ge=0, le=300)
     # only `orderstatus tokens issue` and the dev stack sign; services never need it
     auth_private_key_file: str | None = None
 

@@ -169,3 +169,53 @@ async def test_tokens_issue_and_send_token_act_end_to_end(secured, cli_env, keys
         found = {e["command_id"]: e for e in await events_for(events, {with_token["command_id"], without["command_id"]})}
     assert found[with_token["command_id"]]["type"] == "OrderStatusChanged"
     assert found[without["command_id"]]["reason"] == "actor_not_authenticated"
+
+
+class TestTokensMeanTheSameOnBothFaces:
+    """Issue 20: with `optional` (the dev default) and with `off` and keys, a token is never required, always
+    verified when presented (read API and `send --token`), refused in words; the read API acts as the token."""
+
+    @pytest.mark.parametrize("mode", ["optional", "off"])
+    async def test_the_read_api_verifies_a_presented_token_and_requires_none(self, secured, mode):
+        """No token: served as before (`?role=`); a bad token: 401 in one sentence; a good one: its role, no `?role=`."""
+        await seed(secured)
+        relaxed = secured.model_copy(update={"actor_auth": mode})
+        port = relaxed.http_port
+        async with running_worker(relaxed):
+            assert (await _get(port, "/orders/1029/status/transitions?role=manager"))[0] == 200
+            assert (await _get(port, "/orders/1029/history"))[0] == 200
+            for bad in ("not-a-jwt", "abc.t7c.xyz", token(ATTACKER_PRIVATE, sub="m-1", role="manager")):
+                for path in ("/statuses", "/orders/1029/history", "/orders/1029/status/transitions"):
+                    status, body = await _get(port, path, bad)
+                    assert status == 401 and body["reason"] == "actor_not_authenticated", (bad, path, body)
+                    assert "codec" not in body["message"] and "Invalid header" not in body["message"]
+            status, body = await _get(port, "/orders/1029/status/transitions", "not-a-jwt")
+            assert "not a JWT" in body["message"]
+            status, seen = await _get(port, "/orders/1029/status/transitions",
+                                      token(sub="u-7", role="client", client_id="c-1"))
+            assert status == 200 and seen["can_override_status"] is False
+            status, seen = await _get(port, "/orders/1029/status/transitions", token(sub="m-1", role="manager"))
+            assert status == 200 and seen["can_override_status"] is True
+            assert (await _get(port, "/orders/1029/history", token(sub="u-9", role="client", client_id="c-9")))[0] == 404
+
+    async def test_send_refuses_a_bad_token_in_one_line_and_publishes_nothing(self, secured, cli_env, keys):
+        """`send --token` checks the token before publishing: garbage, a forged or an expired one is one line on
+        stderr (exit 1), never a silent publish; a good one is sent."""
+        from tests.helpers.cli import user_error
+
+        await seed(secured)
+        env = {**cli_env, "ORDERSTATUS_AUTH_PRIVATE_KEY_FILE": str(keys[0]), "ORDERSTATUS_AUTH_ISSUER": ISSUER,
+               "ORDERSTATUS_AUTH_AUDIENCE": AUDIENCE}
+        expired = token(ttl=timedelta(minutes=1), now=datetime.now(timezone.utc) - timedelta(minutes=5))
+        refused = change(1033, "Confirmed")
+        for bad, words in (("not-a-jwt", "not a JWT"), (token(ATTACKER_PRIVATE), "signature"), (expired, "expired")):
+            line = user_error(await run_cli_async(env, "send", "--token", bad, json.dumps(refused)), "--token", words)
+            assert "codec" not in line
+        without_keys = {k: v for k, v in cli_env.items() if not k.startswith("ORDERSTATUS_AUTH_")}
+        user_error(await run_cli_async(without_keys, "send", "--token", "not-a-jwt", json.dumps(refused)), "not a JWT")
+        good = change(1033, "Confirmed")
+        async with running_worker(secured), TopicReader(secured, secured.events_topic) as events:
+            ok(await run_cli_async(env, "send", "--token", token(), json.dumps(good)))
+            found = await events_for(events, {good["command_id"]})
+        assert [e["command_id"] for e in found] == [good["command_id"]]
+        assert await fetch(secured, "SELECT 1 FROM processed_commands WHERE command_id = $1", refused["command_id"]) == []

@@ -55,7 +55,7 @@ class TestVerification:
             (lambda: token(audience="someone-else"), "audience"),
             (lambda: token(role="admin"), "role"),
             (lambda: token(client_id=None), "client_id"),
-            (lambda: "not.a.jwt", "not valid"),
+            (lambda: "not.a.jwt", "not a JWT"),
             (lambda: None, "no actor token"),
             (lambda: b"\xff\xfe", "not a JWT"),
             (lambda: "x" * 10_000, "too large"),
@@ -148,3 +148,58 @@ class TestBearer:
     def test_a_bearer_token_gives_its_principal(self, verifier):
         """The HTTP face uses the same verification as the Kafka face."""
         assert bearer(f"Bearer {token()}", verifier).client_id == "c-1"
+
+
+class TestTokensMeanTheSameEverywhere:
+    """Issue 20: a presented token is verified in every mode, refused in one human sentence, with a small leeway."""
+
+    @pytest.mark.parametrize("garbage", ["not-a-jwt", "abc.t7c.xyz", "e30.e30", "a.b.c.d", "Bearer x.y.z", "t\u00e9.x.y"],
+                             ids=["no-dots", "undecodable-header", "two-parts", "four-parts", "scheme", "non-ascii"])
+    def test_a_malformed_token_is_refused_in_words_not_codec_internals(self, verifier, garbage):
+        """`Invalid header string: 'utf-8' codec can't decode…` never reaches the user: one sentence instead."""
+        with pytest.raises(NotAuthenticated) as refused:
+            verifier.verify(garbage)
+        message = str(refused.value)
+        assert "not a JWT" in message and "codec" not in message and "Invalid header" not in message
+
+    def test_off_with_keys_still_verifies_a_presented_token(self, verifier):
+        """ACTOR_AUTH=off with keys: no token trusts the command (first wave); a bad token is refused, a good one acts."""
+        check = ActorCheck("off", verifier)
+        actor = Actor("u-7", "client", "c-1")
+        assert check((), actor) == actor
+        assert "not a JWT" in check([("actor-token", b"not-a-jwt")], actor)
+        assert "signature" in check([("actor-token", token(OTHER_PRIVATE).encode())], actor)
+        assert check([("actor-token", token(name="Ann").encode())], actor) == Actor("u-7", "client", "c-1", "Ann")
+
+    def test_expiry_leeway_is_small_by_default_and_a_setting(self, verifier, tmp_path, monkeypatch):
+        """ORDERSTATUS_AUTH_LEEWAY_S (default 5 s): a token expired 2 s ago passes, 20 s ago does not, unless set wider."""
+        from service.runtime.settings import Settings
+
+        def expired(seconds_ago: float) -> str:
+            return token(ttl=timedelta(minutes=1), now=datetime.now(timezone.utc) - timedelta(minutes=1, seconds=seconds_ago))
+
+        assert verifier.leeway_s == 5.0 and Settings().auth_leeway_s == 5.0
+        verifier.verify(expired(2))
+        with pytest.raises(NotAuthenticated, match="expired"):
+            verifier.verify(expired(20))
+        monkeypatch.setenv("ORDERSTATUS_AUTH_LEEWAY_S", "60")
+        wide = Settings().auth_leeway_s
+        key = tmp_path / "public.pem"
+        key.write_bytes(PUBLIC)
+        assert wide == 60.0
+        TokenVerifier.from_files(None, str(key), ISSUER, AUDIENCE, wide).verify(expired(20))
+
+    def test_a_token_of_another_key_family_is_a_refusal_not_a_crash(self):
+        """An ES256 token against an RSA key (and the reverse) is NotAuthenticated, never a TypeError."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        rsa_private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        rsa_pem = rsa_private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption())
+        only_rsa = TokenVerifier([rsa_private.public_key()], ISSUER, AUDIENCE)
+        with pytest.raises(NotAuthenticated):
+            only_rsa.verify(token())
+        only_ec = TokenVerifier([serialization.load_pem_public_key(PUBLIC)], ISSUER, AUDIENCE)
+        with pytest.raises(NotAuthenticated):
+            only_ec.verify(token(rsa_pem))

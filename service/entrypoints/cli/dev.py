@@ -11,8 +11,10 @@ import click
 @click.command()
 @click.option("--demo", is_flag=True, help="Also send a scripted command per rule and print the outcomes.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=".orderstatus-dev", show_default=True)
-@click.option("--actor-auth", type=click.Choice(["off", "optional", "required"]), default="off", show_default=True,
-              help="ORDERSTATUS_ACTOR_AUTH for the worker (a dev key pair is made either way).")
+@click.option("--actor-auth", type=click.Choice(["off", "optional", "required"]), default="optional",
+              show_default=True,
+              help="ORDERSTATUS_ACTOR_AUTH for the worker (a dev key pair is made either way). optional: a token is "
+                   "never required, and verified whenever one is presented (Kafka actor-token, HTTP Bearer).")
 @click.option("--broker", "broker_kind", type=click.Choice(["embedded", "apache"]), default="embedded",
               show_default=True,
               help="embedded: the tansu stand-in from a wheel (memory only); apache: Apache Kafka from Maven Central "
