@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.devkit.embedded import InfrastructureError, free_port
+from service.devkit.embedded import InfrastructureError, free_port, parent_death
 
 KAFKA_VERSION = "4.4.0"
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
@@ -131,6 +131,7 @@ class KafkaNode:
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    parent_death_signal: int | None = None  # see `embedded.parent_death`
 
     @property
     def properties_file(self) -> Path:
@@ -156,7 +157,7 @@ class KafkaNode:
         self.process = subprocess.Popen(
             [java, *HEAP, "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.folder / 'log4j2.properties'}",
              "-cp", f"{classpath}/*", "kafka.Kafka", str(self.properties_file)],
-            stdout=log, stderr=log, start_new_session=True,
+            stdout=log, stderr=log, start_new_session=True, preexec_fn=parent_death(self.parent_death_signal),
         )
         log.close()
 

@@ -4,6 +4,7 @@ so fault tests can break the real thing."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import shutil
@@ -11,6 +12,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +24,46 @@ from pathlib import Path
 
 class InfrastructureError(RuntimeError):
     """An embedded service could not start; tests fail loudly on it, never skip."""
+
+
+def parent_death(sig: int | None):
+    """A `preexec_fn` that makes the child receive `sig` when the thread that started it dies (Linux
+    `prctl(PR_SET_PDEATHSIG)`, through ctypes): `orderstatus dev` killed with -9 takes its servers with it.
+    None (the default of every server here) leaves the child alone; elsewhere than Linux it is a no-op."""
+    if sig is None or not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child only calls it
+
+    def preexec() -> None:  # runs in the child after fork, after its uid is switched (the setting survives)
+        prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl: nobody will send the signal
+            os.kill(os.getpid(), int(sig))
+
+    return preexec
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def process_cmdline(pid: int) -> list[str]:
+    """The argv of a running process ([] when it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
 
 
 def free_port() -> int:
@@ -69,6 +111,8 @@ class EmbeddedPostgres:
     ssl_key_file: Path | None = None
     bin_dir: Path | None = None
     process: subprocess.Popen | None = None
+    # the signal the server gets when its starter dies (`parent_death`); SIGINT is a fast, clean shutdown
+    parent_death_signal: int | None = None
     _user: str | None = None
 
     @property
@@ -132,7 +176,7 @@ class EmbeddedPostgres:
                 [self._bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
                 check=True, capture_output=True, user=self._user,
             )
-        (pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a kill -9 of a previous run
+        self._check_stale(pgdata)
         log = open(self.data_dir / "postgres.log", "ab")
         self.process = subprocess.Popen(
             [
@@ -141,10 +185,28 @@ class EmbeddedPostgres:
                 "-c", "full_page_writes=off", "-c", "max_connections=200", *tls_options,
             ],
             stdout=log, stderr=log, user=self._user, start_new_session=True,
+            preexec_fn=parent_death(self.parent_death_signal),
         )
-        wait_for_port(self.port, timeout, self.process, "PostgreSQL")
+        try:
+            wait_for_port(self.port, timeout, self.process, "PostgreSQL")
+        except InfrastructureError as exc:
+            raise InfrastructureError(f"{exc}: {_last_line(self.data_dir / 'postgres.log')}") from None
         self._wait_ready(timeout)
         return self
+
+    def _check_stale(self, pgdata: Path) -> None:
+        """A postmaster.pid left by a killed run is removed; one whose server still runs on this data
+        directory is named in one line with the fix (starting beside it fails on its shared memory)."""
+        pid_file = pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            pid_file.unlink(missing_ok=True)
+            return
+        if process_alive(pid) and any(Path(a).name == "postgres" for a in process_cmdline(pid)[:1]):
+            raise InfrastructureError(f"a PostgreSQL server (pid {pid}) left by an earlier run still uses {pgdata}: "
+                                      f"stop it with `kill -INT {pid}` and start again")
+        pid_file.unlink(missing_ok=True)  # left by a kill -9 of a previous run
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -163,6 +225,14 @@ class EmbeddedPostgres:
 
     def kill(self) -> None:
         _stop_process(self.process, signal.SIGKILL)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "empty log"
 
 
 def _built_with_openssl(pg_config: Path) -> bool:
@@ -204,6 +274,7 @@ class EmbeddedBroker:
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    parent_death_signal: int | None = None  # see `parent_death`
 
     @property
     def bootstrap_servers(self) -> str:
@@ -219,7 +290,7 @@ class EmbeddedBroker:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log, stderr=log, start_new_session=True,
+            stdout=log, stderr=log, start_new_session=True, preexec_fn=parent_death(self.parent_death_signal),
         )
         wait_for_port(self.port, timeout, self.process, "the tansu broker")
         return self

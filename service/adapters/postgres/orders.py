@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -118,15 +119,44 @@ async def apply_changes(conn, applied: Sequence[StatusChanged]) -> None:
     )
 
 
+@dataclass(frozen=True)
+class ImportResult:
+    """What `upsert_orders` did. `kept_status`: orders the service had already changed (they have history),
+    whose status the import left alone; `differing`: those of them whose file status is not their status."""
+
+    imported: int
+    kept_status: int = 0
+    differing: tuple[int, ...] = ()
+
+
 async def upsert_orders(
     conn, records: Sequence[tuple[OrderRecord, int | None]], rules: RuleSet
-) -> int:
-    """Upsert orders and replace their facts, all in one transaction. A status given in the file is
-    set as is (an administrative import); without one a new order starts in its type's initial status
-    and an existing order keeps its status."""
+) -> ImportResult:
+    """Upsert orders and replace their facts, all in one transaction.
+
+    The status: a new order takes the file's status (an administrative import; default its type's
+    initial status), and so does an order the service has never changed (version 0, no history). Once
+    the service has changed an order, its status belongs to the service: status and history must never
+    disagree, so the import updates the facts and leaves the status and version alone, counting the
+    orders whose file status differs (change them with a command, e.g. a manager's override)."""
     async with conn.transaction():
+        ids = sorted({record.order_id for record, _ in records})
+        stored = {
+            row["order_id"]: (row["status_id"], row["version"])
+            for row in await conn.fetch(
+                "SELECT order_id, status_id, version FROM orders WHERE order_id = ANY($1::bigint[]) "
+                "ORDER BY order_id FOR UPDATE", ids)
+        }
+        kept: set[int] = set()
+        differing: set[int] = set()
         for record, status_id in records:
             initial = rules.initial_status(record.order_type)
+            current = stored.get(record.order_id)
+            if current is not None and current[1] > 0:
+                kept.add(record.order_id)
+                if status_id is not None and status_id != current[0]:
+                    differing.add(record.order_id)
+                status_id = None  # keep the status the history ends with
             await conn.execute(
                 """
                 INSERT INTO orders (order_id, order_type, client_id, status_id, payments_total)
@@ -160,7 +190,7 @@ async def upsert_orders(
                     f"INSERT INTO {table} (order_id, {column}) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     [(oid, v) for v in values],
                 )
-    return len(records)
+    return ImportResult(len(records), len(kept), tuple(sorted(differing)))
 
 
 async def fetch_contacts(conn, order_id: int) -> list:
