@@ -97,3 +97,37 @@ def exit_code(verdicts: list[Verdict]) -> int:
     """4 if any command timed out, else 3 if any was rejected, else 0."""
     codes = {v.exit_code for v in verdicts}
     return TIMED_OUT if TIMED_OUT in codes else REJECTED if REJECTED in codes else APPLIED
+
+
+def outcome_lines(found: Verdict) -> list[str]:
+    """`send --wait` on a terminal: one human line per outcome — `applied: order 1029 Confirmed -> Cancelled v3`,
+    `rejected: transition_not_allowed — <message>`, a batch's items one line each, or the timeout."""
+    if found.outcome == "timeout" and not found.events:
+        return [f"timed out: no outcome for command {printable_text(found.command_id, 200)} yet"]
+    lines = []
+    for event in found.events:
+        kind = event.get("type")
+        if kind == "OrderStatusChanged":
+            how = " (override)" if event.get("override") else ""
+            lines.append(f"applied: order {_field(event, 'order_id')} {_status(event.get('from_status'))} -> "
+                         f"{_status(event.get('to_status'))} v{_field(event, 'version')}{how}")
+        elif kind == "OrderStatusChangeRejected":
+            order = f" (order {_field(event, 'order_id')})" if event.get("order_id") is not None else ""
+            lines.append(f"rejected: {_field(event, 'reason')} — {_field(event, 'message')}{order}")
+        elif kind == "OrderStatusOverrideCompleted":
+            if event.get("reason"):
+                lines.append(f"rejected: {_field(event, 'reason')} — the whole batch was refused")
+            for item in event.get("results") if isinstance(event.get("results"), list) else []:
+                if not isinstance(item, dict):
+                    continue
+                if item.get("success") is True:
+                    lines.append(f"applied: order {_field(item, 'order_id')} -> {_status(item.get('status'))}")
+                else:
+                    lines.append(f"rejected: {_field(item, 'reason')} — order {_field(item, 'order_id')} -> "
+                                 f"{_status(item.get('status'))}" + (f": {_field(item, 'error')}"
+                                                                     if item.get("error") else ""))
+        else:
+            lines.append(describe(event))
+    if found.outcome == "timeout":
+        lines.append(f"timed out: no final outcome for command {printable_text(found.command_id, 200)}")
+    return lines

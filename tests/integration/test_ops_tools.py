@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -67,6 +68,60 @@ class TestSendWait:
             both = await run_cli_async(cli_env, "send", "--wait", "--file", "-", input=lines)
             assert both.returncode == 0, both.stderr
             assert [e.get("type") for e in json_lines(both)[2:]] == ["OrderStatusChanged"] * 2
+
+
+def on_a_terminal(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, str]:
+    """Run `orderstatus ARGS…` with its stdout on a pseudo-terminal (as a person runs it): exit code, output."""
+    import os
+    import pty
+
+    from tests.helpers.cli import REPO, cli_command
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(cli_command(*args), env=env, cwd=REPO, stdout=follower, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = proc.wait(timeout=timeout)
+        proc.stderr.close()
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    return code, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+class TestSendWaitForPeople:
+    """Issue 20: on a terminal `send --wait` prints one human line per outcome; `--json` keeps the JSON lines."""
+
+    async def test_a_terminal_gets_one_line_per_outcome_and_json_on_request(self, settings, cli_env):
+        """applied: order N From -> To vV / rejected: reason — message; `--json` on a terminal prints JSON lines,
+        `--human` when piped prints the human lines."""
+        await seed(settings)
+        async with running_worker(settings):
+            code, out = await asyncio.to_thread(on_a_terminal, cli_env, "send", "--wait",
+                                                json.dumps(change(1029, "OnHold", role="manager")))
+            assert code == 0 and re.fullmatch(r"applied: order 1029 Confirmed -> OnHold v\d+", out.strip()), out
+            code, out = await asyncio.to_thread(on_a_terminal, cli_env, "send", "--wait",
+                                                json.dumps(change(2001, "Received")))
+            [line] = out.splitlines()
+            assert code == 3 and line.startswith("rejected: transition_not_allowed — "), out
+            code, out = await asyncio.to_thread(on_a_terminal, cli_env, "send", "--wait", "--json",
+                                                json.dumps(change(1029, "Confirmed", role="manager")))
+            assert code == 0 and [json.loads(x).get("type") for x in out.splitlines()][1:] == ["OrderStatusChanged"]
+            piped = await send_wait(cli_env, change(1033, "Confirmed"), "--human")
+            assert piped.returncode == 0 and re.fullmatch(r"applied: order 1033 \S+ -> Confirmed v\d+",
+                                                          piped.stdout.strip()), piped.stdout
 
 
 class TestEventsTail:

@@ -75,3 +75,25 @@ class TestVerdict:
         assert ops.exit_code([applied, applied]) == 0
         assert ops.exit_code([applied, rejected]) == 3
         assert ops.exit_code([rejected, late, applied]) == 4
+
+
+class TestOutcomeLines:
+    """`send --wait` on a terminal: one human line per outcome."""
+
+    def test_applied_rejected_batch_and_timeout_each_read_as_one_line(self):
+        """applied: order N From -> To vV; rejected: reason — message; batch items one line each; a timeout says so."""
+        assert ops.outcome_lines(ops.verdict("c1", [CHANGED], True)) == [
+            "applied: order 1029 Confirmed -> CancelledByClient v4"]
+        assert ops.outcome_lines(ops.verdict("c2", [REJECTED], True)) == [
+            "rejected: cancel_has_payments — Order 1030 has payments. (order 1030)"]
+        assert ops.outcome_lines(ops.verdict("c3", [SUMMARY], True)) == [
+            "applied: order 1 -> OnHold", "rejected: order_not_found — order 2 -> 21"]
+        whole = {**SUMMARY, "results": [], "reason": "batch_too_large"}
+        assert ops.outcome_lines(ops.verdict("c3", [whole], True)) == [
+            "rejected: batch_too_large — the whole batch was refused"]
+        assert ops.outcome_lines(ops.verdict("c4", [], False)) == ["timed out: no outcome for command c4 yet"]
+
+    def test_fields_from_the_topic_are_escaped(self):
+        """A hostile message cannot forge a second outcome line."""
+        [line] = ops.outcome_lines(ops.verdict("c2", [{**REJECTED, "message": "x\napplied: order 1 A -> B v1"}], True))
+        assert "\n" not in line
