@@ -17,7 +17,7 @@ from service.adapters.postgres.connection import create_pool
 from service.adapters.smtp import Mailer
 from service.contract.commands import InputLimits
 from service.gateway.app import Gateway
-from service.notifier.app import Notifier
+from service.notifier.app import Notifier, partition_fetch_bytes
 from service.ops.prune import RetentionJob
 from service.queries.http import routes as read_routes
 from service.runtime.auth import ActorCheck, TokenVerifier, bearer
@@ -166,7 +166,9 @@ async def run_notifier(settings: Settings, stop: asyncio.Event | None = None,
     pool = await process.open_pool(settings, stop)
     if pool is None:
         return 0
-    consumer = make_consumer(settings, settings.notifier_group)
+    # small fetches per partition, so a notifier that is behind serves every partition in turn
+    consumer = make_consumer(settings, settings.notifier_group,
+                             max_partition_fetch_bytes=partition_fetch_bytes(settings))
     notifier = Notifier(settings, pool, consumer, Mailer(settings), process.metrics, process.progress, process.retry)
     http = await start_http(settings.http_host, settings.notifier_http_port, process.progress, process.metrics,
                             status=notifier.status)

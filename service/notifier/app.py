@@ -25,6 +25,16 @@ log = structlog.get_logger("orderstatus.notifier")
 
 # an event may mean several SMTP round trips: keep a batch well inside max_poll_interval
 MAX_EVENTS_PER_POLL = 100
+# The Kafka client hands out all that one fetch brought for a partition before the next partition's records.
+# With 1 MiB per partition (~1,500 events) a notifier that is behind sent one partition's orders' emails for
+# half a minute while the other orders got none; fetches of at most 64 KiB per partition (about one poll of
+# events; a larger record batch still comes whole) serve the partitions in turn.
+PARTITION_FETCH_BYTES = 64 * 1024
+
+
+def partition_fetch_bytes(settings: Settings) -> int:
+    """`max_partition_fetch_bytes` of the notifier's consumer: the setting, at most PARTITION_FETCH_BYTES."""
+    return min(settings.kafka_max_partition_fetch_bytes, PARTITION_FETCH_BYTES)
 
 
 class EventStrategy:
