@@ -348,6 +348,33 @@ class TestOrdersImport:
         assert _facts(database_url, 5000)["status_id"] == 8
         assert _facts(database_url, 1030)["reservations"] == ["R-2"]  # orders not in the file are untouched
 
+    def test_reimport_keeps_the_status_of_an_order_the_service_changed(self, loaded, database_url,
+                                                                          sample_orders_path):
+        """Re-importing never makes status and history disagree: an order with history keeps its status and
+        version (facts updated, the difference reported); an order the service never changed takes the file's."""
+        ok(run_cli(loaded, "orders", "import", sample_orders_path))
+        # 1029 as the worker leaves it after a client's cancel (v1, history ending in 21); 1031 set by hand, no history
+        query(database_url, "UPDATE orders SET status_id = 21, version = 1 WHERE order_id = 1029")
+        query(database_url, """
+            INSERT INTO order_history (order_id, version, event_id, command_id, from_status, to_status, override,
+                                       actor, note_text, is_public, file_id, removed_reservations, removed_coupons,
+                                       occurred_at)
+            VALUES (1029, 1, $1, 'c-1', '{"id": 2, "code": "Confirmed"}', '{"id": 21, "code": "CancelledByClient"}',
+                    false, '{"id": "u-7", "role": "client"}', '', false, NULL, '{}', '{}', now())""", uuid.uuid4())
+        query(database_url, "UPDATE orders SET status_id = 6 WHERE order_id = 1031")
+        query(database_url, "DELETE FROM order_contacts WHERE order_id = 1029")
+
+        result = ok(run_cli(loaded, "orders", "import", sample_orders_path))
+        assert "imported 10 orders" in result.stdout
+        assert "1 already changed by the service kept their status" in result.stdout, result.stdout
+        assert "1 differ from the file's status (1029)" in result.stdout, result.stdout
+        o1029 = _facts(database_url, 1029)
+        assert (o1029["status_id"], o1029["version"]) == (21, 1)
+        last = query(database_url, "SELECT to_status FROM order_history WHERE order_id = 1029 ORDER BY version DESC")
+        assert last[0]["to_status"]["id"] == o1029["status_id"]
+        assert o1029["contacts"], "the facts of an order with history are still updated"
+        assert _facts(database_url, 1031)["status_id"] == 5  # no history: the file's ReadyToShip again
+
     def test_bad_line_imports_nothing(self, loaded, database_url, tmp_path):
         """A bad line 3 is reported by number and not even lines 1–2 are imported."""
         path = write_jsonl(
