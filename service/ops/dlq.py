@@ -128,6 +128,14 @@ def render(letter: DeadLetter, max_bytes: int) -> list[str]:
     return lines
 
 
+SUMMARY_HEADER = "\t".join(("POSITION", "WRITTEN", "REASON", "ORIGINAL", "COMMAND_ID", "SIZE", "NOTES"))
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """`1 dead letter`, `2 dead letters`."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def summary_line(letter: DeadLetter) -> str:
     """`dlq list`: offset, time, reason, original position, command id, size (and redrives so far)."""
     parts = [
@@ -138,10 +146,12 @@ def summary_line(letter: DeadLetter) -> str:
         letter.command_id or "-",
         f"{letter.size} bytes",
     ]
+    notes = []
     if letter.redrive_count:
-        parts.append(f"redriven {letter.redrive_count}x")
+        notes.append(f"redriven {letter.redrive_count}x")
     if letter.truncated:
-        parts.append("truncated")
+        notes.append("truncated")
+    parts.append(", ".join(notes) or "-")  # one NOTES column, so every line has the header's columns
     return "\t".join(parts)
 
 

@@ -94,7 +94,10 @@ def refusal(older_than: timedelta, keeps: list[TopicKeeps]) -> str | None:
     for topic in keeps:
         if topic.keeps_ms is None:
             return (f"{topic.describe()}: cannot tell whether a replay could bring back messages older than "
-                    f"{human(older_than.total_seconds())}; use --force only if you know the topic keeps them for less")
+                    f"{human(older_than.total_seconds())}; rerun with --force only if you know the topic keeps them "
+                    "for less — e.g. under `orderstatus dev`, whose embedded broker reports no retention and keeps "
+                    "messages in memory only — or create the topics with an explicit retention "
+                    "(`orderstatus topics create --retention 7d`)")
         if topic.keeps_ms < 0 or topic.keeps_ms > older_than.total_seconds() * 1000:
             return (f"{topic.describe()}, longer than the retention of {human(older_than.total_seconds())}: a replay "
                     "or redrive of what the topic still holds would re-apply commands or re-send emails whose "

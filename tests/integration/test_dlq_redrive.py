@@ -100,7 +100,8 @@ async def test_a_processing_failure_redriven_after_the_fix_applies_exactly_once(
             [letter] = dlq.records
             assert headers(letter)["error.reason"] == b"processing_failed"
 
-            listing = stdout_lines(await run_cli_async(cli_env, "dlq", "list"))
+            header, *listing = stdout_lines(await run_cli_async(cli_env, "dlq", "list"))
+            assert header.split("\t") == ["POSITION", "WRITTEN", "REASON", "ORIGINAL", "COMMAND_ID", "SIZE", "NOTES"]
             assert len(listing) == 1
             fields = listing[0].split("\t")
             assert fields[0] == position(letter) and fields[2] == "processing_failed"
@@ -114,7 +115,7 @@ async def test_a_processing_failure_redriven_after_the_fix_applies_exactly_once(
             done = stdout_lines(await run_cli_async(cli_env, "dlq", "redrive", "--offset", position(letter)))
             assert done[0].startswith(f"{position(letter)} -> {settings.commands_topic}:")
             assert done[0].endswith("(redrive.count 1)")
-            assert done[-1] == f"redrove 1 dead letters to {settings.commands_topic}"
+            assert done[-1] == f"redrove 1 dead letter to {settings.commands_topic}"
             [applied] = await events_for(events, {stuck["command_id"]}, timeout=30)
             assert applied["type"] == "OrderStatusChanged" and applied["version"] == 1
             assert applied["note"]["text"] == "after the fix"
@@ -170,7 +171,8 @@ async def test_a_redrive_that_fails_again_returns_to_the_dlq_with_its_count(sett
             assert counts == [None, b"1", b"2"]
             assert [headers(r)["error.reason"] for r in dlq.records] == [b"processing_failed"] * 3
             assert all(r.value == dlq.records[0].value for r in dlq.records)
-            listing = stdout_lines(await run_cli_async(cli_env, "dlq", "list", "--reason", "processing_failed"))
+            listing = stdout_lines(await run_cli_async(cli_env, "dlq", "list", "--reason", "processing_failed",
+                                                       "--no-header"))
             assert listing[2].endswith("redriven 2x")
             await lock.release()
         done = stdout_lines(await run_cli_async(cli_env, "dlq", "redrive", "--offset", position(dlq.records[-1])))
@@ -205,7 +207,7 @@ async def test_a_command_recorded_invalid_is_decided_again_after_the_limit_is_ra
             dry = stdout_lines(await run_cli_async(cli_env, "dlq", "redrive", "--reason", "validation_failed",
                                                    "--dry-run"))
             assert dry == [f"{position(dlq.records[0])} -> {settings.commands_topic} (redrive.count 1)",
-                           f"would redrive 1 dead letters to {settings.commands_topic}"]
+                           f"would redrive 1 dead letter to {settings.commands_topic}"]
             ok(await run_cli_async(cli_env, "dlq", "redrive", "--reason", "validation_failed"))
             await events.wait_for(lambda values: any(v.get("type") == "OrderStatusOverrideCompleted"
                                                      for v in values), timeout=30, what="the summary")
@@ -237,8 +239,8 @@ async def test_dlq_show_escapes_bytes_and_cuts_long_values(settings, cli_env):
     assert "\x1b" not in shown and "\x00" not in shown and "\x07" not in shown
     assert "value: \\x1b[31mred\\x00\\xfe" + "x" * 90 + " ... [4910 more bytes not shown]" in shown
     assert "  trace: \\x07bell" in shown and "  empty: (null)" in shown
-    [line] = stdout_lines(await run_cli_async(cli_env, "dlq", "list", "--reason", "not_json"))
-    assert line.split("\t")[4:6] == ["-", f"{len(nasty)} bytes"]
+    [header, line] = stdout_lines(await run_cli_async(cli_env, "dlq", "list", "--reason", "not_json"))
+    assert header.startswith("POSITION\t") and line.split("\t")[4:7] == ["-", f"{len(nasty)} bytes", "-"]
     assert stdout_lines(await run_cli_async(cli_env, "dlq", "list", "--reason", "too_large")) == []
 
     user_error(await run_cli_async(cli_env, "dlq", "show", "5"), "3 partitions", "PARTITION:OFFSET")

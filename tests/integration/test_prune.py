@@ -140,3 +140,36 @@ async def test_the_worker_prunes_in_the_background_when_retention_days_is_set(se
 
 async def _pruned(settings: Settings) -> bool:
     return await rows(settings) == KEPT
+
+
+class TestPruneUnderTheDevStack:
+    """Issue 20: topics made by `topics create` on the embedded broker (as `orderstatus dev` makes them)."""
+
+    async def test_without_an_explicit_retention_a_dry_run_counts_and_the_refusal_says_what_to_do(self, settings,
+                                                                                                    cli_env):
+        """The embedded broker reports no retention: `--dry-run` counts and warns; `prune` is refused in one line
+        naming --force, why it is safe under `orderstatus dev`, and `topics create --retention`."""
+        ok(await run_cli_async(cli_env, "topics", "create", "--partitions", "1"))
+        await seed(settings)
+        await old_and_new_rows(settings)
+        before = await rows(settings)
+        dry = ok(await run_cli_async(cli_env, "prune", "--dry-run"))
+        assert "outbox: would delete 3 rows" in dry.stdout.splitlines()
+        assert "a prune without --dry-run would be refused" in dry.stderr and "--force" in dry.stderr
+        user_error(await run_cli_async(cli_env, "prune"), "prune refused", "retention unknown", "--force",
+                   "orderstatus dev", "topics create --retention")
+        assert await rows(settings) == before
+
+    async def test_topics_created_with_a_retention_let_prune_run_unforced(self, settings, cli_env):
+        """`topics create --retention 7d` sets retention.ms (and a one-day segment.ms) the broker reports, so a
+        30-day prune runs without --force, and a 1-day one is refused for the right reason."""
+        ok(await run_cli_async(cli_env, "topics", "create", "--partitions", "1", "--retention", "7d"))
+        await seed(settings)
+        await old_and_new_rows(settings)
+        done = ok(await run_cli_async(cli_env, "prune", "--older-than", "30d"))
+        assert f"topic {settings.commands_topic}: keeps messages up to 8d (retention.ms=604800000 + " \
+               f"segment.ms=86400000)" in done.stdout.splitlines()
+        assert "outbox: deleted 3 rows" in done.stdout.splitlines() and done.stderr == ""
+        assert await rows(settings) == KEPT
+        user_error(await run_cli_async(cli_env, "prune", "--older-than", "1d"), "prune refused", "up to 8d")
+        user_error(await run_cli_async(cli_env, "topics", "create", "--retention", "soon"), "--retention")

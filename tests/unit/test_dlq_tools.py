@@ -67,6 +67,15 @@ class TestReadingALetter:
         assert line[0] == "0:7" and line[2:] == ["processing_failed", "commands:2:41", "c-1", "21 bytes",
                                                  "redriven 2x"]
 
+    def test_every_line_has_the_header_columns_and_counts_read_as_english(self):
+        """`dlq list`'s header names each column of every line (one NOTES column); "1 dead letter", "2 dead letters"."""
+        header = dlq.SUMMARY_HEADER.split("\t")
+        for extra in ([], [("redrive.count", b"2")], [("redrive.count", b"1"), ("error.truncated", b"true")]):
+            assert len(dlq.summary_line(dlq.read_letter(letter_record(7, extra=extra))).split("\t")) == len(header)
+        assert header == ["POSITION", "WRITTEN", "REASON", "ORIGINAL", "COMMAND_ID", "SIZE", "NOTES"]
+        assert [dlq.plural(n, "dead letter") for n in (0, 1, 2)] == ["0 dead letters", "1 dead letter",
+                                                                     "2 dead letters"]
+
     def test_a_value_that_is_no_command_has_no_command_id(self):
         """Garbage, JSON that is no object, or a command id that is no string: shown as -."""
         for value in (b"\xfe\xff", b"[1]", b'{"command_id": 5}', None):

@@ -25,19 +25,25 @@ def default_min_insync_replicas(replication_factor: int) -> int:
 
 
 async def create_topics(settings: Settings, partitions: int, replication_factor: int,
-                        min_insync_replicas: int | None = None, timeout_s: float = 30) -> dict[str, str]:
+                        min_insync_replicas: int | None = None, timeout_s: float = 30,
+                        retention_ms: int | None = None, segment_ms: int | None = None) -> dict[str, str]:
     """Create the commands, events and DLQ topics with `min.insync.replicas` set on each (None: the
     default for the replication factor); an existing topic is left as it is. A topic the broker refuses to
     create (a replication factor above the number of brokers, …) raises `TopicNotCreated` with the broker's
     reason. Returns once every partition of the three has a leader: Apache Kafka answers CreateTopics when
     the controller has decided, before the brokers' metadata shows the topic, and a client started at once
-    would find none."""
+    would find none. `retention_ms`/`segment_ms`, when given, are set on each topic explicitly, so the broker
+    reports them (the embedded broker reports no default retention, and `prune` needs to know it)."""
     if min_insync_replicas is None:
         min_insync_replicas = default_min_insync_replicas(replication_factor)
     admin = make_admin(settings)
     outcome: dict[str, str] = {}
     names = [settings.commands_topic, settings.events_topic, settings.dlq_topic]
     configs = {"min.insync.replicas": str(min_insync_replicas)}
+    if retention_ms is not None:
+        configs["retention.ms"] = str(retention_ms)
+    if segment_ms is not None:
+        configs["segment.ms"] = str(segment_ms)
     try:
         await admin.start()  # inside try: a failed start still closes the client
         existing = set(await admin.list_topics())

@@ -52,9 +52,12 @@ def dlq() -> None:
 @dlq.command("list")
 @_filters
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--no-header", is_flag=True, help="Leave out the header row (for scripts).")
 @click.pass_obj
-def dlq_list(settings: Settings, since: str | None, until: str | None, reason: str | None, limit: int) -> None:
-    """One line per dead letter: PARTITION:OFFSET, time, reason, original position, command id, size."""
+def dlq_list(settings: Settings, since: str | None, until: str | None, reason: str | None, limit: int,
+             no_header: bool) -> None:
+    """A header row, then one tab-separated line per dead letter: POSITION (PARTITION:OFFSET), WRITTEN, REASON,
+    ORIGINAL (topic:partition:offset), COMMAND_ID, SIZE, NOTES (redrives so far, truncated)."""
     selection = _selection(since, until, reason, limit + 1)
 
     async def work():
@@ -62,10 +65,12 @@ def dlq_list(settings: Settings, since: str | None, until: str | None, reason: s
             return [letter async for letter in ops.letters(reader, selection)]
 
     found = _run(work())
+    if found and not no_header:
+        click.echo(ops.SUMMARY_HEADER)
     for letter in found[:limit]:
         click.echo(ops.summary_line(letter))
     if len(found) > limit:
-        click.echo(f"(more than {limit} dead letters match; --limit N shows more)", err=True)
+        click.echo(f"(more than {ops.plural(limit, 'dead letter')} match; --limit N shows more)", err=True)
     if not found:
         click.echo("no dead letters", err=True)
 
@@ -133,7 +138,7 @@ def dlq_redrive(settings: Settings, everything: bool, offsets: tuple[str, ...], 
     sent, skipped, topics = _run(work())
     verb = "would redrive" if dry_run else "redrove"
     where = ", ".join(sorted(topics)) or "-"
-    click.echo(f"{verb} {sent} dead letters to {where}" + (f"; {skipped} skipped" if skipped else ""))
+    click.echo(f"{verb} {ops.plural(sent, 'dead letter')} to {where}" + (f"; {skipped} skipped" if skipped else ""))
 
 
 async def _redrive(reader, producer, selection, spans, total: int, dry_run: bool, rate: float | None):

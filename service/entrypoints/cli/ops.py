@@ -60,7 +60,7 @@ def republish(settings: Settings, since: str, order_id: int | None) -> None:
         )
 
     count = with_conn(settings, work)
-    click.echo(f"republished {count} events to {settings.events_topic}")
+    click.echo(f"republished {count} {'event' if count == 1 else 'events'} to {settings.events_topic}")
 
 
 COMMANDS = [replay, republish]
