@@ -45,7 +45,8 @@ def _refusals(*codes: int) -> dict:
         409: "no_change, stale_status, transition_not_allowed, cancel_has_goods_out_notes, cancel_order_invoiced, "
              "cancel_has_payments",
         413: "batch_too_large",
-        422: "status_not_found, status_not_available, status_hidden, invalid_command",
+        422: "status_not_found, status_not_available, status_hidden, invalid_command, idempotency_key_reused (an "
+             "Idempotency-Key already used by this caller for a different request)",
     }
     return {str(code): {"description": f"Refused: {reasons[code]}.", "content": ERROR} for code in codes}
 
@@ -53,7 +54,11 @@ def _refusals(*codes: int) -> dict:
 ORDER_ID = {"name": "orderId", "in": "path", "required": True,
             "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "description": "Becomes the command id: a retried request never applies twice.",
+                   "description": "Becomes the command id, per caller (derived from the token's issuer and "
+                                  "subject and the key, so two callers never share one): a retried request never "
+                                  "applies twice and is answered with the first one's outcome. The key stays bound "
+                                  "to its first request: reused with another request it is answered 422 "
+                                  "idempotency_key_reused and nothing is published.",
                    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^@]"}}
 SECURED = [{"bearer": []}]
 

@@ -211,7 +211,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     gateway = Gateway(pool=pool, producer=producer, tail=tail, authenticate=partial(bearer, verifier=verifier),
                       commands_topic=settings.commands_topic, wait_s=settings.gateway_wait_s,
                       limits=InputLimits(settings.max_message_bytes, settings.max_wire_items),
-                      max_events=settings.max_batch_items + 2)
+                      max_events=settings.max_batch_items + 2, issuer=settings.auth_issuer)
     app = web.Application(client_max_size=settings.max_message_bytes)
     http = await start_http(settings.http_host, settings.gateway_port, process.progress, process.metrics,
                             gateway.routes(), app=app)

@@ -4,11 +4,19 @@ Each request is authenticated (bearer token -> principal; no actor field is read
 turned into our command with the caller's token in `actor-token`, published, and answered from its
 outcome event, read by command id from the events topic (EventsTail: no consumer group, so every
 replica sees every event). No outcome within ORDERSTATUS_GATEWAY_WAIT_S: 202 and a Location to poll.
-An `Idempotency-Key` header becomes the command id, so a retried request never applies twice: a
-command already processed is answered from Postgres without publishing again."""
+An `Idempotency-Key` header becomes the command id — scoped to the caller: the command id is derived
+from the token's issuer and subject and the key (`idempotency_command_id`), so two callers never share
+one, and one caller's key can neither reveal nor pre-empt another's command (issue 23). The key is
+bound, in Postgres, to the fingerprint of its first request (method, path and the command it made);
+the same key with another request is answered 422 `idempotency_key_reused` and nothing is published
+(DESIGN §12). A retried request (same key, same request) never applies twice: a command already
+processed is answered from Postgres, after the access check of `GET /commands/{id}`, without
+publishing again."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import uuid
@@ -20,7 +28,7 @@ from aiohttp import web
 from defusedxml import ElementTree as SafeXml
 from pydantic import BaseModel, ValidationError
 
-from service.adapters.postgres import views
+from service.adapters.postgres import idempotency, views
 from service.contract.commands import InputLimits, parse_command
 from service.contract.http import (
     BrightpearlStatusChange,
@@ -32,6 +40,7 @@ from service.contract.validation import first_error, is_storable_text
 from service.domain.commands import InvalidCommand
 from service.domain.model import STAFF_ROLES, Principal
 from service.gateway import translate
+from service.gateway import docs as api_docs
 from service.gateway.docs import openapi_document, render_docs
 from service.runtime.auth import TOKEN_HEADER, NotAuthenticated
 
@@ -50,7 +59,7 @@ class Refusal(Exception):
 
 class Gateway:
     def __init__(self, *, pool, producer, tail, authenticate: Callable[[str | None], Principal], commands_topic: str,
-                 wait_s: float, limits: InputLimits, max_events: int) -> None:
+                 wait_s: float, limits: InputLimits, max_events: int, issuer: str | None = None) -> None:
         self.pool = pool
         self.producer = producer
         self.tail = tail
@@ -59,6 +68,7 @@ class Gateway:
         self.wait_s = wait_s
         self.limits = limits
         self.max_events = max_events
+        self.issuer = issuer or ""  # the verifier enforces it when set: every token here is of this issuer
 
     def routes(self) -> list:
         return [
@@ -69,6 +79,9 @@ class Gateway:
             ("GET", "/commands/{command_id}", self.command),
             ("GET", "/openapi.json", self.openapi),
             ("GET", "/docs", self.docs),
+            ("GET", api_docs.SPEC_30, self.docs_spec),
+            ("GET", api_docs.INIT, self.docs_init),
+            ("GET", api_docs.ASSET_ROOT + "{name}", self.docs_asset),
         ]
 
     # ------------------------------------------------------------------ the seed routes
@@ -84,8 +97,9 @@ class Gateway:
         async def run():
             principal, token = self._principal(request)
             items = await self._override_items(request)
-            command = translate.storefeeder_command(items, principal, self._command_id(request))
-            return await self._submit(command, token, translate.override_answer)
+            command_id, keyed = self._command_id(request, principal)
+            command = translate.storefeeder_command(items, principal, command_id)
+            return await self._submit(request, principal, command, token, translate.override_answer, keyed)
 
         return await self._answer(request, run())
 
@@ -121,24 +135,48 @@ class Gateway:
     async def docs(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text=render_docs(openapi_document()), content_type="text/html")
 
+    async def docs_spec(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(api_docs.openapi_30())
+
+    async def docs_init(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=api_docs.INIT_SCRIPT, content_type="application/javascript")
+
+    async def docs_asset(self, request: web.Request) -> web.StreamResponse:
+        found = api_docs.asset(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        body, media = found
+        return web.Response(body=body, content_type=media, headers={"Cache-Control": "public, max-age=86400"})
+
     # ------------------------------------------------------------------ the request-reply machinery
 
     async def _change(self, request: web.Request, model: type[BaseModel], build):
         principal, token = self._principal(request)
         order_id = _order_id(request)
         body = _validated(model, await self._json(request))
-        return await self._submit(build(order_id, body, principal, self._command_id(request)), token,
-                                  translate.change_answer)
+        command_id, keyed = self._command_id(request, principal)
+        return await self._submit(request, principal, build(order_id, body, principal, command_id), token,
+                                  translate.change_answer, keyed)
 
-    async def _submit(self, command: dict, token: str, answer):
+    async def _submit(self, request: web.Request, principal: Principal, command: dict, token: str, answer,
+                      keyed: bool):
         value = json.dumps(command).encode()
         parsed = parse_command(value, self.limits)
         if isinstance(parsed, InvalidCommand):
             raise Refusal(422, "invalid_command", parsed.message)
         command_id = parsed.command_id
         async with self.pool.acquire() as conn:
+            if keyed:  # the key stays bound to its first request: another request under it is refused, unpublished
+                fingerprint = request_fingerprint(request.method, request.path, command)
+                if await idempotency.bind(conn, command_id, fingerprint) != fingerprint:
+                    raise Refusal(422, "idempotency_key_reused",
+                                  "This Idempotency-Key was already used for a different request; use a new key for a "
+                                  "new request, or repeat the first request exactly to get its outcome.")
             known = await views.command_outcome(conn, command_id, self.max_events)
         if known is not None and known["events"]:  # a retried request: the first one's answer, nothing new
+            if not _may_see(principal, known["events"]):  # the check of GET /commands/{id}, on every replay
+                raise Refusal(422, "idempotency_key_reused", "This Idempotency-Key was already used for a different "
+                                                             "request; use a new key for a new request.")
             return answer(known["events"])
         key = str(command["order_id"] if parsed.type == "ChangeOrderStatus" else command_id).encode()
         self.tail.expect(command_id, parsed.type)  # before publishing: the outcome cannot slip past
@@ -174,13 +212,14 @@ class Gateway:
             raise Refusal(401, "actor_not_authenticated", "the bearer token cannot be read") from None
         return principal, header.partition(" ")[2].strip()
 
-    def _command_id(self, request: web.Request) -> str:
+    def _command_id(self, request: web.Request, principal: Principal) -> tuple[str, bool]:
+        """(command id, whether an Idempotency-Key gave it): a fresh uuid, or the key's id for this caller."""
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            return str(uuid.uuid4())
+            return str(uuid.uuid4()), False
         if not (is_storable_text(key) and 0 < len(key) <= 200 and not key.startswith("@")):
             raise Refusal(422, "invalid_command", "Idempotency-Key must be 1-200 characters, not starting with '@'")
-        return key
+        return idempotency_command_id(self.issuer, principal.sub, key), True
 
     async def _json(self, request: web.Request):
         try:
@@ -198,6 +237,23 @@ class Gateway:
         if len(raw) > self.limits.max_wire_items:
             raise Refusal(422, "invalid_command", f"at most {self.limits.max_wire_items} items are read")
         return [_validated(StoreFeederOverride, item, where=f"item {n}") for n, item in enumerate(raw)]
+
+
+def idempotency_command_id(issuer: str, subject: str, key: str) -> str:
+    """The command id of an `Idempotency-Key` sent by one caller: `idem-` and the base64url SHA-256 of issuer,
+    subject and key (NUL-separated, so no two triples collide by concatenation). Two callers never share it; the
+    same caller and key always get it back."""
+    digest = hashlib.sha256("\0".join((issuer, subject, key)).encode()).digest()
+    return "idem-" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def request_fingerprint(method: str, path: str, command: dict) -> str:
+    """What makes two requests under one key "the same request": the method, the path and the command they
+    make (the command id aside). Equal JSON in other spacing or key order, or the same batch in XML and in JSON,
+    is the same request; any other body is not."""
+    what = {k: v for k, v in command.items() if k != "command_id"}
+    canonical = json.dumps([method, path, what], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _validated(model: type[BaseModel], data, where: str = "body"):

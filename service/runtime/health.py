@@ -82,11 +82,51 @@ async def start_http(host: str, port: int, progress: Progress, metrics: Metrics,
     # orderstatus_ready: what /readyz would answer, evaluated at every scrape
     metrics.ready.labels(metrics.service).set_function(lambda: 1.0 if progress.ready()[0] else 0.0)
     app = app or web.Application()
+    app.middlewares.append(request_metrics(metrics))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status_view)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     return await serve(app, host, port, routes)
+
+
+UNMATCHED_ROUTE = "(unmatched)"  # requests no route answers: one label value, whatever path was asked
+
+
+def route_of(request: web.Request) -> str:
+    """The route template a request matched (`/orders/{order_id}/history`), never the raw path."""
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None) if route is not None else None
+    if resource is None or getattr(info, "http_exception", None) is not None:
+        return UNMATCHED_ROUTE
+    return resource.canonical
+
+
+def request_metrics(metrics: Metrics):
+    """aiohttp middleware: count every request by method, route and status code, and time it."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            route = route_of(request)
+            method = request.method if request.method in _METHODS else "OTHER"
+            metrics.http_requests.labels(metrics.service, method, route, str(status)).inc()
+            metrics.http_seconds.labels(metrics.service, method, route).observe(time.perf_counter() - started)
+
+    return middleware
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 async def serve(app: web.Application, host: str, port: int, routes: list[Route] = ()) -> web.AppRunner:

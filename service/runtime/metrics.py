@@ -62,4 +62,15 @@ class Metrics:
         )
         self.ready = Gauge("orderstatus_ready", "1 when /readyz says ready, else 0", ["service"],
                            registry=self.registry)
+        # DESIGN §12: every process's HTTP server counts its requests by route template (never the raw path: the
+        # label set stays bounded) and status code, and times them
+        self.http_requests = Counter(
+            "orderstatus_http_requests_total", "HTTP requests served, by method, route template and status code",
+            ["service", "method", "route", "status"], registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "orderstatus_http_request_seconds", "Time to answer one HTTP request, by method and route template",
+            ["service", "method", "route"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
         self.service = service

@@ -4,6 +4,7 @@ over Kafka, answer from the outcome event in the seed's own shape and status cod
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import aiohttp
@@ -179,6 +180,90 @@ async def test_transitions_openapi_and_offline_docs(secured):
         assert status == 200 and document["openapi"].startswith("3.1")
         validate(document)
         status, page, _ = await api.call("GET", "/docs", None)
-        assert status == 200 and "/orders/override-order-statuses" in page
-        assert "http://" not in page.replace("http://127.0.0.1", "") and "https://" not in page.replace(
-            "https://id.example.com", "")
+        assert status == 200 and "swagger-ui-bundle.js" in page
+        assert "http://" not in page and "https://" not in page
+        assets = re.findall(r"(?:src|href)='([^']+\.(?:js|css))'", page)  # Swagger UI's own files, from here
+        assert len(assets) == 4
+        for asset in assets:
+            status, body, headers = await api.call("GET", asset, None)
+            assert status == 200 and len(body) > 100, asset
+        status, view, _ = await api.call("GET", "/docs/openapi-3.0.json", None)
+        assert status == 200 and view["openapi"] == "3.0.3" and "/orders/override-order-statuses" in view["paths"]
+        validate(view)
+        assert (await api.call("GET", "/docs/assets/index.html", None))[0] == 404
+
+
+class TestIdempotencyKeyBoundToCallerAndRequest:
+    """DESIGN §12 and issue 23: a key is the caller's, and stays bound to its first request."""
+
+    async def test_a_reused_key_with_another_body_is_422_and_publishes_nothing(self, secured):
+        """Same caller, same key, another body: 422 idempotency_key_reused, the order does not move; the first
+        request repeated (in other JSON spacing) still gets its outcome; the binding is in Postgres."""
+        await seed(secured)
+        api = Client(secured.gateway_port)
+        key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+        async with running_worker(secured), running(run_gateway, secured, "gateway"):
+            assert (await api.call("PUT", "/api/orders/1033/status", body={"status": 2}, headers=key))[:2] == (200, {})
+            status, body, _ = await api.call("PUT", "/api/orders/1033/status", body={"status": 21}, headers=key)
+            assert status == 422 and body["reason"] == "idempotency_key_reused" and body["message"]
+            status, body, _ = await api.call("PUT", "/api/orders/1029/status", body={"status": 2}, headers=key)
+            assert status == 422 and body["reason"] == "idempotency_key_reused"  # another path, same key
+            again = await api.call("PUT", "/api/orders/1033/status", data=b'{ "status" : 2 }',
+                                   headers={**key, "Content-Type": "application/json"})
+            assert again[:2] == (200, {})
+        [row] = await fetch(secured, "SELECT version FROM orders WHERE order_id = 1033")
+        assert row["version"] == 1
+        assert len(await fetch(secured, "SELECT 1 FROM idempotency_keys")) == 1
+        assert await fetch(secured, "SELECT 1 FROM order_history WHERE order_id = 1029") == []
+
+    async def test_two_callers_with_one_key_never_share_a_command(self, secured):
+        """B sending A's key gets its own outcome, never A's; B using a key before A does not make A's command a
+        duplicate: both apply, under different command ids, each readable only by its own caller."""
+        await seed(secured)
+        api = Client(secured.gateway_port)
+        key = {"Idempotency-Key": "order-123"}
+        client_a = token(sub="u-7", role="client", client_id="c-1")
+        client_b = token(sub="u-4", role="client", client_id="c-4")
+        async with running_worker(secured), running(run_gateway, secured, "gateway"):
+            status, body, _ = await api.call("PUT", "/api/orders/3001/status", client_b, body={"status": 31},
+                                             headers=key)
+            assert status in (200, 409, 422), body  # whatever B's own outcome is: B's, from B's command
+            status, body, _ = await api.call("PUT", "/api/orders/1029/status", client_a, body={"status": 21},
+                                             headers=key)
+            assert (status, body) == (200, {})  # A's command applied: not a duplicate of B's
+            status, body, _ = await api.call("PUT", "/api/orders/1029/status", client_b, body={"status": 21},
+                                             headers=key)
+            assert status == 422 and body["reason"] == "idempotency_key_reused"  # B's key is bound to B's request
+        ids = {r["command_id"] for r in await fetch(secured, "SELECT command_id FROM idempotency_keys")}
+        assert len(ids) == 2 and "order-123" not in ids
+        [row] = await fetch(secured, "SELECT version FROM orders WHERE order_id = 1029")
+        assert row["version"] == 1
+
+
+async def test_the_gateway_exports_request_counts_and_latency_by_route(secured):
+    """/metrics counts requests by route template and status code, and has a latency histogram."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    await seed(secured)
+    api = Client(secured.gateway_port)
+    async with running_worker(secured), running(run_gateway, secured, "gateway"):
+        assert (await api.call("PUT", "/api/orders/1033/status", body={"status": 2}))[0] == 200
+        assert (await api.call("PUT", "/api/orders/1033/status", None, body={"status": 2}))[0] == 401
+        assert (await api.call("GET", "/no/such/path", None))[0] == 404
+        status, text, _ = await api.call("GET", "/metrics", None)
+    assert status == 200
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def requests(route: str, code: str) -> float:
+        labels = (("method", "PUT" if "status" in route else "GET"), ("route", route), ("service", "gateway"),
+                  ("status", code))
+        return samples.get(("orderstatus_http_requests_total", labels), 0)
+
+    assert requests("/api/orders/{order_id}/status", "200") == 1
+    assert requests("/api/orders/{order_id}/status", "401") == 1
+    assert requests("(unmatched)", "404") == 1
+    assert not any("no/such" in str(key) for key in samples)
+    count = samples[("orderstatus_http_request_seconds_count",
+                     (("method", "PUT"), ("route", "/api/orders/{order_id}/status"), ("service", "gateway")))]
+    assert count == 2
