@@ -57,7 +57,7 @@ class DevStack:
         env = clean_env()
         for name, value in (shlex.split(line)[1].split("=", 1) for line in self.exports().splitlines()):
             env[name] = value
-        env["HTTP_PORT"] = str(self.ports()["worker"])
+        env["HTTP_PORT"] = re.search(BANNER_PORTS["worker"], self.text()).group(1)
         return env
 
     def exports(self) -> str:
