@@ -34,7 +34,7 @@ from tests.helpers.arrivals import Arrivals
 from tests.helpers.command_chains import CONFIRMED, ON_HOLD, assert_exactly_once, wait_outbox_drained
 from tests.helpers.commands import change
 from tests.helpers.database import seed_database, url_of
-from tests.helpers.kafka_cluster import OFFSETS_TOPIC, active_controller, partition_states, wait_fully_replicated
+from tests.helpers.kafka_cluster import OFFSETS_TOPIC, partition_states, wait_active_controller, wait_fully_replicated
 from tests.helpers.processes import ServiceProcess
 from tests.helpers.topics import TopicReader
 from tests.helpers.waiting import wait_until
@@ -266,7 +266,7 @@ async def test_apache_broker_and_controller_faults_under_a_stream_lose_nothing_a
             await restart([leader])
 
             # 2. kill -9 the active controller (the metadata quorum's leader)
-            controller = await active_controller(kafka_cluster.bootstrap_servers)
+            controller = await wait_active_controller(kafka_cluster.bootstrap_servers)
             _, states = await leaders_by_node(settings)
             await fault("kill -9 of the active controller", [controller], kafka_cluster.kill,
                         led_by(states, controller))

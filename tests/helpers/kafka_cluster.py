@@ -81,6 +81,18 @@ async def active_controller(bootstrap_servers: str) -> int:
     return leader_id
 
 
+async def wait_active_controller(bootstrap_servers: str, timeout: float = 60) -> int:
+    """`active_controller`, asked again while the quorum is between leaders or a broker is starting."""
+
+    async def probe():
+        try:
+            return await active_controller(bootstrap_servers)
+        except Exception:
+            return None
+
+    return await wait_until(probe, timeout, "the metadata quorum to name its leader", interval=0.5)
+
+
 async def partition_states(settings: Settings, topics: list[str]) -> dict[tuple[str, int], tuple[int, list[int]]]:
     """(topic, partition) -> (leader node id, in-sync replica ids) as the cluster describes them now."""
     admin = make_admin(settings)
