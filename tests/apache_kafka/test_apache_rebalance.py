@@ -111,8 +111,7 @@ async def test_apache_a_worker_joining_mid_stream_shares_the_partitions_without_
 
 @pytest.mark.timeout(600)
 async def test_apache_a_worker_killed_9_mid_stream_is_replaced_after_the_real_session_timeout(settings, cli_env):
-    """One of two workers is killed -9 mid-stream; after the real session timeout the survivor takes its
-    partitions over and finishes them: nothing lost, nothing applied twice, in order."""
+    """One of two workers killed -9 mid-stream: after the real session timeout the survivor finishes its partitions, nothing lost or applied twice."""
     assert_real_group_timings(cli_env)
     await seed(settings, ORDERS, partitions=PARTITIONS)
     commands = alternating(ORDER_IDS, 200)  # ~35 s of flow: the session timeout runs out mid-stream
