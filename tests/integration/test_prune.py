@@ -166,10 +166,16 @@ class TestPruneUnderTheDevStack:
         ok(await run_cli_async(cli_env, "topics", "create", "--partitions", "1", "--retention", "7d"))
         await seed(settings)
         await old_and_new_rows(settings)
+        for command_id, at in (("idem-old", OLD), ("idem-recent", RECENT)):  # the gateway's key bindings age too
+            await fetch(settings, "INSERT INTO idempotency_keys (command_id, fingerprint, created_at) "
+                                  "VALUES ($1, 'f', $2)", command_id, at)
         done = ok(await run_cli_async(cli_env, "prune", "--older-than", "30d"))
         assert f"topic {settings.commands_topic}: keeps messages up to 8d (retention.ms=604800000 + " \
                f"segment.ms=86400000)" in done.stdout.splitlines()
         assert "outbox: deleted 3 rows" in done.stdout.splitlines() and done.stderr == ""
         assert await rows(settings) == KEPT
+        assert "idempotency_keys: deleted 1 row" in done.stdout.splitlines()
+        assert [r["command_id"] for r in await fetch(settings, "SELECT command_id FROM idempotency_keys")] == [
+            "idem-recent"]
         user_error(await run_cli_async(cli_env, "prune", "--older-than", "1d"), "prune refused", "up to 8d")
         user_error(await run_cli_async(cli_env, "topics", "create", "--retention", "soon"), "--retention")

@@ -5,6 +5,7 @@
 * `processed_commands`: dedupe records processed before the cutoff.
 * `sent_notifications`: records of emails sent or refused before the cutoff; never a `sending` claim
   (an email in doubt stays until an operator resends it).
+* `idempotency_keys`: the gateway's key bindings made before the cutoff (their commands' records go too).
 
 Each statement deletes at most `limit` rows, so a large backlog never holds long locks or bloats one
 transaction. Which cutoff is safe is the caller's question (`service.ops.prune`)."""
@@ -20,6 +21,8 @@ OLD = {
               "(SELECT c.published_through FROM outbox_cursor c WHERE c.shard = outbox.shard)))",
     "processed_commands": "processed_at < $1 AND outcome <> 'pending'",
     "sent_notifications": "status IN ('sent', 'failed') AND sent_at < $1",
+    # the gateway's key bindings go with the command records they guard (a retry older than that re-applies anyway)
+    "idempotency_keys": "created_at < $1",
 }
 
 
