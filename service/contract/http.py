@@ -20,6 +20,9 @@ class _Body(BaseModel):
 class WordbeeStatusChange(_Body):
     """Wordbee `PUT /api/orders/{orderId}/status`: the new status by its numeric id."""
 
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra={
+        "examples": [{"status": 21, "message": "Customer asked to cancel", "notify": True}]})
+
     status: StatusId = Field(description="The new order status (numeric id).")
     message: Annotated[Text, Field(max_length=10_000)] | None = Field(
         default=None, description="Saved with the change in the order history and included in the email (public).")
@@ -35,12 +38,19 @@ class BrightpearlNote(_Body):
 class BrightpearlStatusChange(_Body):
     """Brightpearl `PUT /order-service/order/{orderId}/status`."""
 
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra={
+        "examples": [{"orderStatusId": 30, "orderNote": {"text": "Updating order status!!", "isPublic": True,
+                                                          "fileId": 28}}]})
+
     orderStatusId: StatusId
     orderNote: BrightpearlNote | None = None
 
 
 class StoreFeederOverride(_Body):
     """One item of StoreFeeder `PUT /orders/override-order-statuses` (a JSON array or XML of these)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra={
+        "examples": [{"OrderNumber": 1029, "OrderStatus": "OnHold"}]})
 
     OrderNumber: Annotated[StrictInt, Field(gt=0, le=BIGINT_MAX)]
     OrderStatus: Annotated[Text, Field(min_length=1, max_length=100)] | StatusId = Field(
@@ -59,6 +69,9 @@ class StoreFeederResult(BaseModel):
 
 class ErrorBody(BaseModel):
     """Every refusal (DESIGN §11): a reason code of DESIGN §6.1 (or actor_not_authenticated) and a message."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"reason": "transition_not_allowed", "message": "Order 1033 cannot go from Confirmed to Dispatched."}]})
 
     reason: str
     message: str

@@ -131,6 +131,10 @@ class TestOpenApi:
         assert view["openapi"] == "3.0.3" and view["paths"].keys() == openapi_document()["paths"].keys()
         note = view["components"]["schemas"]["BrightpearlNote"]["properties"]["text"]
         assert note["type"] == "string" and note["nullable"] is True and "anyOf" not in note
+        for name in ("WordbeeStatusChange", "BrightpearlStatusChange", "StoreFeederOverride"):  # the seeds' examples
+            example = view["components"]["schemas"][name]["example"]
+            assert example == openapi_document()["components"]["schemas"][name]["examples"][0]
+            getattr(__import__("service.contract.http", fromlist=[name]), name).model_validate(example)
 
 
 class TestIdempotencyIdentity:
