@@ -55,7 +55,8 @@ class OffsetCommitter:
                 position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
             except Exception:  # revoked meanwhile, or the broker unreachable: the next idle poll tries again
                 continue
-            if position > max(self.pending.get(tp, -1), self.committed.get(tp, -1)):
+            # position 0 skipped nothing: committing it would only make an empty partition look consumed
+            if position > max(self.pending.get(tp, -1), self.committed.get(tp, -1), 0):
                 self.pending[tp] = position
         await self.commit()
 

@@ -80,9 +80,11 @@ class PositionedConsumer(RecordingConsumer):
 
 async def test_an_empty_poll_commits_up_to_the_position_past_records_never_returned():
     """After an empty poll each fetched partition is committed at the consumer's position, past what the client
-    skipped (a transaction's commit marker after offset 9); once, and never a partition not fetched yet."""
-    other, unfetched = TopicPartition("commands", 1), TopicPartition("commands", 2)
-    consumer = PositionedConsumer({TP: 11, other: 5, unfetched: 0}, {TP: 11, other: 5, unfetched: None})
+    skipped (a transaction's commit marker after offset 9); once, and never a partition not fetched yet nor
+    an empty one (position 0: nothing skipped, and a commit would make it look consumed)."""
+    other, unfetched, empty = TopicPartition("commands", 1), TopicPartition("commands", 2), TopicPartition("commands", 3)
+    consumer = PositionedConsumer({TP: 11, other: 5, unfetched: 0, empty: 0},
+                                  {TP: 11, other: 5, unfetched: None, empty: 0})
     committer = OffsetCommitter(consumer, Progress(60), interval_s=60)
     await batches(committer, 9)  # offsets up to 9 durable; 10 is a commit marker
     assert consumer.commits == [{TP: 10}]

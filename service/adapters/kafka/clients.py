@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
@@ -278,12 +279,20 @@ async def learn_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
     names none, which the embedded broker answers with every topic and Apache Kafka (Metadata v1 and
     later: an empty list means "no topic") with none: a group-less reader that asks for a topic's
     partitions right after `start()` finds none there. `_client` is the one private name this needs:
-    the consumer has no public call that adds a topic to its metadata without subscribing.
+    the consumer has no public call that adds a topic to its metadata without subscribing. The request
+    says "do not create it": the embedded broker (and Apache Kafka with `auto.create.topics.enable`)
+    would otherwise create a misspelt topic that a read-only tool merely asked about.
 
     A topic the user may not describe is in no metadata either: that raises `KafkaRefused` (from a consumer
     made here) rather than passing for a topic that does not exist."""
-    await consumer._client.add_topic(topic)
-    if topic in consumer._client.cluster.unauthorized_topics:
+    client = consumer._client
+    node = client.get_random_node()
+    if node is None:  # no broker known yet: aiokafka's own path bootstraps first
+        await client.add_topic(topic)
+    else:
+        answer = await client.send(node, MetadataRequest([topic], allow_auto_topic_creation=False))
+        client.cluster.update_metadata(answer)
+    if topic in client.cluster.unauthorized_topics:
         exc = TopicAuthorizationFailedError(topic)
         raise (refusal(exc, consumer._settings) if isinstance(consumer, Consumer) else exc)
 
