@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from service.devkit.embedded import process_alive, scratch_dir
+from service.devkit.embedded import EmbeddedPostgres, process_alive, scratch_dir
 from tests.helpers.brokers import BROKER
 from tests.helpers.cli import REPO, ok, run_cli_async, start_cli
 from tests.helpers.waiting import wait_until
@@ -259,6 +259,24 @@ class TestWholeStackStops:
         finally:
             assert again.interrupt() == 0, again.text()
         assert "Traceback" not in again.text(), again.text()
+
+
+    async def test_a_postgres_still_running_on_the_data_directory_is_named_in_one_line(self):
+        """A PostgreSQL this run did not start (no pid file names it) still serving the data directory's database:
+        `orderstatus dev` exits 1 with one line naming its pid and the command that stops it, no traceback."""
+        data_dir = scratch_dir("orderstatus-dev-data-")
+        stale = EmbeddedPostgres(data_dir / "postgres").start()
+        try:
+            stack = DevStack(data_dir)
+            assert stack.proc.wait(120) == 1, stack.text()
+            stack.file.close()
+            text = stack.text()
+            assert "Traceback" not in text, text
+            lines = [line for line in text.splitlines() if "dev set-up failed" in line]
+            assert len(lines) == 1 and f"kill -INT {stale.process.pid}" in lines[0], text
+            assert process_alive(stale.process.pid), "a server this run did not start was stopped"
+        finally:
+            stale.stop()
 
 
 class TestDemo:
