@@ -23,6 +23,7 @@ import pytest
 from service.devkit.embedded import EmbeddedPostgres, SmtpSink, scratch_dir
 from service.runtime.settings import Settings
 from tests.helpers.brokers import BROKER, new_broker
+from tests.helpers.cli import settings_env
 from tests.helpers.database import SAMPLE_ORDERS, SAMPLE_RULES
 
 BACKEND = os.environ.get("ORDERSTATUS_TEST_BACKEND", "embedded")
@@ -144,14 +145,7 @@ def settings(database_url, kafka_bootstrap, smtp_sink) -> Settings:
 @pytest.fixture
 def cli_env(settings) -> dict[str, str]:
     """Environment for running `orderstatus` as a subprocess against this test's services."""
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"ORDERSTATUS_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
+    return settings_env(settings)
 
 
 @pytest.fixture

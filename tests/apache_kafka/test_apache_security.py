@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +17,8 @@ import aiohttp
 import pytest
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType)
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import SecretStr
 
 from service.devkit.apache_kafka import ApacheKafka
@@ -31,8 +26,9 @@ from service.devkit.embedded import free_port, scratch_dir
 from service.notifier.rendering import EVENT_ID_HEADER
 from service.runtime.auth import issue_token, new_key_pair
 from service.runtime.settings import Settings
-from tests.helpers.cli import ok, run_cli_async, user_error
+from tests.helpers.cli import ok, run_cli_async, settings_env, user_error
 from tests.helpers.database import fetch, seed_database, url_of
+from tests.helpers.pki import certificate, pem
 from tests.helpers.processes import ServiceProcess
 from tests.helpers.topics import TopicReader
 from tests.helpers.waiting import wait_until
@@ -50,48 +46,17 @@ class Pki:
     broker_pem: Path  # the broker's key and certificate chain, one PEM file (ssl.keystore.type=PEM)
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-    )
-    if ca:
-        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def make_pki(folder: Path) -> Pki:
     ca_key, wrong_key, broker_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     pki = Pki(folder / "ca.crt", folder / "wrong-ca.crt", folder / "broker.pem")
-    ca = _certificate("test Kafka CA", ca_key, "test Kafka CA", ca_key, ca=True)
-    pki.ca_cert.write_bytes(_pem(ca))
-    pki.wrong_ca_cert.write_bytes(_pem(_certificate("other CA", wrong_key, "other CA", wrong_key, ca=True)))
-    broker = _certificate("127.0.0.1", broker_key, "test Kafka CA", ca_key, ca=False)
+    ca = certificate("test Kafka CA", ca_key, "test Kafka CA", ca_key, ca=True)
+    pki.ca_cert.write_bytes(pem(ca))
+    pki.wrong_ca_cert.write_bytes(pem(certificate("other CA", wrong_key, "other CA", wrong_key, ca=True)))
+    broker = certificate("127.0.0.1", broker_key, "test Kafka CA", ca_key, ca=False)
     pki.broker_pem.write_bytes(
         broker_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
-        + _pem(broker) + _pem(ca))
+        + pem(broker) + pem(ca))
     pki.broker_pem.chmod(0o600)
     return pki
 
@@ -216,18 +181,6 @@ def as_user(settings: Settings, kafka: SecureKafka, user: str, *, password: str 
     })
 
 
-def env_of(settings: Settings) -> dict[str, str]:
-    """The environment of `orderstatus` run with these settings (as the `cli_env` fixture builds it)."""
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"ORDERSTATUS_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
-
-
 def watching(settings: Settings, kafka: SecureKafka) -> Settings:
     """The test's own eyes: the loopback PLAINTEXT listener, whose principal is a super user."""
     return settings.model_copy(update={"kafka_bootstrap_servers": kafka.broker.bootstrap_servers})
@@ -236,7 +189,7 @@ def watching(settings: Settings, kafka: SecureKafka) -> Settings:
 async def topics_created(settings: Settings, kafka: SecureKafka) -> None:
     """The sample rules and orders in the database; the three topics made by `topics create` as the admin."""
     await seed_database(url_of(settings))
-    ok(await run_cli_async(env_of(as_user(settings, kafka, "admin")), "topics", "create", "--partitions", "2"))
+    ok(await run_cli_async(settings_env(as_user(settings, kafka, "admin")), "topics", "create", "--partitions", "2"))
 
 
 CHANGE = {"type": "ChangeOrderStatus", "order_id": 1033, "status": 2, "actor": {"id": "staff-1", "role": "staff"}}
@@ -296,13 +249,13 @@ class TestEveryComponentUnderItsOwnUser:
         await grant(secure_kafka, settings, worker="worker", notifier="notifier", gateway="gateway",
                     operator="operator")
         gateway_settings = as_gateway(settings, secure_kafka, tmp_path)
-        worker = ServiceProcess("worker", env_of(as_user(settings, secure_kafka, "worker")), "secure-worker")
-        notifier = ServiceProcess("notifier", env_of(as_user(settings, secure_kafka, "notifier")), "secure-notifier")
-        gateway = ServiceProcess("gateway", env_of(gateway_settings), "secure-gateway")
+        worker = ServiceProcess("worker", settings_env(as_user(settings, secure_kafka, "worker")), "secure-worker")
+        notifier = ServiceProcess("notifier", settings_env(as_user(settings, secure_kafka, "notifier")), "secure-notifier")
+        gateway = ServiceProcess("gateway", settings_env(gateway_settings), "secure-gateway")
         with service_processes(worker, notifier, gateway):
             await worker.wait_assigned()
             await notifier.wait_assigned()
-            operator = env_of(as_user(settings, secure_kafka, "operator"))
+            operator = settings_env(as_user(settings, secure_kafka, "operator"))
             sent = ok(await run_cli_async(operator, "send", "--wait", "--timeout", "30", json.dumps(CHANGE)))
             events = [json.loads(line) for line in sent.stdout.splitlines()[1:]]
             assert [e["type"] for e in events] == ["OrderStatusChanged"], sent.stdout
@@ -334,7 +287,7 @@ class TestCredentialsAreChecked:
                              ids=["send", "topics-create", "lag"])
     async def test_apache_a_wrong_password_is_one_line(self, settings, secure_kafka, args):
         """A wrong SCRAM password: one line saying the broker refused the user's credentials, exit 1."""
-        env = env_of(as_user(settings, secure_kafka, "operator", password="not-the-password"))
+        env = settings_env(as_user(settings, secure_kafka, "operator", password="not-the-password"))
         line = user_error(await run_cli_async(env, *args), "refused the SASL credentials of user 'operator'",
                           "SCRAM-SHA-512")
         assert "not-the-password" not in line
@@ -342,7 +295,7 @@ class TestCredentialsAreChecked:
     @pytest.mark.parametrize("args", [["send", json.dumps(CHANGE)], ["topics", "create"]], ids=["send", "topics-create"])
     async def test_apache_a_wrong_ca_is_one_line(self, settings, secure_kafka, args):
         """A CA that did not sign the broker's certificate: one line naming the certificate check, exit 1."""
-        env = env_of(as_user(settings, secure_kafka, "admin", cafile=secure_kafka.pki.wrong_ca_cert))
+        env = settings_env(as_user(settings, secure_kafka, "admin", cafile=secure_kafka.pki.wrong_ca_cert))
         user_error(await run_cli_async(env, *args), "certificate", "CERTIFICATE_VERIFY_FAILED",
                    "ORDERSTATUS_KAFKA_SSL_CAFILE")
 
@@ -356,7 +309,7 @@ class TestCredentialsAreChecked:
         line, instead of backing off for ever as if Kafka were down."""
         await seed_database(url_of(settings))
         wrong = {"password": "not-the-password"} if problem == "password" else {"cafile": secure_kafka.pki.wrong_ca_cert}
-        with service_processes(ServiceProcess(command, env_of(as_user(settings, secure_kafka, command, **wrong)),
+        with service_processes(ServiceProcess(command, settings_env(as_user(settings, secure_kafka, command, **wrong)),
                                               f"refused-{command}")) as (process,):
             assert await _exit_code(process) == 1, process.tail()
             _one_error_line(process, *fragments)
@@ -367,7 +320,7 @@ class TestPermissionsAreChecked:
         """A worker whose user lacks Read on the commands topic exits 1 with one line naming the topic."""
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, worker="worker", without={(ResourceType.TOPIC, settings.commands_topic)})
-        with service_processes(ServiceProcess("worker", env_of(as_user(settings, secure_kafka, "worker")),
+        with service_processes(ServiceProcess("worker", settings_env(as_user(settings, secure_kafka, "worker")),
                                               "unauthorised-worker")) as (process,):
             assert await _exit_code(process) == 1, process.tail()
             _one_error_line(process, "not authorised", settings.commands_topic, "'worker'")
@@ -377,7 +330,7 @@ class TestPermissionsAreChecked:
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, notifier="notifier",
                     without={(ResourceType.GROUP, settings.notifier_group)})
-        with service_processes(ServiceProcess("notifier", env_of(as_user(settings, secure_kafka, "notifier")),
+        with service_processes(ServiceProcess("notifier", settings_env(as_user(settings, secure_kafka, "notifier")),
                                               "unauthorised-notifier")) as (process,):
             assert await _exit_code(process) == 1, process.tail()
             _one_error_line(process, "not authorised", settings.notifier_group, "'notifier'")
@@ -387,7 +340,7 @@ class TestPermissionsAreChecked:
         waiting for ever as if the topic did not exist yet."""
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, gateway="gateway", without={(ResourceType.TOPIC, settings.events_topic)})
-        with service_processes(ServiceProcess("gateway", env_of(as_gateway(settings, secure_kafka, tmp_path)),
+        with service_processes(ServiceProcess("gateway", settings_env(as_gateway(settings, secure_kafka, tmp_path)),
                                               "unauthorised-gateway")) as (process,):
             assert await _exit_code(process) == 1, process.tail()
             _one_error_line(process, "not authorised", settings.events_topic, "'gateway'")
@@ -396,7 +349,7 @@ class TestPermissionsAreChecked:
         """A running notifier whose group ACL is deleted exits 1 with one line naming the group."""
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, notifier="notifier")
-        with service_processes(ServiceProcess("notifier", env_of(as_user(settings, secure_kafka, "notifier")),
+        with service_processes(ServiceProcess("notifier", settings_env(as_user(settings, secure_kafka, "notifier")),
                                               "revoked-notifier")) as (process,):
             await process.wait_assigned()
             await revoke(secure_kafka, "notifier", ResourceType.GROUP, settings.notifier_group)
@@ -416,7 +369,7 @@ class TestPermissionsAreChecked:
         args = ["lag"] if command == "lag" else ["replay", "--group", settings.worker_group, "--topic",
                                                   settings.commands_topic, "--to-earliest"]
         named = settings.commands_topic if refused == "topic" else settings.worker_group
-        user_error(await run_cli_async(env_of(as_user(settings, secure_kafka, user)), *args),
+        user_error(await run_cli_async(settings_env(as_user(settings, secure_kafka, user)), *args),
                    "not authorised", named, f"'{user}'")
 
     async def test_apache_a_worker_that_may_not_write_the_events_stops_and_parks_nothing(self, settings, secure_kafka):
@@ -425,10 +378,10 @@ class TestPermissionsAreChecked:
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, worker="worker", operator="operator",
                     without={(ResourceType.TOPIC, settings.events_topic)})
-        worker_env = env_of(as_user(settings, secure_kafka, "worker"))
+        worker_env = settings_env(as_user(settings, secure_kafka, "worker"))
         with service_processes(ServiceProcess("worker", worker_env, "unpublishing-worker")) as (process,):
             await process.wait_assigned()
-            sent = ok(await run_cli_async(env_of(as_user(settings, secure_kafka, "operator")), "send",
+            sent = ok(await run_cli_async(settings_env(as_user(settings, secure_kafka, "operator")), "send",
                                           json.dumps(CHANGE)))
             command_id = json.loads(sent.stdout)["command_id"]
             assert await _exit_code(process) == 1, process.tail()
@@ -446,7 +399,7 @@ class TestPermissionsAreChecked:
         """`send` by a user that may write other topics but not the commands topic: one line naming it."""
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, worker="worker")
-        user_error(await run_cli_async(env_of(as_user(settings, secure_kafka, "worker")), "send", json.dumps(CHANGE)),
+        user_error(await run_cli_async(settings_env(as_user(settings, secure_kafka, "worker")), "send", json.dumps(CHANGE)),
                    "not authorised", settings.commands_topic, "'worker'")
 
 
@@ -456,7 +409,7 @@ class TestIdempotentProducers:
         anywhere) it exits 1 at start-up with one line saying so, instead of hanging or retrying."""
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, stranger="notifier")  # reads only
-        with service_processes(ServiceProcess("worker", env_of(as_user(settings, secure_kafka, "stranger")),
+        with service_processes(ServiceProcess("worker", settings_env(as_user(settings, secure_kafka, "stranger")),
                                               "no-idempotence-worker")) as (process,):
             assert await _exit_code(process) == 1, process.tail()
             _one_error_line(process, "idempotent producer", "'stranger'")
@@ -465,5 +418,5 @@ class TestIdempotentProducers:
         """`send` under a user refused InitProducerId: one line saying the idempotent producer was refused."""
         await topics_created(settings, secure_kafka)
         await grant(secure_kafka, settings, stranger="notifier")
-        user_error(await run_cli_async(env_of(as_user(settings, secure_kafka, "stranger")), "send", json.dumps(CHANGE)),
+        user_error(await run_cli_async(settings_env(as_user(settings, secure_kafka, "stranger")), "send", json.dumps(CHANGE)),
                    "idempotent producer", "'stranger'")

@@ -4,11 +4,25 @@ as an operator would, plus the DESIGN §4 output contract (exit 0, or one line o
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings) -> dict[str, str]:
+    """The environment of `orderstatus` run with these settings: this process's, plus every setting as
+    its `ORDERSTATUS_…` variable (secrets unwrapped, booleans as `true`/`false`)."""
+    env = dict(os.environ)
+    for key, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"ORDERSTATUS_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 def cli_command(*args) -> list[str]:

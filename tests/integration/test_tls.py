@@ -5,8 +5,6 @@ sink that requires AUTH, and no password in any output. Certificates are a throw
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import os
 import secrets
 import ssl
@@ -18,10 +16,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import ValidationError
 
 from service.adapters.postgres.connection import create_pool, migrate
@@ -29,6 +25,7 @@ from service.adapters.smtp import Mailer, PlaintextCredentials, SmtpUnavailable
 from service.devkit.embedded import EmbeddedPostgres, SmtpSink, scratch_dir
 from service.runtime.settings import Settings
 from tests.helpers.cli import ok, run_cli, run_cli_async, start_cli, user_error
+from tests.helpers.pki import certificate, pem
 
 DB_PASSWORD = f"db-pw-{secrets.token_hex(8)}"
 SMTP_PASSWORD = f"smtp-pw-{secrets.token_hex(8)}"
@@ -44,45 +41,14 @@ class Pki:
     server_key: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-    )
-    if ca:
-        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Pki:
     folder = tmp_path_factory.mktemp("pki")
     ca_key, wrong_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     paths = Pki(folder / "ca.crt", folder / "wrong-ca.crt", folder / "server.crt", folder / "server.key")
-    paths.ca_cert.write_bytes(_pem(_certificate("test CA", ca_key, "test CA", ca_key, ca=True)))
-    paths.wrong_ca_cert.write_bytes(_pem(_certificate("other CA", wrong_key, "other CA", wrong_key, ca=True)))
-    paths.server_cert.write_bytes(_pem(_certificate("127.0.0.1", server_key, "test CA", ca_key, ca=False)))
+    paths.ca_cert.write_bytes(pem(certificate("test CA", ca_key, "test CA", ca_key, ca=True)))
+    paths.wrong_ca_cert.write_bytes(pem(certificate("other CA", wrong_key, "other CA", wrong_key, ca=True)))
+    paths.server_cert.write_bytes(pem(certificate("127.0.0.1", server_key, "test CA", ca_key, ca=False)))
     paths.server_key.write_bytes(server_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     paths.server_key.chmod(0o600)
