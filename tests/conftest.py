@@ -55,7 +55,20 @@ def postgres_url():
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap():
+def session_broker():
+    """The suite's own broker of the chosen engine; None when the suite uses an external or docker one."""
+    if os.environ.get("ORDERSTATUS_TEST_KAFKA_BOOTSTRAP_SERVERS") or BROKER == "docker":
+        yield None
+        return
+    broker = new_broker("test").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(session_broker):
     external = os.environ.get("ORDERSTATUS_TEST_KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external
@@ -66,11 +79,7 @@ def kafka_bootstrap():
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    broker = new_broker("test").start()
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
+    yield session_broker.bootstrap_servers
 
 
 @pytest.fixture(scope="session")
