@@ -253,6 +253,23 @@ class DevStopped(Exception):
     """A signal asked the dev stack to stop while it was starting."""
 
 
+async def _cancelled_by_signals(coro) -> bool:
+    """Run `coro` until it ends (True) or a stop signal cancels it (False): a signal handler that raises
+    inside an event loop would break whatever connection it lands in."""
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+        return True
+    except asyncio.CancelledError:
+        return False
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
 def exports_block(env: dict, urls: dict[str, str], tokens: dict[str, str]) -> str:
     lines = [f"export {k}={shlex.quote(env[k])}" for k in EXPORTED]
     lines += [f"export {name}={shlex.quote(url)}" for name, url in urls.items()]
@@ -372,7 +389,10 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off", broker_
         if demo:
             from service.devkit.demo import run_demo
 
-            asyncio.run(run_demo(env))
+            if not asyncio.run(_cancelled_by_signals(run_demo(env))):  # a Ctrl-C during the demo stops at once
+                stopping["now"] = True
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, ask_stop)
         watch = ParkedWatch(f"{url['worker']}/status")
         while not stopping["now"]:
             for child, (name, _, _) in zip(children, PROCESSES):
@@ -408,4 +428,7 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off", broker_
                 server.stop()
         if postgres is not None:  # only a run that got past the claim owns the pid file
             pids.release()
-        click.echo("orderstatus dev stopped", err=True)
+        try:
+            click.echo("orderstatus dev stopped", err=True)
+        except OSError:  # the terminal is gone (SIGHUP when it was closed): nobody to tell
+            pass
