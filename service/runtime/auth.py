@@ -14,12 +14,16 @@ self-asserted actor is trusted (`off`, `optional`). Expiry allows `ORDERSTATUS_A
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import jwt
+import structlog
 from jwt.algorithms import get_default_algorithms
 
 from service.domain.model import ROLES, Actor, Principal
@@ -27,6 +31,7 @@ from service.domain.model import ROLES, Actor, Principal
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 TOKEN_HEADER = "actor-token"  # on Kafka; on HTTP it is `Authorization: Bearer …`
 MAX_TOKEN_BYTES = 8192
+log = structlog.get_logger("orderstatus.auth")
 DEFAULT_LEEWAY_S = 5.0  # ORDERSTATUS_AUTH_LEEWAY_S: clock skew tolerated on exp/nbf/iat (PyJWT's own default is 0)
 
 
@@ -38,32 +43,100 @@ class AuthConfigError(ValueError):
     """The keys or settings for verifying tokens cannot be used."""
 
 
+@dataclass(frozen=True)
+class _Key:
+    kty: str  # RSA | EC | OKP
+    crv: str | None  # P-256 | P-384 | P-521 for EC
+    kid: str | None
+    key: object
+
+
+_ALG_KEY = {"RS": ("RSA", None), "PS": ("RSA", None), "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"),
+            "ES512": ("EC", "P-521"), "EdDSA": ("OKP", None)}
+_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+RELOAD_CHECK_S = 1.0  # the key files are stat()ed at most this often
+
+
+def _key_of(entry, kid: str | None = None) -> _Key:
+    """A verification key described by type and curve (a PyJWK or a cryptography public key)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    if isinstance(entry, _Key):
+        return entry
+    if isinstance(entry, jwt.PyJWK):
+        kid, entry = entry.key_id, entry.key
+    if isinstance(entry, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+                          ed448.Ed448PrivateKey)):
+        entry = entry.public_key()
+    if isinstance(entry, rsa.RSAPublicKey):
+        return _Key("RSA", None, kid, entry)
+    if isinstance(entry, ec.EllipticCurvePublicKey):
+        return _Key("EC", _CURVES.get(entry.curve.name, entry.curve.name), kid, entry)
+    if isinstance(entry, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        return _Key("OKP", None, kid, entry)
+    raise AuthConfigError(f"a verification key must be an RSA, EC or Ed25519/Ed448 public key, not {type(entry).__name__}")
+
+
+def _requirements(issuer: str | None, audience: str | None) -> None:
+    missing = [name for name, value in (("ORDERSTATUS_AUTH_ISSUER", issuer), ("ORDERSTATUS_AUTH_AUDIENCE", audience))
+               if not value]
+    if missing:
+        raise AuthConfigError(f"verifying actor tokens needs {' and '.join(missing)} (tokens of any issuer or "
+                              "audience would pass otherwise)")
+
+
 class TokenVerifier:
+    """Says yes (a Principal) or no (NotAuthenticated) and nothing else: the key is chosen by the token's
+    `kid` and its algorithm's key type and curve, every PyJWT or key error is a NotAuthenticated, issuer and
+    audience are always checked, and keys loaded from files are read again when a file changes."""
+
     def __init__(self, keys: Sequence, issuer: str | None, audience: str | None,
                  leeway_s: float = DEFAULT_LEEWAY_S) -> None:
         if not keys:
             raise AuthConfigError("no verification keys: set ORDERSTATUS_AUTH_JWKS_FILE or ORDERSTATUS_AUTH_PUBLIC_KEYS")
-        self.keys = list(keys)
+        _requirements(issuer, audience)
+        self.keys = [_key_of(k) for k in keys]
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
+        self._files: tuple[str | None, str | None] | None = None
+        self._stamp: tuple = ()
+        self._checked = 0.0
 
     @classmethod
     def from_files(cls, jwks_file: str | None, public_key_files: str | None, issuer: str | None,
                    audience: str | None, leeway_s: float = DEFAULT_LEEWAY_S) -> "TokenVerifier":
-        keys = []
+        _requirements(issuer, audience)
+        verifier = cls(_load(jwks_file, public_key_files), issuer, audience, leeway_s)
+        verifier._files = (jwks_file, public_key_files)
+        verifier._stamp = _stamp(jwks_file, public_key_files)
+        verifier._checked = time.monotonic()
+        return verifier
+
+    def _reload_if_changed(self) -> None:
+        """Keys rotated in place (a mounted Secret) are picked up: stat at most once per RELOAD_CHECK_S, read only
+        when a file's mtime or size changed; a file caught half-written keeps the old keys until the next look."""
+        if self._files is None or time.monotonic() - self._checked < RELOAD_CHECK_S:
+            return
+        self._checked = time.monotonic()
+        stamp = _stamp(*self._files)
+        if stamp == self._stamp:
+            return
         try:
-            if jwks_file:
-                document = json.loads(Path(jwks_file).read_text(encoding="utf-8"))
-                keys += [jwt.PyJWK(entry).key for entry in document.get("keys", [])]
-            for path in filter(None, (p.strip() for p in (public_key_files or "").split(","))):
-                keys.append(_public_key(Path(path).read_bytes()))
-        except (OSError, ValueError, jwt.PyJWKError, TypeError) as exc:
-            raise AuthConfigError(f"cannot load the token verification keys: {exc}") from None
-        return cls(keys, issuer, audience, leeway_s)
+            keys = [_key_of(k) for k in _load(*self._files)]
+        except AuthConfigError as exc:
+            log.warning("the token verification keys changed but cannot be read; keeping the old ones", error=str(exc))
+            return
+        if keys:
+            self.keys, self._stamp = keys, stamp
+            log.info("token verification keys reloaded", keys=len(keys))
 
     def verify(self, token: str | bytes | None) -> Principal:
-        """The principal of a valid token; NotAuthenticated saying why otherwise."""
+        """The principal of a valid token; NotAuthenticated saying why otherwise (never another exception)."""
+        return _principal(self.claims(token))
+
+    def claims(self, token: str | bytes | None) -> dict:
+        """The verified claims of a token; NotAuthenticated saying why otherwise."""
         if token is None or token == b"" or token == "":
             raise NotAuthenticated("no actor token")
         if isinstance(token, bytes):
@@ -73,43 +146,90 @@ class TokenVerifier:
                 token = token.decode("ascii")
             except UnicodeDecodeError:
                 raise NotAuthenticated("the actor token is not a JWT") from None
+        if not isinstance(token, str):
+            raise NotAuthenticated("the actor token is not a JWT")
         if len(token) > MAX_TOKEN_BYTES:
             raise NotAuthenticated("the actor token is too large")
         token = token.strip()
         if not looks_like_jwt(token):
             raise NotAuthenticated(NOT_A_JWT)
-        options = {"require": ["exp", "sub"], "verify_aud": self.audience is not None,
-                   "verify_iss": self.issuer is not None}
-        last: Exception | None = None
-        for key in self.keys:
+        try:
+            header = jwt.get_unverified_header(token)
+        except Exception:
+            raise NotAuthenticated(NOT_A_JWT) from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in ALGORITHMS:
+            raise NotAuthenticated("the actor token's algorithm is not accepted (only asymmetric ones are)")
+        self._reload_if_changed()
+        kty, crv = _ALG_KEY.get(alg[:2], _ALG_KEY.get(alg, (None, None)))
+        fitting = [k for k in self.keys if k.kty == kty and (crv is None or k.crv == crv)]
+        if isinstance(kid, str) and any(k.kid == kid for k in fitting):
+            fitting = [k for k in fitting if k.kid == kid]
+        elif kid is not None:
+            fitting = [k for k in fitting if k.kid is None]
+        if not fitting:
+            raise NotAuthenticated(f"the actor token's signature does not verify with any configured key "
+                                   f"(no {kty}{' ' + crv if crv else ''} key{' with kid ' + repr(kid)[:80] if kid else ''})")
+        options = {"require": ["exp", "sub", "iss", "aud"]}
+        for key in fitting:
             try:
-                claims = jwt.decode(token, key, algorithms=ALGORITHMS, issuer=self.issuer, audience=self.audience,
-                                    leeway=self.leeway_s, options=options)
-                break
-            except (jwt.InvalidSignatureError, jwt.InvalidKeyError) as exc:  # try the next key (rotation, key types)
-                last = exc
-            except jwt.ExpiredSignatureError:
-                raise NotAuthenticated("the actor token has expired") from None
-            except jwt.InvalidIssuerError:
-                raise NotAuthenticated("the actor token is from another issuer") from None
-            except jwt.InvalidAudienceError:
-                raise NotAuthenticated("the actor token is for another audience") from None
-            except jwt.ImmatureSignatureError:
-                raise NotAuthenticated("the actor token is not valid yet (its nbf or iat is in the future)") from None
-            except jwt.MissingRequiredClaimError as exc:
-                raise NotAuthenticated(f"the actor token has no {exc.claim!r} claim") from None
-            except jwt.InvalidAlgorithmError:
-                raise NotAuthenticated("the actor token's algorithm is not accepted (only asymmetric ones are)") from None
-            except jwt.DecodeError:
-                raise NotAuthenticated(NOT_A_JWT) from None
-            except jwt.PyJWTError as exc:
-                raise NotAuthenticated(f"the actor token is not valid: {_plain(exc)}") from None
-            except (TypeError, ValueError) as exc:  # e.g. a key of another family than the token's alg: try the next
-                last = exc
-        else:
-            raise NotAuthenticated("the actor token's signature does not verify with any configured key "
-                                   f"({type(last).__name__})")
-        return _principal(claims)
+                return jwt.decode(token, key.key, algorithms=[alg], issuer=self.issuer, audience=self.audience,
+                                  leeway=self.leeway_s, options=options)
+            except jwt.InvalidSignatureError:  # the next key of the same type (rotation)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the verifier says yes or no, never raises anything else
+                raise NotAuthenticated(_why(exc)) from None
+        raise NotAuthenticated("the actor token's signature does not verify with any configured key")
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "the actor token has expired"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "the actor token is from another issuer"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "the actor token is for another audience"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the actor token is not valid yet (its nbf or iat is in the future)"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the actor token has no {exc.claim!r} claim"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "the actor token's algorithm is not accepted (only asymmetric ones are)"
+    if isinstance(exc, jwt.DecodeError):
+        return NOT_A_JWT
+    if isinstance(exc, jwt.PyJWTError):
+        return f"the actor token is not valid: {_plain(exc)}"
+    return f"the actor token is not valid ({type(exc).__name__})"
+
+
+def _load(jwks_file: str | None, public_key_files: str | None) -> list:
+    keys: list = []
+    try:
+        if jwks_file:
+            document = json.loads(Path(jwks_file).read_text(encoding="utf-8"))
+            entries = document.get("keys", []) if isinstance(document, dict) else None
+            if not isinstance(entries, list):
+                raise ValueError("a JWKS file is a JSON object with a list `keys`")
+            keys += [_key_of(jwt.PyJWK(entry)) for entry in entries]
+        for path in filter(None, (p.strip() for p in (public_key_files or "").split(","))):
+            keys.append(_key_of(_public_key(Path(path).read_bytes())))
+    except AuthConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - OSError, JSON, PyJWK and cryptography errors alike
+        raise AuthConfigError(f"cannot load the token verification keys: {exc}") from None
+    return keys
+
+
+def _stamp(jwks_file: str | None, public_key_files: str | None) -> tuple:
+    paths = [p for p in [jwks_file, *(q.strip() for q in (public_key_files or "").split(","))] if p]
+    stamp = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamp.append((path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append((path, None, None))
+    return tuple(stamp)
 
 
 NOT_A_JWT = ("the actor token is not a JWT (expected three base64url parts separated by dots, "
@@ -230,3 +350,14 @@ class ActorCheck:
         except NotAuthenticated as exc:
             return str(exc)
         return principal.mismatch(actor) or principal.actor()
+
+    def token_refusal(self, headers) -> str | None:
+        """With `required`, why a message's token does not vouch for it at all (for a message that could not be
+        read as a command, so there is no actor to compare); None when it does or the mode does not ask."""
+        if self.mode != "required":
+            return None
+        try:
+            self.verifier.verify(token_of(headers))
+        except NotAuthenticated as exc:
+            return str(exc)
+        return None

@@ -203,3 +203,104 @@ class TestTokensMeanTheSameEverywhere:
         only_ec = TokenVerifier([serialization.load_pem_public_key(PUBLIC)], ISSUER, AUDIENCE)
         with pytest.raises(NotAuthenticated):
             only_ec.verify(token(rsa_pem))
+
+
+def _jwk(public_key, kid: str) -> dict:
+    """A public key as a JWKS entry with its kid."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    algorithm = RSAAlgorithm if isinstance(public_key, rsa.RSAPublicKey) else ECAlgorithm
+    assert isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey))
+    return {**algorithm.to_jwk(public_key, as_dict=True), "kid": kid}
+
+
+def _pem(private_key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+
+
+class TestKeySelection:
+    """Issue 23 item 3: the key is chosen by kid and by the algorithm's key type and curve."""
+
+    def test_mixed_rsa_ec_and_curves_in_one_jwks_each_verify(self, tmp_path):
+        """A JWKS holding an RSA, a P-256 and a P-384 key verifies a token of each (none stops at the first key)."""
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        p256, p384 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1())
+        jwks = tmp_path / "jwks.json"
+        jwks.write_text(json.dumps({"keys": [_jwk(rsa_key.public_key(), "r"), _jwk(p384.public_key(), "p384"),
+                                             _jwk(p256.public_key(), "p256")]}))
+        mixed = TokenVerifier.from_files(str(jwks), None, ISSUER, AUDIENCE)
+        assert mixed.verify(token(_pem(rsa_key))).sub == "u-7"
+        assert mixed.verify(token(_pem(p256))).sub == "u-7"
+        p384_token = jwt.encode({"sub": "u-8", "role": "staff", "iss": ISSUER, "aud": AUDIENCE,
+                                 "exp": datetime.now(timezone.utc) + timedelta(minutes=5)}, p384, algorithm="ES384",
+                                headers={"kid": "p384"})
+        assert mixed.verify(p384_token).sub == "u-8"
+
+    def test_the_kid_names_the_key(self, tmp_path):
+        """A token whose kid names one key is checked with that key only; another key's signature under it is refused."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        first, second = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        keyed = TokenVerifier([jwt.PyJWK(_jwk(first.public_key(), "one")), jwt.PyJWK(_jwk(second.public_key(), "two"))],
+                              ISSUER, AUDIENCE)
+        claims = {"sub": "u-7", "role": "staff", "iss": ISSUER, "aud": AUDIENCE,
+                  "exp": datetime.now(timezone.utc) + timedelta(minutes=5)}
+        assert keyed.verify(jwt.encode(claims, second, algorithm="ES256", headers={"kid": "two"})).sub == "u-7"
+        with pytest.raises(NotAuthenticated, match="signature"):
+            keyed.verify(jwt.encode(claims, second, algorithm="ES256", headers={"kid": "one"}))
+
+    @pytest.mark.parametrize("header", [{"alg": "ES256", "kid": ["x"]}, {"alg": "ES256", "kid": {"a": 1}},
+                                        {"alg": "HS256"}, {"alg": None}, {"alg": "ES256", "crit": ["exp"]}])
+    def test_any_odd_header_is_a_refusal_never_an_exception(self, verifier, header):
+        """Whatever a token's header holds, the verifier answers NotAuthenticated, never another exception."""
+        def part(data) -> str:
+            return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+        forged = f"{part(header)}.{part({'sub': 'u-7', 'role': 'staff'})}.{part('sig')}"
+        with pytest.raises(NotAuthenticated):
+            verifier.verify(forged)
+
+
+class TestIssuerAudienceAndReload:
+    """Issue 23 item 3: issuer and audience are always required; keys follow their file."""
+
+    @pytest.mark.parametrize(("issuer", "audience", "named"), [(None, AUDIENCE, "ISSUER"), (ISSUER, None, "AUDIENCE"),
+                                                                ("", "", "ISSUER and ORDERSTATUS_AUTH_AUDIENCE")])
+    def test_a_verifier_without_issuer_or_audience_refuses_to_start(self, tmp_path, issuer, audience, named):
+        """No issuer or audience configured: one clear line naming the missing setting, not a verifier that takes any."""
+        key = tmp_path / "public.pem"
+        key.write_bytes(PUBLIC)
+        with pytest.raises(AuthConfigError, match=f"needs ORDERSTATUS_AUTH_{named}"):
+            TokenVerifier.from_files(None, str(key), issuer, audience)
+
+    def test_a_token_without_iss_or_aud_is_refused(self, verifier):
+        """A validly signed token that names no issuer or no audience does not pass."""
+        with pytest.raises(NotAuthenticated, match="'iss'"):
+            verifier.verify(token(issuer=None))
+        with pytest.raises(NotAuthenticated, match="'aud'"):
+            verifier.verify(token(audience=None))
+
+    def test_keys_are_read_again_when_the_file_changes(self, tmp_path, monkeypatch):
+        """A key file replaced in place (rotation) is picked up by the running verifier without a restart."""
+        import os
+
+        from service.runtime import auth
+
+        monkeypatch.setattr(auth, "RELOAD_CHECK_S", 0.0)
+        key = tmp_path / "public.pem"
+        key.write_bytes(PUBLIC)
+        rotating = TokenVerifier.from_files(None, str(key), ISSUER, AUDIENCE)
+        new_private, new_public = new_key_pair()
+        with pytest.raises(NotAuthenticated):
+            rotating.verify(token(new_private))
+        key.write_bytes(new_public)
+        os.utime(key, ns=(1, 1))  # a different mtime even on a coarse clock
+        assert rotating.verify(token(new_private)).sub == "u-7"
+        with pytest.raises(NotAuthenticated):
+            rotating.verify(token(PRIVATE))
