@@ -28,6 +28,11 @@ class SmtpUnavailable(Unavailable):
     dependency = "smtp"
 
 
+class RecipientDeferred(SmtpUnavailable):
+    """The server answered RCPT TO for this recipient with 4xx (mailbox busy, greylisted): about one address,
+    not the server; the notifier retries it a bounded number of times, then records it and moves on."""
+
+
 class Refused(Exception):
     """The server refused this message or recipient for good (5xx); `reply` is its answer."""
 
@@ -110,10 +115,21 @@ class Mailer:
             smtp = await self._connected()
             try:
                 await smtp.mail(self.settings.mail_from)
+            except aiosmtplib.SMTPResponseException as exc:
+                await self.reset()
+                raise _classify(exc) from exc
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+                self.drop()
+                if kept_alive and may_retry:
+                    continue  # a kept-alive connection the server closed while idle: reconnect once
+                raise SmtpUnavailable(f"connection lost before DATA: {exc}") from exc
+            try:
                 await smtp.rcpt(recipient)
                 return
             except aiosmtplib.SMTPResponseException as exc:
                 await self.reset()
+                if 400 <= exc.code < 500:  # about this address only: other recipients still flow
+                    raise RecipientDeferred(_reply(exc)) from exc
                 raise _classify(exc) from exc
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
                 self.drop()

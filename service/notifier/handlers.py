@@ -10,10 +10,10 @@ from __future__ import annotations
 import structlog
 
 from service.adapters.postgres import notifications as store
-from service.adapters.smtp import Mailer
+from service.adapters.smtp import Mailer, RecipientDeferred
 from service.contract.events import Unparseable, parse_status_changed
 from service.domain.events import StatusChanged
-from service.notifier.delivery import deliver
+from service.notifier.delivery import Delivery, deliver
 from service.notifier.rendering import InvalidRecipient, render_email
 from service.runtime import tracing
 from service.runtime.metrics import Metrics
@@ -21,6 +21,9 @@ from service.runtime.retry import OutageRetry
 from service.runtime.tracing import traceparent_of
 
 log = structlog.get_logger("orderstatus.notifier")
+
+# how many times a recipient's 4xx at RCPT TO is retried before it is recorded failed (deferred) and skipped
+RECIPIENT_DEFERRALS = 5
 
 
 class EventHandler:
@@ -32,12 +35,36 @@ class EventHandler:
         self.mail_from = mail_from
         self.metrics = metrics
         self.retry = retry
+        self._deferrals: dict[tuple, int] = {}  # (event_id, recipient) -> 4xx answers to RCPT TO so far
 
     async def _persist(self, write):
         # a record after SMTP answered must not be lost to a Postgres blip: retry it, not the send
         async for attempt in self.retry("postgres"):
             with attempt:
                 return await write()
+
+    async def _deliver(self, event_id, recipient: str, message):
+        """`deliver`, with a recipient's 4xx at RCPT TO retried (the event comes by again under the outage
+        backoff) at most RECIPIENT_DEFERRALS times; then recorded failed ("deferred …") and counted, so one
+        address whose server keeps saying "later" never stops the other emails."""
+        key = (event_id, recipient)
+        try:
+            result = await deliver(self.pool, self.mailer, self._persist, event_id, recipient, message)
+        except RecipientDeferred as deferred:
+            tries = self._deferrals.pop(key, 0) + 1
+            if tries < RECIPIENT_DEFERRALS:
+                if len(self._deferrals) >= 10_000:  # bounded memory whatever the mail servers answer
+                    self._deferrals.pop(next(iter(self._deferrals)))
+                self._deferrals[key] = tries
+                raise
+            reason = f"deferred: {deferred} (gave up after {tries} tries)"
+            attempt = await self._persist(lambda: store.claim_first(self.pool, event_id, recipient, store.FAILED,
+                                                                    reason))
+            log.warning("email deferred too often; recorded failed", recipient=recipient, reply=str(deferred),
+                        tries=tries, resend=f"orderstatus notifications resend {event_id}")
+            return Delivery(recipient, "deferred" if attempt else "duplicate", attempt, reason)
+        self._deferrals.pop(key, None)
+        return result
 
     async def notify(self, event: StatusChanged, traceparent: str | None = None) -> dict[str, int]:
         """Send the event's emails to every recipient without a record yet; outages propagate. Each email
@@ -65,8 +92,7 @@ class EventHandler:
                     log.warning("email not sent", recipient=recipient.email, reason=str(exc))
                 else:
                     with tracing.span("smtp send", recipient_kind=recipient.kind):
-                        result = await deliver(self.pool, self.mailer, self._persist, event.event_id,
-                                               recipient.email, message)
+                        result = await self._deliver(event.event_id, recipient.email, message)
                     outcome = result.outcome
                     if outcome == "failed":
                         log.warning("email refused", recipient=recipient.email, reply=result.detail)

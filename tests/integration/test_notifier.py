@@ -204,6 +204,23 @@ async def test_permanent_refusal_is_recorded_and_blocks_nobody(settings, mailbox
     assert sorted(carl) == sorted((e.event_id, CARL, 1, "failed", "550 5.1.1 no such user") for e in (first, second))
 
 
+async def test_a_recipient_deferred_for_ever_is_recorded_after_bounded_tries(settings, mailbox):
+    """A 4xx at RCPT TO for one recipient is retried a few times, then recorded failed (deferred); the others and
+    later events still go out."""
+    await seed(settings, ORDERS, partitions=1)
+    mailbox.mailbox.refuse[CARL] = "450 4.2.1 mailbox busy, try later"
+    first, second = changed(ORDER, version=1), changed(ORDER, version=2)
+    async with running_notifier(settings):
+        await publish(settings, first, second)
+        await wait_until(lambda: len(mails(mailbox, second)) == 2, 60, what="the second event's emails")
+        await flush(settings, mailbox)
+    for event in (first, second):
+        assert to(mails(mailbox, event)) == [ANN, PM]
+    carl = [r for r in await records(settings) if r[1] == CARL]
+    assert sorted(r[:4] for r in carl) == sorted((e.event_id, CARL, 1, "failed") for e in (first, second))
+    assert all(r[4].startswith("deferred: 450 4.2.1 mailbox busy") for r in carl)
+
+
 async def test_garbage_on_the_events_topic_does_not_stop_the_notifier(settings, mailbox):
     """Non-JSON, wrong shapes, a tombstone and malformed events are skipped; the next event is still emailed."""
     await seed(settings, ORDERS, partitions=1)
