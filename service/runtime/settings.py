@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     # a secret (it may carry the password): `.get_secret_value()` only where the connection is opened.
     # TLS is asyncpg's DSN syntax end to end, migrations included: `?sslmode=verify-full&sslrootcert=FILE`
     database_url: SecretStr = SecretStr("postgresql://postgres@localhost:5432/orderstatus")
+    # a database host that is not loopback needs sslmode=require, verify-ca or verify-full in the URL; this
+    # opt-out (a private dev network such as docker-compose's) lets a plaintext connection start
+    database_allow_plaintext: bool = False
     # every connection opened at start; the worker's batches take one, its relay up to two (this - 2)
     database_pool_size: int = Field(4, ge=1)
 
@@ -103,6 +106,9 @@ class Settings(BaseSettings):
     auth_leeway_s: float = Field(5.0, ge=0, le=300)
     # only `orderstatus tokens issue` and the dev stack sign; services never need it
     auth_private_key_file: str | None = None
+    # a dev setup only (orderstatus dev, docker-compose): the read API serves private notes and change actors to
+    # requests without a token; otherwise a request without one sees an order's history as a client does
+    read_api_open: bool = False
 
     max_batch_items: int = Field(50, ge=1)
     # DESIGN §11: a value above max_message_bytes is dead-lettered unparsed (and no output we write may
@@ -134,7 +140,7 @@ class Settings(BaseSettings):
     def _secure_combinations(self) -> "Settings":
         """Combinations that would send credentials in the clear, or silently ignore them, are refused
         with one line naming the variables (never their values)."""
-        problem = _smtp_problem(self) or _kafka_problem(self)
+        problem = _smtp_problem(self) or _kafka_problem(self) or _database_problem(self)
         if problem:
             raise ValueError(problem)
         return self
@@ -169,6 +175,54 @@ def _kafka_problem(s: Settings) -> str | None:
         if given:
             return (f"ORDERSTATUS_{given[0].upper()} is set but ORDERSTATUS_KAFKA_SECURITY_PROTOCOL={protocol} "
                     "does not use TLS (SSL or SASL_SSL)")
+    if protocol == "SASL_PLAINTEXT" and s.kafka_sasl_mechanism == "PLAIN":
+        return ("ORDERSTATUS_KAFKA_SASL_MECHANISM=PLAIN with ORDERSTATUS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT "
+                "would send the Kafka password in the clear: use SASL_SSL, or SCRAM-SHA-512")
     if s.kafka_ssl_keyfile and not s.kafka_ssl_certfile:
         return "ORDERSTATUS_KAFKA_SSL_KEYFILE is set without ORDERSTATUS_KAFKA_SSL_CERTFILE (the client certificate)"
     return None
+
+
+_TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+
+
+def _database_problem(s: Settings) -> str | None:
+    """A database host that is not loopback needs TLS in the URL (asyncpg's default `prefer` verifies nothing
+    and falls back to plaintext), unless ORDERSTATUS_DATABASE_ALLOW_PLAINTEXT says it is meant."""
+    if s.database_allow_plaintext:
+        return None
+    hosts, sslmode = database_hosts_and_sslmode(s.database_url.get_secret_value())
+    remote = [host for host in hosts if not _is_loopback(host)]
+    if remote and sslmode not in _TLS_SSLMODES:
+        return (f"ORDERSTATUS_DATABASE_URL names host {remote[0]} (not loopback) with sslmode={sslmode or 'unset'}: "
+                "add ?sslmode=verify-full (or require), or set ORDERSTATUS_DATABASE_ALLOW_PLAINTEXT=true on a "
+                "private dev network")
+    return None
+
+
+def database_hosts_and_sslmode(url: str) -> tuple[list[str], str | None]:
+    """The hosts of a postgresql:// URL (a socket directory or none: loopback) and its sslmode (query or env)."""
+    import os
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    netloc = parts.netloc.rpartition("@")[2]
+    hosts = []
+    for item in filter(None, netloc.split(",")):
+        host = item[1:].partition("]")[0] if item.startswith("[") else item.partition(":")[0]
+        hosts.append(unquote(host))
+    hosts += [h for value in query.get("host", []) for h in value.split(",") if h]
+    sslmode = (query.get("sslmode") or [os.environ.get("PGSSLMODE")])[-1]
+    return hosts, sslmode
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("", "localhost") or host.startswith("/"):  # a Unix socket never leaves the machine
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -209,7 +209,7 @@ class TestPostgresTls:
 class TestSecretsAreNeverPrinted:
     def test_settings_hide_every_secret(self):
         """repr, str and a JSON dump of the settings show none of the database, SMTP and Kafka passwords."""
-        settings = Settings(database_url=f"postgresql://postgres:{DB_PASSWORD}@db/orderstatus",
+        settings = Settings(database_url=f"postgresql://postgres:{DB_PASSWORD}@db/orderstatus?sslmode=require",
                             smtp_username="mailer", smtp_password=SMTP_PASSWORD, smtp_starttls=True,
                             kafka_sasl_plain_password=SMTP_PASSWORD)
         for text in (repr(settings), str(settings), settings.model_dump_json()):

@@ -91,8 +91,9 @@ class TestTls:
 
 
 class TestSasl:
-    @pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
-    @pytest.mark.parametrize("mechanism", PASSWORD_MECHANISMS)
+    @pytest.mark.parametrize(("protocol", "mechanism"),
+                             [(p, m) for p in ("SASL_PLAINTEXT", "SASL_SSL") for m in PASSWORD_MECHANISMS
+                              if (p, m) != ("SASL_PLAINTEXT", "PLAIN")])
     def test_password_mechanisms_pass_username_and_plain_password(self, protocol, mechanism, tmp_path):
         """PLAIN and SCRAM get the mechanism, the username and the password as a plain string (the only place
         the secret is unwrapped); TLS exactly when the protocol says SSL."""
@@ -131,7 +132,8 @@ class TestSasl:
     @pytest.mark.parametrize(
         ("protocol", "mechanism"),
         [("PLAINTEXT", "PLAIN"), ("SSL", "PLAIN")]
-        + [(p, m) for p in ("SASL_PLAINTEXT", "SASL_SSL") for m in [*PASSWORD_MECHANISMS, "OAUTHBEARER", "GSSAPI"]],
+        + [(p, m) for p in ("SASL_PLAINTEXT", "SASL_SSL") for m in [*PASSWORD_MECHANISMS, "OAUTHBEARER", "GSSAPI"]
+           if (p, m) != ("SASL_PLAINTEXT", "PLAIN")],
     )
     async def test_aiokafka_accepts_every_option_set(self, protocol, mechanism, tmp_path):
         """The admin client, a producer and a consumer are built from each protocol/mechanism's options without
@@ -154,12 +156,15 @@ class TestRefusedCombinations:
               "kafka_sasl_plain_password": PASSWORD}, ["ORDERSTATUS_KAFKA_SASL_PLAIN_USERNAME"]),
             ({"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "OAUTHBEARER"},
              ["ORDERSTATUS_KAFKA_SASL_OAUTH_TOKEN_FILE"]),
+            ({"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_mechanism": "PLAIN",
+              "kafka_sasl_plain_username": "worker", "kafka_sasl_plain_password": PASSWORD},
+             ["ORDERSTATUS_KAFKA_SASL_MECHANISM=PLAIN", "SASL_PLAINTEXT"]),
             ({"kafka_ssl_cafile": "/etc/kafka-ca.crt"}, ["ORDERSTATUS_KAFKA_SSL_CAFILE", "PLAINTEXT"]),
             ({"kafka_security_protocol": "SSL", "kafka_ssl_keyfile": "/etc/client.key"},
              ["ORDERSTATUS_KAFKA_SSL_KEYFILE", "ORDERSTATUS_KAFKA_SSL_CERTFILE"]),
         ],
         ids=["sasl-no-credentials", "scram-no-password", "scram-no-username", "oauth-no-token-file",
-             "cafile-without-tls", "key-without-cert"],
+             "plain-over-plaintext", "cafile-without-tls", "key-without-cert"],
     )
     def test_refused_with_one_line_naming_the_variables(self, values, named):
         """Each combination is invalid, in one line that names the variables involved and never the password."""
