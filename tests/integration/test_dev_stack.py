@@ -164,6 +164,24 @@ class TestSecondShell:
                 if "orderstatus send '" in command:  # the next examples read what it changed
                     env = await stack.up()
                     await wait_until(lambda: changed_to(env, 1029), 60, "the sent change in the history")
+            for command in ("lag", "outbox status", "dlq list", "rules graph", "events tail --count 1 --json"):
+                # the operator's commands too; `events tail` follows from the end: a change arrives for it
+                if command.startswith("events"):
+                    tail = subprocess.Popen(["bash", "-c", f"{exports}\n.venv/bin/orderstatus {command}"],
+                                            env=clean_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True)
+                    change = {**CHANGE, "order_id": 1030, "status": "OnHold",
+                              "actor": {"id": "m-1", "role": "manager"}}
+                    while tail.poll() is None:  # until its consumer is at the end and sees one
+                        ok(await run_cli_async(await stack.up(), "send", json.dumps(change)))
+                        try:
+                            tail.wait(5)
+                        except subprocess.TimeoutExpired:
+                            pass
+                    result = subprocess.CompletedProcess(tail.args, tail.returncode, *tail.communicate())
+                else:
+                    result = in_second_shell(exports, f".venv/bin/orderstatus {command}")
+                assert result.returncode == 0, f"{command}\nexit {result.returncode}\n{result.stdout}\n{result.stderr}"
             env = await stack.up()
             assert await changed_to(env, 1029) == [21]
             assert await changed_to(env, 1033) == [2]  # send --wait
