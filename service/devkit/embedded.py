@@ -203,7 +203,8 @@ class EmbeddedPostgres:
         except (OSError, ValueError):
             pid_file.unlink(missing_ok=True)
             return
-        if process_alive(pid) and any(Path(a).name == "postgres" for a in process_cmdline(pid)[:1]):
+        argv = process_cmdline(pid)
+        if process_alive(pid) and argv[:1] and Path(argv[0]).name == "postgres" and str(pgdata) in argv:
             raise InfrastructureError(f"a PostgreSQL server (pid {pid}) left by an earlier run still uses {pgdata}: "
                                       f"stop it with `kill -INT {pid}` and start again")
         pid_file.unlink(missing_ok=True)  # left by a kill -9 of a previous run

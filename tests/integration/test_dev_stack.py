@@ -235,13 +235,18 @@ class TestWholeStackStops:
         await all_gone(started)
 
     async def test_sigterm_ends_every_process_and_a_quick_restart_keeps_the_ports(self):
-        """SIGTERM leaves no process behind, and a run started at once after it listens on the same ports (the
-        servers' ports in TIME_WAIT are free for the probe)."""
+        """A second run on the same directory is refused in one line; SIGTERM leaves no process behind, and a run
+        started at once after it listens on the same ports (the servers' ports in TIME_WAIT are free for the probe)."""
         data_dir = scratch_dir("orderstatus-dev-data-")
         first = DevStack(data_dir, "--reset")
         try:
             await first.up()
             ports, started = first.ports(), descendants(first.proc.pid)
+            second = DevStack(data_dir)  # a second run on the same directory meanwhile: refused, nothing touched
+            assert second.proc.wait(60) == 1, second.text()
+            second.file.close()
+            assert f"another `orderstatus dev` (pid {first.proc.pid})" in second.text(), second.text()
+            assert all(process_alive(pid) for pid in started)
         except BaseException:
             first.interrupt()
             raise
