@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, Union
@@ -44,6 +45,16 @@ StatusRefField = Annotated[
     Field(),
 ]
 OrderId = Annotated[StrictInt, Field(gt=0, le=BIGINT_MAX)]
+_ORDER_ID_TEXT = re.compile(r"[1-9][0-9]{0,18}", re.ASCII)
+
+
+def order_id_in_range(text: str) -> int | None:
+    """An order id written in a URL or an XML field: ASCII digits, no sign, no `_`, no leading zero, within
+    orders.order_id's bigint (1..2^63-1); None for anything else (every face answers that 422, never 500)."""
+    if not isinstance(text, str) or _ORDER_ID_TEXT.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if value <= BIGINT_MAX else None
 # "@topic:partition:offset" is how invalid messages without a readable id are deduped: reserved
 CommandId = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[^@]"), AfterValidator(storable)]
 Role = Literal[ROLES]

@@ -133,7 +133,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
     worker = CommandWorker(settings, pool, producer, consumer, process.metrics, process.progress, process.retry,
                            ActorCheck(settings.actor_auth, verifier))
     read_api = read_routes(pool, None if verifier is None else partial(bearer, verifier=verifier),
-                           token_required=settings.actor_auth == "required")
+                           token_required=settings.actor_auth == "required", open_reads=settings.read_api_open)
     # DESIGN §11: the read API on its own port when asked, else beside the probes
     http = await start_http(settings.http_host, settings.http_port, process.progress, process.metrics,
                             read_api if settings.read_api_port is None else (), status=worker.status)
@@ -223,6 +223,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
                 ready.set()
             while not stop.is_set():  # requests are served by the HTTP server; readiness needs no consumer
                 process.progress.polled()
+                if tail.stopped is not None:  # no outcome would ever be read again: red, so traffic moves on
+                    process.progress.paused_reason = tail.stopped
                 try:
                     await asyncio.wait_for(stop.wait(), 1.0)
                 except asyncio.TimeoutError:

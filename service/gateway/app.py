@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import re
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from xml.etree.ElementTree import Element, SubElement, tostring
@@ -29,7 +30,7 @@ from defusedxml import ElementTree as SafeXml
 from pydantic import BaseModel, ValidationError
 
 from service.adapters.postgres import idempotency, views
-from service.contract.commands import InputLimits, parse_command
+from service.contract.commands import BIGINT_MAX, InputLimits, order_id_in_range, parse_command
 from service.contract.http import (
     BrightpearlStatusChange,
     StoreFeederOverride,
@@ -180,12 +181,16 @@ class Gateway:
             return answer(known["events"])
         key = str(command["order_id"] if parsed.type == "ChangeOrderStatus" else command_id).encode()
         self.tail.expect(command_id, parsed.type)  # before publishing: the outcome cannot slip past
-        await self.producer.send_and_wait(self.commands_topic, value=value, key=key,
-                                          headers=[(TOKEN_HEADER, token.encode())])
+        try:
+            await self.producer.send_and_wait(self.commands_topic, value=value, key=key,
+                                              headers=[(TOKEN_HEADER, token.encode())])
+        except BaseException:
+            self.tail.forget(command_id)  # the waiting table is cleaned on every path
+            raise
         outcome = await self.tail.wait(command_id, self.wait_s)
         if outcome.final:
             return answer(outcome.events)
-        return 202, {"command_id": command_id, "status": "accepted"}, {"Location": f"/commands/{command_id}"}
+        return 202, {"command_id": command_id, "status": "accepted"}, {"Location": command_location(command_id)}
 
     async def _answer(self, request: web.Request, work) -> web.StreamResponse:
         try:
@@ -256,6 +261,11 @@ def request_fingerprint(method: str, path: str, command: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def command_location(command_id: str) -> str:
+    """The Location of a command's outcome, its id URL-encoded (a path segment, nothing else)."""
+    return "/commands/" + urllib.parse.quote(command_id, safe="")
+
+
 def _validated(model: type[BaseModel], data, where: str = "body"):
     try:
         return model.model_validate(data)
@@ -264,10 +274,10 @@ def _validated(model: type[BaseModel], data, where: str = "body"):
 
 
 def _order_id(request: web.Request) -> int:
-    text = request.match_info["order_id"]
-    if not re.fullmatch(r"[1-9]\d{0,18}", text):
-        raise Refusal(422, "invalid_command", "the order id must be a positive integer")
-    return int(text)
+    order_id = order_id_in_range(request.match_info["order_id"])
+    if order_id is None:
+        raise Refusal(422, "invalid_command", f"the order id must be an integer from 1 to {BIGINT_MAX}")
+    return order_id
 
 
 def _may_see(principal: Principal, events: list[dict]) -> bool:
@@ -292,7 +302,7 @@ def _override_items_from_xml(body: bytes) -> list[dict]:
     for element in root:
         fields = {_local(child.tag): (child.text or "").strip() for child in element}
         number = fields.get("OrderNumber", "")
-        if not re.fullmatch(r"[1-9]\d{0,18}", number):
+        if order_id_in_range(number) is None:
             raise Refusal(422, "invalid_command", f"OrderNumber {number[:40]!r} must match ^[1-9]\\d*$")
         items.append({"OrderNumber": int(number), "OrderStatus": fields.get("OrderStatus", "")})
     return items

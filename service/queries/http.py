@@ -16,6 +16,7 @@ from aiohttp import web
 
 from service.domain.model import ROLES, Actor, Principal
 from service.adapters.postgres import views
+from service.contract.commands import BIGINT_MAX, order_id_in_range
 from service.runtime.auth import NotAuthenticated
 
 # the request's Authorization header value -> the principal, or raises with why; None: auth is off
@@ -26,13 +27,34 @@ def _error(status: int, reason: str, message: str, **headers) -> web.Response:
     return web.json_response({"reason": reason, "message": message}, status=status, headers=headers or None)
 
 
-def routes(pool, authenticate: Authenticate = None, token_required: bool = True) -> list:
+HISTORY_PAGE_MAX = 1000  # entries per page of GET /orders/{id}/history (and the page without ?limit=)
+
+
+def routes(pool, authenticate: Authenticate = None, token_required: bool = True, open_reads: bool = False) -> list:
+    """`open_reads` (ORDERSTATUS_READ_API_OPEN, a dev setup only): a request without a token sees private notes
+    and change actors; otherwise it sees an order's history as a client does."""
+
     def order_id_of(request: web.Request) -> int:
-        try:
-            return int(request.match_info["order_id"])
-        except ValueError:
-            raise web.HTTPBadRequest(text='{"reason": "invalid_request", "message": "order id must be an integer"}',
-                                     content_type="application/json") from None
+        order_id = order_id_in_range(request.match_info["order_id"])
+        if order_id is None:
+            raise web.HTTPUnprocessableEntity(
+                text=json.dumps({"reason": "invalid_request",
+                                 "message": f"the order id must be an integer from 1 to {BIGINT_MAX}"}),
+                content_type="application/json")
+        return order_id
+
+    def page_of(request: web.Request) -> tuple[int, int]:
+        """(after_version, limit) from ?cursor= (the next_cursor of the page before) and ?limit= (1..1000)."""
+        limit_text, cursor_text = request.query.get("limit", str(HISTORY_PAGE_MAX)), request.query.get("cursor", "0")
+        limit = int(limit_text) if limit_text.isascii() and limit_text.isdigit() and len(limit_text) < 6 else 0
+        after = (int(cursor_text) if cursor_text.isascii() and cursor_text.isdigit() and len(cursor_text) < 19
+                 else -1)
+        if not 1 <= limit <= HISTORY_PAGE_MAX or after < 0:
+            raise web.HTTPUnprocessableEntity(
+                text=json.dumps({"reason": "invalid_request", "message": f"limit must be 1 to {HISTORY_PAGE_MAX} "
+                                 "and cursor a next_cursor this API returned"}),
+                content_type="application/json")
+        return after, limit
 
     def principal_of(request: web.Request) -> Principal | None:
         """The verified caller; None when no token is presented and none is required (or there are no keys);
@@ -75,9 +97,14 @@ def routes(pool, authenticate: Authenticate = None, token_required: bool = True)
 
     async def get_history(request: web.Request) -> web.Response:
         order_id = order_id_of(request)
+        after, limit = page_of(request)
         principal = principal_of(request)
         async with pool.acquire() as conn:
-            found = await views.history(conn, order_id, principal.actor() if principal is not None else None)
+            found = await views.history(conn, order_id, principal.actor() if principal is not None else None,
+                                        after_version=after, limit=limit)
+        if found is not None and principal is None and not open_reads:
+            # no token outside a dev setup: public notes only, as a client sees them (never private notes)
+            found["history"] = [views.as_client_sees(entry) for entry in found["history"]]
         if found is None:
             return _error(404, "order_not_found", f"Order {order_id} does not exist or you do not have access to it.")
         return web.json_response(found)

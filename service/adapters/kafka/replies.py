@@ -45,6 +45,7 @@ class EventsTail:
                                      auto_offset_reset="earliest" if from_beginning else "latest",
                                      fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
         self._waiting: dict[str, tuple[Outcome, str | None, asyncio.Event]] = {}
+        self._waiters: dict[str, int] = {}  # how many requests wait for each command id
         self._task: asyncio.Task | None = None
         self._started = False
 
@@ -83,10 +84,21 @@ class EventsTail:
                     yield message, _json_object(message.value)
 
     def expect(self, command_id: str, command_type: str | None) -> None:
-        """Register interest in a command's events before it is published."""
+        """Register interest in a command's events before it is published; every `expect` is ended by one
+        `wait` or one `forget` (two requests may wait for one command: the entry stays until both are done)."""
         self._waiting.setdefault(command_id, (Outcome(command_id), command_type, asyncio.Event()))
+        self._waiters[command_id] = self._waiters.get(command_id, 0) + 1
         if self._task is None:
             self._task = asyncio.create_task(self._dispatch(), name="events-tail")
+
+    def forget(self, command_id: str) -> None:
+        """End one `expect` without waiting (the publish failed); the entry goes with its last waiter."""
+        left = self._waiters.get(command_id, 0) - 1
+        if left > 0:
+            self._waiters[command_id] = left
+        else:
+            self._waiters.pop(command_id, None)
+            self._waiting.pop(command_id, None)
 
     async def wait(self, command_id: str, timeout: float) -> Outcome:
         """The command's outcome once final, or what was seen by the deadline (final=False)."""
@@ -96,19 +108,34 @@ class EventsTail:
         except asyncio.TimeoutError:
             pass
         finally:
-            self._waiting.pop(command_id, None)
+            self.forget(command_id)
         return outcome
 
+    @property
+    def stopped(self) -> str | None:
+        """Why the events reader stopped (readiness turns red on it), None while it reads or was never needed."""
+        task = self._task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        error = task.exception()
+        return f"events reader stopped: {type(error).__name__}" if error is not None else "events reader stopped"
+
     async def _dispatch(self) -> None:
+        """Hand each event to its waiter; parsing is total: no event, whatever it holds, stops the reader."""
         async for _, event in self.records():
-            if event is None:
+            command_id = event.get("command_id") if event is not None else None
+            if not isinstance(command_id, str):
                 continue
-            waiting = self._waiting.get(event.get("command_id"))
+            waiting = self._waiting.get(command_id)
             if waiting is None:
                 continue
             outcome, command_type, done = waiting
             outcome.events.append(event)
-            if is_final(command_type, event):
+            try:
+                final = is_final(command_type, event)
+            except Exception:  # a hostile event of the awaited command: it does not end the wait, nor the reader
+                final = False
+            if final:
                 outcome.final = True
                 done.set()
 

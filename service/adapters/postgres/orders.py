@@ -199,8 +199,10 @@ async def fetch_contacts(conn, order_id: int) -> list:
     )
 
 
-async def fetch_history(conn, order_id: int) -> list[dict]:
-    rows = await conn.fetch("SELECT * FROM order_history WHERE order_id = $1 ORDER BY version", order_id)
+async def fetch_history(conn, order_id: int, *, after_version: int = 0, limit: int | None = None) -> list[dict]:
+    """The order's history in version order: entries after `after_version`, at most `limit` (None: all)."""
+    rows = await conn.fetch("SELECT * FROM order_history WHERE order_id = $1 AND version > $2 ORDER BY version"
+                            " LIMIT $3", order_id, after_version, limit)
     return [
         {
             "version": r["version"],

@@ -46,26 +46,39 @@ async def transitions(conn, order_id: int, actor: Actor) -> dict | None:
     }
 
 
-async def history(conn, order_id: int, viewer: Actor | None = None) -> dict | None:
+async def history(conn, order_id: int, viewer: Actor | None = None, *, after_version: int = 0,
+                  limit: int | None = None) -> dict | None:
     """The order's changes and notes; None when there is no such order for `viewer` (R4).
 
     `viewer` None is an operator (the CLI, or the read API with auth off): everything. A client sees
-    only its own orders, only public notes, and of each change's actor only the role."""
+    only its own orders, only public notes, and of each change's actor only the role. Paged when `limit`
+    is given: the entries after `after_version`, and `next_cursor` (the version to pass on) while more follow."""
     order = await orders_store.read_order(conn, order_id)
     if order is None or (viewer is not None and not can_access(viewer, order)):
         return None
     rules = await fetch_rules(conn)
     current = rules.status(order.status_id) if rules else None
-    entries = await orders_store.fetch_history(conn, order_id)
+    entries = await orders_store.fetch_history(conn, order_id, after_version=after_version,
+                                               limit=None if limit is None else limit + 1)
+    more = limit is not None and len(entries) > limit
+    entries = entries[:limit] if limit is not None else entries
     if viewer is not None and viewer.role not in STAFF_ROLES:
         entries = [_as_client_sees(entry) for entry in entries]
-    return {
+    found = {
         "order_id": order_id,
         "order_type": order.order_type,
         "version": order.version,
         "status": current.ref() if current else {"id": order.status_id},
         "history": entries,
     }
+    if limit is not None:
+        found["next_cursor"] = str(entries[-1]["version"]) if more else None
+    return found
+
+
+def as_client_sees(entry: dict) -> dict:
+    """One history entry as a client may see it: public note only, the actor's role only, no internal refs."""
+    return _as_client_sees(entry)
 
 
 def _as_client_sees(entry: dict) -> dict:
