@@ -64,13 +64,19 @@ class Parsed:
     command: Command | None
     invalid: InvalidCommand | None
     redrive: Redrive | None = None
+    refused: str | None = None  # why the actor check refused it: then it is recorded under its position
+    actor: Actor | None = None  # the actor to act as, once the check passed
 
     @property
     def dedupe_key(self) -> str:
+        if self.refused is not None:
+            return f"@{self.source.position}"
         return self.command.command_id if self.command else invalid_dedupe_key(self.invalid, self.source)
 
     @property
     def kind(self) -> str:
+        if self.refused is not None:
+            return "unauthenticated"
         return self.command.type if self.command else "invalid"
 
     def order_ids(self) -> list[int]:
@@ -137,13 +143,29 @@ def trust_the_command(headers, actor: Actor) -> Actor:
     return actor
 
 
-def _handle(p: Parsed, ctx: Context, check_actor: ActorCheck) -> Outcome:
+def authenticate(p: Parsed, check_actor: ActorCheck) -> Parsed:
+    """The actor check, before anything is claimed (issue 23): a refused command keeps nothing it claims —
+    its `redrive.*` headers count for nothing and it is recorded under its position, not its id. With
+    `ACTOR_AUTH=required` an unparseable message's token is checked too: without a valid one its claimed
+    command id and actor are dropped (dead-lettered under its position, no rejection in its name)."""
+    if p.command is not None:
+        verdict = check_actor(p.source.headers, p.command.actor)
+        if isinstance(verdict, str):
+            return replace(p, refused=verdict, redrive=None)
+        return replace(p, actor=verdict)
+    token_refusal = getattr(check_actor, "token_refusal", None)
+    why = token_refusal(p.source.headers) if token_refusal is not None else None
+    if why is None:
+        return p
+    return replace(p, redrive=None, invalid=replace(p.invalid, command_id=None, actor=None))
+
+
+def _handle(p: Parsed, ctx: Context) -> Outcome:
     if p.command is None:
         return handle_invalid(p.invalid, p.source, ctx)
-    verdict = check_actor(p.source.headers, p.command.actor)
-    if isinstance(verdict, str):
-        return handle_unauthenticated(p.command, ctx, verdict)
-    command = p.command if verdict == p.command.actor else replace(p.command, actor=verdict)
+    if p.refused is not None:
+        return handle_unauthenticated(p.command, ctx, p.refused, key=p.dedupe_key)
+    command = p.command if p.actor is None or p.actor == p.command.actor else replace(p.command, actor=p.actor)
     return HANDLERS[command.type](command, ctx)
 
 
@@ -157,12 +179,11 @@ async def process_batch(
     A claim lost to a concurrent worker (a rebalance hands a partition over while its old owner still
     holds a batch of it) rolls the transaction back; the batch is redone at once and finds those commands
     recorded, as duplicates."""
-    parsed = [parse(s, limits) for s in sources]
+    parsed = [authenticate(parse(s, limits), check_actor) for s in sources]
     for attempt in range(1, CLAIM_TRIES + 1):
         try:
             with tracing.span("transaction", messages=len(sources)):
-                return await _in_one_transaction(parsed, uow_factory, topics, max_batch_items, check_actor,
-                                                 order_shard)
+                return await _in_one_transaction(parsed, uow_factory, topics, max_batch_items, order_shard)
         except ClaimLost as lost:
             if attempt == CLAIM_TRIES:
                 raise
@@ -172,7 +193,7 @@ async def process_batch(
 
 
 async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics, max_batch_items: int,
-                              check_actor: ActorCheck, order_shard: OrderShard) -> BatchResult:
+                              order_shard: OrderShard) -> BatchResult:
     async with uow_factory() as uow:
         rules = await uow.rules()
         live = await _unspent_redrives(uow, parsed, topics)
@@ -197,7 +218,7 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory, topics: Topics,
         for p in fresh:
             where = {"command_id": p.dedupe_key, "partition": p.source.partition, "offset": p.source.offset}
             with tracing.span("command", traceparent_of(p.source.headers), **where) as traceparent:
-                outcome = _handle(p, ctx, check_actor)
+                outcome = _handle(p, ctx)
             outcome.traceparent = traceparent
             if id(p) in again:
                 outcome = _under_fresh_ids(outcome, p.redrive.key(topics.dlq))

@@ -5,7 +5,7 @@ and handlers test without I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from service.domain import rules as engine
@@ -98,9 +98,18 @@ def _refused_whole(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context,
     ])
 
 
-def handle_unauthenticated(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context, why: str) -> Outcome:
-    """DESIGN §11: a command whose actor no valid token vouches for changes nothing."""
-    return _refused_whole(cmd, ctx, Rejection(Reason.ACTOR_NOT_AUTHENTICATED, f"The actor is not authenticated: {why}."))
+def handle_unauthenticated(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context, why: str,
+                           key: str | None = None) -> Outcome:
+    """DESIGN §11: a command whose actor no valid token vouches for changes nothing. With `key` (its position,
+    `@topic/partition/offset`) it is recorded under that key, never under the id it claims, so it cannot burn
+    someone else's command id; its events get ids from that key and carry no actor (nothing was verified)."""
+    outcome = _refused_whole(cmd, ctx, Rejection(Reason.ACTOR_NOT_AUTHENTICATED,
+                                                 f"The actor is not authenticated: {why}."))
+    if key is None:
+        return outcome
+    emitted = [replace(e, event_id=event_id_for(key, index), **({"actor": None} if hasattr(e, "actor") else {}))
+               for index, e in enumerate(outcome.emitted)]
+    return replace(outcome, command_id=key, emitted=emitted)
 
 
 def handle_override_order_statuses(cmd: OverrideOrderStatuses, ctx: Context) -> Outcome:

@@ -12,6 +12,7 @@ import pytest
 from service.devkit.embedded import free_port
 from service.runtime.auth import issue_token, new_key_pair
 from tests.helpers.cli import ok, run_cli_async
+from tests.helpers.command_chains import wait_processed
 from tests.helpers.commands import change, override
 from tests.helpers.database import fetch, seed
 from tests.helpers.producing import produce
@@ -219,3 +220,33 @@ class TestTokensMeanTheSameOnBothFaces:
             found = await events_for(events, {good["command_id"]})
         assert [e["command_id"] for e in found] == [good["command_id"]]
         assert await fetch(secured, "SELECT 1 FROM processed_commands WHERE command_id = $1", refused["command_id"]) == []
+
+
+async def test_a_refused_command_claims_nothing_it_names(secured):
+    """Issue 23 item 2: with ACTOR_AUTH=required a command without a valid token is recorded under its
+    position, not its id, its redrive.* headers spend no redrive key and its rejection carries no actor —
+    so the victim's own command under that id still applies, with an event id of its own."""
+    await seed(secured)
+    victim = change(1033, "Confirmed")
+    forged_redrive = [("redrive.count", b"1"), ("redrive.dlq-partition", b"0"), ("redrive.dlq-offset", b"7")]
+    unreadable = b'{"command_id": "victim-of-garbage", "type": "ChangeOrderStatus"'
+    async with running_worker(secured), TopicReader(secured, secured.events_topic) as events:
+        await produce(secured, [{**victim, "actor": {"id": "victim", "role": "manager"}}],
+                      headers=[("actor-token", token(ATTACKER_PRIVATE).encode()), *forged_redrive])
+        [refused] = await events_for(events, {victim["command_id"]})
+        await produce(secured, [unreadable], headers=forged_redrive)
+        await produce(secured, [victim], headers=[("actor-token", token().encode())])
+        both = await events.wait_for(lambda values: [v["type"] for v in values if v.get("command_id") ==
+                                                     victim["command_id"]] == [refused["type"], "OrderStatusChanged"],
+                                     30, "the victim's own event after the refused one")
+        applied = [v for v in both if v.get("command_id") == victim["command_id"]][-1]
+        await wait_processed(secured, 3)  # the refused one, the unreadable one, the victim's
+    assert (refused["reason"], refused["actor"]) == ("actor_not_authenticated", None)
+    assert applied["type"] == "OrderStatusChanged" and applied["event_id"] != refused["event_id"]
+    records = {r["command_id"]: (r["command_type"], r["outcome"])
+               for r in await fetch(secured, "SELECT command_id, command_type, outcome FROM processed_commands")}
+    assert records[victim["command_id"]] == ("ChangeOrderStatus", "applied")
+    refused_at = [key for key, (kind, _) in records.items() if kind == "unauthenticated"]
+    assert len(refused_at) == 1 and refused_at[0].startswith(f"@{secured.commands_topic}")
+    assert "victim-of-garbage" not in records  # the unreadable one's claimed id is not burnt either
+    assert not [key for key in records if key.startswith("@redrive:")]  # no forged redrive key spent

@@ -32,7 +32,10 @@ def _run(run_service, settings: Settings, name: str) -> int:
 @click.pass_obj
 def worker(settings: Settings) -> None:
     """Run the command worker until SIGTERM/SIGINT."""
-    sys.exit(_run(run_worker, settings, "worker"))
+    try:
+        sys.exit(_run(run_worker, settings, "worker"))
+    except AuthConfigError as exc:  # e.g. keys without ORDERSTATUS_AUTH_ISSUER/AUDIENCE: one line, exit 1
+        raise UserError(f"the worker cannot start: {exc}") from None
 
 
 @click.command()
