@@ -181,9 +181,16 @@ def dev_keys(directory: Path) -> tuple[Path, Path]:
     private, public = directory / "dev-signing-key.pem", directory / "dev-signing-key.pub.pem"
     if not (private.exists() and public.exists()):
         private_pem, public_pem = new_key_pair()
-        private.write_bytes(private_pem)
-        private.chmod(0o600)
+        # the private key is 0600 from its first byte: written to a new file opened with that mode, then renamed
+        staged = directory / f".dev-signing-key.{os.getpid()}.tmp"
+        staged.unlink(missing_ok=True)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(private_pem)
+        os.replace(staged, private)
         public.write_bytes(public_pem)
+    elif private.stat().st_mode & 0o077:  # a key an older run (or a copy) left readable by others: tightened
+        private.chmod(0o600)
     return private, public
 
 
