@@ -44,6 +44,7 @@ from service.gateway import translate
 from service.gateway import docs as api_docs
 from service.gateway.docs import openapi_document, render_docs
 from service.runtime.auth import TOKEN_HEADER, NotAuthenticated
+from service.runtime.health import note_auth_failure, note_principal
 
 log = structlog.get_logger("orderstatus.gateway")
 
@@ -212,9 +213,12 @@ class Gateway:
         try:
             principal = self.authenticate(header)
         except NotAuthenticated as exc:
+            note_auth_failure(request, str(exc))
             raise Refusal(401, "actor_not_authenticated", str(exc)) from None
         except Exception:  # whatever a hostile header provokes is a refusal, never a 500
+            note_auth_failure(request, "the bearer token cannot be read")
             raise Refusal(401, "actor_not_authenticated", "the bearer token cannot be read") from None
+        note_principal(request, principal.sub)
         return principal, header.partition(" ")[2].strip()
 
     def _command_id(self, request: web.Request, principal: Principal) -> tuple[str, bool]:

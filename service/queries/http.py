@@ -18,6 +18,7 @@ from service.domain.model import ROLES, Actor, Principal
 from service.adapters.postgres import views
 from service.contract.commands import BIGINT_MAX, order_id_in_range
 from service.runtime.auth import NotAuthenticated
+from service.runtime.health import note_auth_failure, note_principal
 
 # the request's Authorization header value -> the principal, or raises with why; None: auth is off
 Authenticate = Callable[[str | None], Principal] | None
@@ -64,11 +65,14 @@ def routes(pool, authenticate: Authenticate = None, token_required: bool = True,
         if not token_required and not request.headers.get("Authorization"):
             return None
         try:
-            return authenticate(request.headers.get("Authorization"))
+            principal = authenticate(request.headers.get("Authorization"))
+            note_principal(request, principal.sub)
+            return principal
         except NotAuthenticated as exc:
             why = str(exc)
         except Exception:  # anything a hostile header provokes is a refusal too, never a 500
             why = "the bearer token cannot be read"
+        note_auth_failure(request, why)
         raise web.HTTPUnauthorized(
             text=json.dumps({"reason": "actor_not_authenticated", "message": why}),
             content_type="application/json", headers={"WWW-Authenticate": 'Bearer realm="orderstatus"'},

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -103,8 +104,36 @@ def route_of(request: web.Request) -> str:
     return resource.canonical
 
 
+PRINCIPAL_KEY = web.RequestKey("orderstatus.principal", str)
+AUTH_FAILURE_KEY = web.RequestKey("orderstatus.auth_failure", str)
+AUTH_FAILURE_REASONS = ("missing", "malformed", "expired", "bad_signature", "rejected")
+
+
+def note_principal(request: web.Request, subject: str) -> None:
+    """Who the request's verified token named (the access log's `principal`; never the token)."""
+    request[PRINCIPAL_KEY] = subject
+
+
+def note_auth_failure(request: web.Request, message: str) -> None:
+    """Why the request's token was refused, as one of AUTH_FAILURE_REASONS (counted once, by the middleware)."""
+    text = message.lower()
+    if text.startswith("no "):
+        reason = "missing"
+    elif "expired" in text:
+        reason = "expired"
+    elif "signature" in text:
+        reason = "bad_signature"
+    elif "not a jwt" in text or "not a bearer" in text or "too large" in text or "cannot be read" in text:
+        reason = "malformed"
+    else:
+        reason = "rejected"
+    request[AUTH_FAILURE_KEY] = reason
+
+
 def request_metrics(metrics: Metrics):
-    """aiohttp middleware: count every request by method, route and status code, and time it."""
+    """aiohttp middleware: count every request by method, route and status code, and time it; count refused
+    tokens by reason; one access log line per request (method, route, status, principal, duration — the route
+    template, never the raw path or any header, so no token is ever logged)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):
@@ -120,10 +149,22 @@ def request_metrics(metrics: Metrics):
         finally:
             route = route_of(request)
             method = request.method if request.method in _METHODS else "OTHER"
+            seconds = time.perf_counter() - started
             metrics.http_requests.labels(metrics.service, method, route, str(status)).inc()
-            metrics.http_seconds.labels(metrics.service, method, route).observe(time.perf_counter() - started)
+            metrics.http_seconds.labels(metrics.service, method, route).observe(seconds)
+            failure = request.get(AUTH_FAILURE_KEY)
+            if failure is not None:
+                metrics.auth_failures.labels(metrics.service, failure).inc()
+            if route not in _QUIET_ROUTES:
+                access_log.info("http request", method=method, route=route, status=status,
+                                principal=request.get(PRINCIPAL_KEY), auth_failure=failure,
+                                duration_ms=round(seconds * 1000, 1))
 
     return middleware
+
+
+access_log = structlog.get_logger("orderstatus.access")
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz"})  # probes every few seconds would drown the log
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

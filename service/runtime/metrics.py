@@ -73,4 +73,9 @@ class Metrics:
             ["service", "method", "route"], registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        # issue 23: HTTP requests refused for their bearer token, by a bounded reason (health.AUTH_FAILURE_REASONS)
+        self.auth_failures = Counter(
+            "orderstatus_auth_failures_total", "HTTP requests refused authentication, by reason",
+            ["service", "reason"], registry=self.registry,
+        )
         self.service = service
