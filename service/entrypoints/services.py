@@ -17,6 +17,7 @@ from service.adapters.postgres.connection import create_pool
 from service.adapters.smtp import Mailer
 from service.contract.commands import InputLimits
 from service.gateway.app import Gateway
+from service.gateway.limits import InFlight
 from service.notifier.app import Notifier, partition_fetch_bytes
 from service.ops.prune import RetentionJob
 from service.queries.http import routes as read_routes
@@ -212,6 +213,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
                       commands_topic=settings.commands_topic, wait_s=settings.gateway_wait_s,
                       limits=InputLimits(settings.max_message_bytes, settings.max_wire_items),
                       max_events=settings.max_batch_items + 2, issuer=settings.auth_issuer)
+    gateway.in_flight = InFlight(settings.gateway_max_in_flight, settings.gateway_max_in_flight_per_principal)
+    gateway.body_timeout_s = settings.gateway_body_timeout_s
     app = web.Application(client_max_size=settings.max_message_bytes)
     http = await start_http(settings.http_host, settings.gateway_port, process.progress, process.metrics,
                             gateway.routes(), app=app)

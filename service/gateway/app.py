@@ -43,12 +43,14 @@ from service.domain.model import STAFF_ROLES, Principal
 from service.gateway import translate
 from service.gateway import docs as api_docs
 from service.gateway.docs import openapi_document, render_docs
+from service.gateway.limits import CHANGE_BODY_MAX, InFlight, Limited, override_body_max, read_body
 from service.runtime.auth import TOKEN_HEADER, NotAuthenticated
 from service.runtime.health import note_auth_failure, note_principal
 
 log = structlog.get_logger("orderstatus.gateway")
 
 _XML = re.compile(r"\b(application|text)/xml\b")
+_HELD = web.RequestKey("orderstatus.gateway.principal_slot", str)  # whose per-principal slot the request holds
 
 
 class Refusal(Exception):
@@ -60,6 +62,11 @@ class Refusal(Exception):
 
 
 class Gateway:
+    # issue 23: requests in flight capped per replica and per principal (None: no cap), and how long a body
+    # may take to arrive; run_gateway sets both from the settings
+    in_flight: InFlight | None = None
+    body_timeout_s: float = 30.0
+
     def __init__(self, *, pool, producer, tail, authenticate: Callable[[str | None], Principal], commands_topic: str,
                  wait_s: float, limits: InputLimits, max_events: int, issuer: str | None = None) -> None:
         self.pool = pool
@@ -195,9 +202,24 @@ class Gateway:
 
     async def _answer(self, request: web.Request, work) -> web.StreamResponse:
         try:
-            status, body, *extra = await work
-        except Refusal as refusal:
-            status, body, extra = refusal.status, translate.error(refusal.reason, refusal.message), []
+            if self.in_flight is not None:
+                self.in_flight.enter()  # the replica's cap, before anything is read
+        except Limited as limited:
+            work.close()
+            status, body, extra = limited.status, translate.error(limited.reason, limited.message), [limited.headers]
+        else:
+            try:
+                status, body, *extra = await work
+            except Refusal as refusal:
+                status, body, extra = refusal.status, translate.error(refusal.reason, refusal.message), []
+            except Limited as limited:
+                status, body = limited.status, translate.error(limited.reason, limited.message)
+                extra = [limited.headers]
+            finally:
+                if self.in_flight is not None:
+                    self.in_flight.leave()
+                    if request.get(_HELD) is not None:
+                        self.in_flight.leave_principal(request[_HELD])
         headers = extra[0] if extra else {}
         if status == 401:
             headers = {**headers, "WWW-Authenticate": 'Bearer realm="orderstatus"'}
@@ -219,6 +241,9 @@ class Gateway:
             note_auth_failure(request, "the bearer token cannot be read")
             raise Refusal(401, "actor_not_authenticated", "the bearer token cannot be read") from None
         note_principal(request, principal.sub)
+        if self.in_flight is not None and request.get(_HELD) is None:
+            self.in_flight.enter_principal(principal.sub)  # one caller's cap (429), released by _answer
+            request[_HELD] = principal.sub
         return principal, header.partition(" ")[2].strip()
 
     def _command_id(self, request: web.Request, principal: Principal) -> tuple[str, bool]:
@@ -230,15 +255,23 @@ class Gateway:
             raise Refusal(422, "invalid_command", "Idempotency-Key must be 1-200 characters, not starting with '@'")
         return idempotency_command_id(self.issuer, principal.sub, key), True
 
+    async def _body(self, request: web.Request) -> bytes:
+        """The body, capped for its route before anything is parsed, read within body_timeout_s."""
+        override = request.path == "/orders/override-order-statuses"
+        limit = (override_body_max(self.limits.max_wire_items, self.limits.max_message_bytes) if override
+                 else CHANGE_BODY_MAX)
+        return await read_body(request, limit, self.body_timeout_s)
+
     async def _json(self, request: web.Request):
+        body = await self._body(request)
         try:
-            return json.loads(await request.read())
+            return json.loads(body)
         except (ValueError, RecursionError):
             raise Refusal(422, "invalid_command", "the body is not JSON") from None
 
     async def _override_items(self, request: web.Request) -> list[StoreFeederOverride]:
         if _XML.search(request.headers.get("Content-Type", "")):
-            raw = _override_items_from_xml(await request.read())
+            raw = _override_items_from_xml(await self._body(request))
         else:
             raw = await self._json(request)
         if not isinstance(raw, list):

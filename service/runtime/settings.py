@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     # DESIGN §11: the gateway (seed APIs over HTTP) and how long it waits for an outcome before a 202
     gateway_port: int = 8082
     gateway_wait_s: float = Field(10.0, gt=0)
+    # issue 23: requests in flight per gateway replica and per caller (beyond: 429 with Retry-After), and how long
+    # a request body may take to arrive (beyond: 408)
+    gateway_max_in_flight: int = Field(64, ge=1)
+    gateway_max_in_flight_per_principal: int = Field(8, ge=1)
+    gateway_body_timeout_s: float = Field(30.0, gt=0)
 
     # DESIGN §11: who may act. off | optional | required; keys from a JWKS file or PEM public keys
     actor_auth: Literal["off", "optional", "required"] = "off"
