@@ -134,6 +134,8 @@ class Gateway:
             # a client sees only its own commands; a command it may not see looks unknown, like an order (R4)
             if found is None or not _may_see(principal, found["events"]):
                 return 404, translate.error("command_not_found", f"No outcome is known for command {command_id}.")
+            if principal.role not in STAFF_ROLES:  # what the history hides from a client, this hides too
+                found = {**found, "events": [views.event_as_client_sees(e) for e in found["events"]]}
             return 200, found
 
         return await self._answer(request, run())

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from service.adapters.kafka.replies import EventsTail
+from service.adapters.postgres import views
 from service.contract.commands import BIGINT_MAX, order_id_in_range
 from service.gateway.app import command_location
 
@@ -109,3 +110,20 @@ class TestLocation:
     def test_the_command_id_is_url_encoded(self, command_id, location):
         """A command id is one encoded path segment in Location: no slash, query, fragment or header break."""
         assert command_location(command_id) == location
+
+
+class TestClientsSeeWhatTheHistoryShows:
+    def test_a_command_outcome_hides_from_clients_what_the_history_hides(self):
+        """GET /commands/{id} for a client: no reservation refs or coupon codes, no private note, the actor's role only."""
+        event = {"type": "OrderStatusChanged", "command_id": "c-1", "actor": {"id": "u-7", "role": "client",
+                                                                              "client_id": "c-1", "name": "Ann"},
+                 "note": {"text": "internal", "is_public": False, "file_id": None},
+                 "removed_reservations": ["R-1"], "removed_coupons": ["SPRING"]}
+        seen = views.event_as_client_sees(event)
+        assert seen["removed_reservations"] == [] and seen["removed_coupons"] == []
+        assert seen["note"] is None and seen["actor"] == {"role": "client"}
+        assert event["removed_coupons"] == ["SPRING"]  # the stored event is untouched
+        public = views.event_as_client_sees({**event, "note": {"text": "on its way", "is_public": True}})
+        assert public["note"] == {"text": "on its way", "is_public": True}
+        assert views.event_as_client_sees({"type": "ChangeRejected", "reason": "x"}) == {
+            "type": "ChangeRejected", "reason": "x"}

@@ -76,6 +76,21 @@ async def history(conn, order_id: int, viewer: Actor | None = None, *, after_ver
     return found
 
 
+def event_as_client_sees(event: dict) -> dict:
+    """An outcome event (GET /commands/{id}) as a client may see it: what the history hides from clients is
+    hidden here too (private notes, the actor beyond its role, reservation refs and coupon codes)."""
+    seen = dict(event)
+    if isinstance(seen.get("actor"), dict):
+        seen["actor"] = {"role": seen["actor"].get("role")}
+    note = seen.get("note")
+    if isinstance(note, dict) and not note.get("is_public"):
+        seen["note"] = None
+    for internal in ("removed_reservations", "removed_coupons"):
+        if internal in seen:
+            seen[internal] = []
+    return seen
+
+
 def as_client_sees(entry: dict) -> dict:
     """One history entry as a client may see it: public note only, the actor's role only, no internal refs."""
     return _as_client_sees(entry)
