@@ -2,9 +2,12 @@
 --   psql -v migrator_password=… -v worker_password=… -v notifier_password=… -v gateway_password=… \
 --        -f deploy/postgres-roles.sql postgresql://admin@postgres.example.internal/postgres?sslmode=verify-full
 -- `orderstatus_migrator` owns the schema and is the only role with DDL rights: the migration Job logs in
--- as it. The long-running processes log in as their own roles, members of `orderstatus_app`, which may
--- read and write rows and nothing else (no CREATE, ALTER, DROP, TRUNCATE). The server must require TLS
--- (hostssl lines in pg_hba.conf): the manifests connect with sslmode=verify-full.
+-- as it (and so do the operators' tools that load rules or import orders). The long-running processes log in
+-- as their own roles, members of `orderstatus_app` (which may connect and nothing more); each has only the
+-- table rights it needs (issue 23, least privilege; tests/integration/test_postgres_roles.py checks them on a
+-- real server): the gateway reads (and binds Idempotency-Keys), the worker writes its tables, the notifier
+-- records its emails (deploy/postgres-grants.sql). No process may CREATE, ALTER, DROP or TRUNCATE. The server
+-- must require TLS (hostssl lines in pg_hba.conf): the manifests connect with sslmode=verify-full.
 
 CREATE ROLE orderstatus_migrator LOGIN PASSWORD :'migrator_password';
 CREATE ROLE orderstatus_app NOLOGIN;
@@ -21,11 +24,5 @@ ALTER SCHEMA public OWNER TO orderstatus_migrator;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO orderstatus_app;
 
--- every table and sequence the migrations create from now on (they run as orderstatus_migrator) …
-ALTER DEFAULT PRIVILEGES FOR ROLE orderstatus_migrator IN SCHEMA public
-    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO orderstatus_app;
-ALTER DEFAULT PRIVILEGES FOR ROLE orderstatus_migrator IN SCHEMA public
-    GRANT USAGE, SELECT ON SEQUENCES TO orderstatus_app;
--- … and those that exist already (a database that was migrated before these roles)
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO orderstatus_app;
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO orderstatus_app;
+-- the table rights of each process are in deploy/postgres-grants.sql: the tables exist only once
+-- `orderstatus migrate` has run, so that file runs after it (and after every migration that adds a table)

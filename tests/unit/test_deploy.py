@@ -346,6 +346,22 @@ class TestSecrets:
             assert re.search(rf"CREATE ROLE {user}\s+LOGIN IN ROLE orderstatus_app\b", roles_sql), user
         assert not re.search(r"GRANT\s+(ALL|CREATE)[^;]*TO orderstatus_app", roles_sql)
 
+    def test_each_process_role_gets_only_table_rights_of_its_own(self):
+        """No table right goes to the shared orderstatus_app group (nor by default privileges); the grants file names
+        each process role, gives the gateway no INSERT/UPDATE/DELETE beyond idempotency_keys, and no DDL to anyone."""
+        roles_sql = (ROOT / "deploy" / "postgres-roles.sql").read_text()
+        grants = (ROOT / "deploy" / "postgres-grants.sql").read_text()
+        code = "\n".join(line for line in (roles_sql + grants).splitlines() if not line.lstrip().startswith("--"))
+        assert "ALTER DEFAULT PRIVILEGES" not in code
+        assert not re.search(r"ON\s+(ALL\s+)?TABLES?[^;]*TO\s+orderstatus_app", code)
+        statements = [" ".join(s.split()) for s in code.split(";") if "GRANT" in s]
+        for role in ("orderstatus_worker", "orderstatus_notifier", "orderstatus_gateway"):
+            assert any(s.endswith(f"TO {role}") or f"{role}," in s for s in statements), role
+        gateway_writes = [s for s in statements if s.endswith("TO orderstatus_gateway")
+                          and re.search(r"\b(INSERT|UPDATE|DELETE)\b", s)]
+        assert gateway_writes == ["GRANT SELECT, INSERT ON idempotency_keys TO orderstatus_gateway"]
+        assert not re.search(r"\b(CREATE|ALTER|DROP|TRUNCATE|ALL)\b", " ".join(statements).replace("ALL SEQUENCES", ""))
+
 
 # ---------------------------------------------------------------- transport security and authentication
 
@@ -387,6 +403,13 @@ class TestTransportSecurity:
         assert env["ORDERSTATUS_ACTOR_AUTH"] == "required"
         assert env["ORDERSTATUS_AUTH_ISSUER"] and env["ORDERSTATUS_AUTH_AUDIENCE"]
         assert _mounted_file(workload, container, env["ORDERSTATUS_AUTH_JWKS_FILE"])
+
+    def test_the_gateway_signs_commands_with_a_key_from_its_secret(self):
+        """Issue 23: the gateway's command-signing key is a file from its own Secret, mounted read-only."""
+        workload = WORKLOADS["gateway"]
+        container = _main(workload)
+        path = _env(container)["ORDERSTATUS_GATEWAY_SIGNING_KEY_FILE"]
+        assert _mounted_file(workload, container, path)["secret"]["secretName"] == "orderstatus-gateway"
 
     @pytest.mark.parametrize("name", list(DEPLOYMENTS))
     def test_http_listens_on_the_pod_interface(self, name):
