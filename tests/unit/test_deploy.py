@@ -456,6 +456,26 @@ class TestNetworkPolicies:
                 ports |= {p["port"] for p in rule["ports"]}
         assert ports == EGRESS_PORTS[_component(workload)]
 
+    @pytest.mark.parametrize("workload", WORKLOAD_PARAMS)
+    def test_egress_names_address_blocks_as_well_as_ports(self, workload):
+        """Every egress rule but DNS names its servers' address block (never 0.0.0.0/0), one block per service."""
+        import ipaddress
+
+        blocks: dict[int, set[str]] = {}
+        for policy in _policies_for(workload):
+            for rule in policy["spec"].get("egress", []):
+                ports = {p["port"] for p in rule["ports"]}
+                if ports == {53}:
+                    continue
+                targets = rule.get("to") or []
+                assert targets and all("ipBlock" in t for t in targets), (policy["metadata"]["name"], ports)
+                for target in targets:
+                    network = ipaddress.ip_network(target["ipBlock"]["cidr"])
+                    assert network.prefixlen >= 16 and not target["ipBlock"].get("except"), network
+                    for port in ports:
+                        blocks.setdefault(port, set()).add(str(network))
+        assert all(len(cidrs) == 1 for cidrs in blocks.values()), blocks
+
     def test_dns_egress_goes_only_to_kube_dns(self):
         """Port 53 is open towards the cluster DNS pods in kube-system, not towards any resolver."""
         for policy in POLICIES:
