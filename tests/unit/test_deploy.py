@@ -437,6 +437,39 @@ def _policies_for(workload: dict) -> list[dict]:
     return [p for p in POLICIES if _selects(p, _pod_labels(workload))]
 
 
+class TestKafkaAcls:
+    # what each process does on Kafka, and so all it may do (issue 23)
+    NEEDS = {
+        "worker": {("Read", "topic", "order-status.commands"), ("Read", "group", "orderstatus-worker"),
+                   ("Write", "topic", "order-status.events"), ("Write", "topic", "order-status.commands.dlq")},
+        "notifier": {("Read", "topic", "order-status.events"), ("Read", "group", "orderstatus-notifier")},
+        "gateway": {("Write", "topic", "order-status.commands"), ("Read", "topic", "order-status.events")},
+    }
+
+    def test_each_process_gets_exactly_what_it_does(self):
+        """deploy/kafka-acls.sh grants each process user its own operations and nothing more: no wildcard, no All."""
+        granted: dict[str, set] = {}
+        for line in (ROOT / "deploy" / "kafka-acls.sh").read_text().splitlines():
+            if not line.startswith("acl "):
+                continue
+            words = line.split()
+            principal = words[words.index("--allow-principal") + 1].removeprefix("User:")
+            operation = words[words.index("--operation") + 1]
+            kind = "topic" if "--topic" in words else "group"
+            name = words[words.index(f"--{kind}") + 1]
+            assert "*" not in name and operation not in ("All", "Alter", "AlterConfigs"), line
+            granted.setdefault(principal, set()).add((operation, kind, name))
+        assert granted == self.NEEDS
+
+    def test_the_readme_table_says_the_same(self):
+        """deploy/k8s/README.md's ACL table lists the same grants per process."""
+        readme = (ROOT / "deploy" / "k8s" / "README.md").read_text()
+        for user, needs in self.NEEDS.items():
+            (row,) = [line for line in readme.splitlines() if line.startswith(f"| {user} |")]
+            for _, _, name in needs:
+                assert f"`{name}`" in row, (user, name)
+
+
 class TestNetworkPolicies:
     def test_default_deny_covers_every_pod(self):
         """One policy selects every pod of the namespace and allows nothing, in or out."""
