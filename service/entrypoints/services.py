@@ -22,7 +22,7 @@ from service.notifier.app import Notifier, partition_fetch_bytes
 from service.ops.prune import RetentionJob
 from service.queries.http import routes as read_routes
 from service.runtime.auth import ActorCheck, TokenVerifier, bearer
-from service.runtime.health import Progress, bound_port, serve, start_http, watch_health
+from service.runtime.health import Progress, bound_port, request_metrics, serve, start_http, watch_health
 from service.runtime import tracing
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry, Stopping
@@ -216,9 +216,16 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     gateway.in_flight = InFlight(settings.gateway_max_in_flight, settings.gateway_max_in_flight_per_principal)
     gateway.body_timeout_s = settings.gateway_body_timeout_s
     app = web.Application(client_max_size=settings.max_message_bytes)
-    http = await start_http(settings.http_host, settings.gateway_port, process.progress, process.metrics,
-                            gateway.routes(), app=app)
-    log.info("gateway started", port=bound_port(http), wait_s=settings.gateway_wait_s)
+    if settings.gateway_ops_port is None:  # probes, /metrics and /status beside the seed APIs (dev, tests)
+        http = await start_http(settings.http_host, settings.gateway_port, process.progress, process.metrics,
+                                gateway.routes(), app=app)
+        ops = None
+    else:  # issue 23: /metrics and /status on a port the public Service does not expose
+        app.middlewares.append(request_metrics(process.metrics))
+        http = await serve(app, settings.http_host, settings.gateway_port, gateway.routes())
+        ops = await start_http(settings.http_host, settings.gateway_ops_port, process.progress, process.metrics)
+    log.info("gateway started", port=bound_port(http), wait_s=settings.gateway_wait_s,
+             ops_port=None if ops is None else bound_port(ops))
     try:
         async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop):
             process.progress.polled()
@@ -235,6 +242,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     finally:
         stop.set()
         await http.cleanup()
+        if ops is not None:
+            await ops.cleanup()
         await tail.stop()
         await producer.stop()
         await pool.close()

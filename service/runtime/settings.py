@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     gateway_max_in_flight: int = Field(64, ge=1)
     gateway_max_in_flight_per_principal: int = Field(8, ge=1)
     gateway_body_timeout_s: float = Field(30.0, gt=0)
+    # issue 23: the gateway's /healthz, /readyz, /metrics and /status on this port, apart from the seed APIs (the
+    # public Service exposes only ORDERSTATUS_GATEWAY_PORT); unset: all on the gateway port (dev, tests)
+    gateway_ops_port: int | None = None
 
     # DESIGN §11: who may act. off | optional | required; keys from a JWKS file or PEM public keys
     actor_auth: Literal["off", "optional", "required"] = "off"
