@@ -49,6 +49,7 @@ EGRESS_PORTS = {
     "notifier": {53, 5432, 9093, 587},
     "gateway": {53, 5432, 9093},
 }
+GATEWAY_OPS_PORT = 8083  # the gateway's /healthz, /readyz, /metrics, /status (issue 23)
 HTTP_PORTS = {"worker": 8080, "notifier": 8081, "gateway": 8082}
 AUTHENTICATED = ("worker", "gateway")
 KAFKA_CLIENTS = ("worker", "notifier", "gateway")
@@ -416,7 +417,8 @@ class TestTransportSecurity:
         """ORDERSTATUS_HTTP_HOST is 0.0.0.0 in pods (the service default is loopback) and the port is declared."""
         container = _main(DEPLOYMENTS[name])
         assert _env(container)["ORDERSTATUS_HTTP_HOST"] == "0.0.0.0"
-        assert [p["containerPort"] for p in container["ports"]] == [HTTP_PORTS[name]]
+        assert [p["containerPort"] for p in container["ports"]] == [HTTP_PORTS[name]] + (
+            [GATEWAY_OPS_PORT] if name == "gateway" else [])
 
     def test_each_workload_runs_its_command(self):
         """`orderstatus migrate|worker|notifier|gateway`, the gateway on ORDERSTATUS_GATEWAY_PORT 8082."""
@@ -527,10 +529,27 @@ class TestNetworkPolicies:
             assert rules == []
             return
         assert all(rule.get("ports") for rule in rules), "an ingress rule without ports allows all"
-        assert {p["port"] for rule in rules for p in rule["ports"]} == {HTTP_PORTS[name]}
+        monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
         if name != "gateway":
-            monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+            assert {p["port"] for rule in rules for p in rule["ports"]} == {HTTP_PORTS[name]}
             assert all(rule.get("from") == [monitoring] for rule in rules)
+            return
+        # the gateway: its seed APIs' port from anywhere, its ops port (metrics, status) from monitoring only
+        public = [rule for rule in rules if not rule.get("from")]
+        assert {p["port"] for rule in public for p in rule["ports"]} == {HTTP_PORTS[name]}
+        assert all(rule.get("from") == [monitoring] for rule in rules if rule not in public)
+        assert {p["port"] for rule in rules if rule not in public for p in rule["ports"]} == {GATEWAY_OPS_PORT}
+
+    def test_the_gateway_service_exposes_only_the_seed_apis(self):
+        """/metrics, /status and the probes are on the ops port, which the public Service does not expose."""
+        container = _main(DEPLOYMENTS["gateway"])
+        assert _env(container)["ORDERSTATUS_GATEWAY_OPS_PORT"] == str(GATEWAY_OPS_PORT)
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"http": HTTP_PORTS["gateway"], "ops": GATEWAY_OPS_PORT}
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["port"] == "ops"
+        (service,) = [s for s in _of_kind("Service") if s["metadata"]["name"] == "orderstatus-gateway"]
+        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(HTTP_PORTS["gateway"], "http")]
 
     @pytest.mark.parametrize("workload", [pytest.param(d, id=n) for n, d in DEPLOYMENTS.items()])
     def test_every_deployment_has_a_disruption_budget(self, workload):
