@@ -21,7 +21,7 @@ from service.gateway.limits import InFlight
 from service.notifier.app import Notifier, partition_fetch_bytes
 from service.ops.prune import RetentionJob
 from service.queries.http import routes as read_routes
-from service.runtime.auth import ActorCheck, TokenVerifier, bearer
+from service.runtime.auth import ActorCheck, CommandSigner, TokenVerifier, bearer
 from service.runtime.health import Progress, bound_port, request_metrics, serve, start_http, watch_health
 from service.runtime import tracing
 from service.runtime.metrics import Metrics
@@ -194,6 +194,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     process = _Process("gateway", settings)
     verifier = TokenVerifier.from_files(settings.auth_jwks_file, settings.auth_public_keys, settings.auth_issuer,
                                         settings.auth_audience, settings.auth_leeway_s)
+    signer = CommandSigner.from_file(settings.gateway_signing_key_file or settings.auth_private_key_file,
+                                     settings.auth_issuer, settings.auth_audience, settings.gateway_command_token_ttl_s)
     pool = await process.open_pool(settings, stop)
     if pool is None:
         return 0
@@ -212,7 +214,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     gateway = Gateway(pool=pool, producer=producer, tail=tail, authenticate=partial(bearer, verifier=verifier),
                       commands_topic=settings.commands_topic, wait_s=settings.gateway_wait_s,
                       limits=InputLimits(settings.max_message_bytes, settings.max_wire_items),
-                      max_events=settings.max_batch_items + 2, issuer=settings.auth_issuer)
+                      max_events=settings.max_batch_items + 2, issuer=settings.auth_issuer, sign_command=signer)
     gateway.in_flight = InFlight(settings.gateway_max_in_flight, settings.gateway_max_in_flight_per_principal)
     gateway.body_timeout_s = settings.gateway_body_timeout_s
     app = web.Application(client_max_size=settings.max_message_bytes)

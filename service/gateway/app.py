@@ -1,7 +1,8 @@
 """`orderstatus gateway`: the three seed APIs over HTTP (DESIGN §11), as request-reply over Kafka.
 
 Each request is authenticated (bearer token -> principal; no actor field is read from the body),
-turned into our command with the caller's token in `actor-token`, published, and answered from its
+turned into our command with a token of its own in `actor-token` (signed with the gateway's key, bound to
+the command's id and value, short-lived: the caller's token is never put on Kafka), published, and answered from its
 outcome event, read by command id from the events topic (EventsTail: no consumer group, so every
 replica sees every event). No outcome within ORDERSTATUS_GATEWAY_WAIT_S: 202 and a Location to poll.
 An `Idempotency-Key` header becomes the command id — scoped to the caller: the command id is derived
@@ -68,8 +69,11 @@ class Gateway:
     body_timeout_s: float = 30.0
 
     def __init__(self, *, pool, producer, tail, authenticate: Callable[[str | None], Principal], commands_topic: str,
-                 wait_s: float, limits: InputLimits, max_events: int, issuer: str | None = None) -> None:
+                 wait_s: float, limits: InputLimits, max_events: int, issuer: str | None = None,
+                 sign_command: Callable[[Principal, str, bytes], str] | None = None) -> None:
         self.pool = pool
+        # the command's own bound token (issue 23): the caller's never leaves here; run_gateway always gives one
+        self.sign_command = sign_command
         self.producer = producer
         self.tail = tail
         self.authenticate = authenticate
@@ -192,8 +196,11 @@ class Gateway:
         key = str(command["order_id"] if parsed.type == "ChangeOrderStatus" else command_id).encode()
         self.tail.expect(command_id, parsed.type)  # before publishing: the outcome cannot slip past
         try:
+            if self.sign_command is None:
+                raise RuntimeError("the gateway has no command signing key (ORDERSTATUS_GATEWAY_SIGNING_KEY_FILE)")
+            bound = self.sign_command(principal, command_id, value)  # only good for this command id and value
             await self.producer.send_and_wait(self.commands_topic, value=value, key=key,
-                                              headers=[(TOKEN_HEADER, token.encode())])
+                                              headers=[(TOKEN_HEADER, bound.encode())])
         except BaseException:
             self.tail.forget(command_id)  # the waiting table is cleaned on every path
             raise

@@ -21,6 +21,7 @@ from service.adapters.kafka.records import Record, TopicRecords
 from service.contract.redrive import read_count, redrive_headers
 from service.ops.errors import OpsError
 from service.ops.printing import printable
+from service.runtime.auth import TOKEN_HEADER
 
 MAX_ECHO = 200  # characters of a command id shown in a listing
 WINDOW = 100  # redriven records in flight before their acknowledgements are awaited
@@ -120,6 +121,8 @@ def render(letter: DeadLetter, max_bytes: int) -> list[str]:
     ]
     for name, value in record.headers:
         shown = "(null)" if value is None else printable(value, max_bytes)
+        if name == TOKEN_HEADER and value is not None:  # a token is a credential: never printed (issue 23)
+            shown = f"(redacted, {len(value)} bytes)"
         lines.append(f"  {printable(name.encode('utf-8', 'replace'), 200)}: {shown}")
     lines.append("key: " + ("(null)" if record.key is None else printable(record.key, max_bytes)))
     lines.append("value: " + ("(null)" if record.value is None else printable(record.value, max_bytes)))

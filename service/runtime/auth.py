@@ -13,6 +13,8 @@ self-asserted actor is trusted (`off`, `optional`). Expiry allows `ORDERSTATUS_A
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -273,7 +275,7 @@ def _public_key(pem: bytes):
 
 def issue_token(private_key_pem: bytes, *, sub: str, role: str, client_id: str | None = None, name: str | None = None,
                 ttl: timedelta = timedelta(hours=1), issuer: str | None = None, audience: str | None = None,
-                now: datetime | None = None) -> str:
+                now: datetime | None = None, extra: dict | None = None) -> str:
     """Sign a token for `orderstatus tokens issue` and the dev stack (RS256 for RSA keys, ES256 for EC, EdDSA)."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -288,7 +290,7 @@ def issue_token(private_key_pem: bytes, *, sub: str, role: str, client_id: str |
     for claim, value in (("client_id", client_id), ("name", name), ("iss", issuer), ("aud", audience)):
         if value is not None:
             claims[claim] = value
-    return jwt.encode(claims, key, algorithm=algorithm)
+    return jwt.encode({**claims, **(extra or {})}, key, algorithm=algorithm)
 
 
 def new_key_pair() -> tuple[bytes, bytes]:
@@ -305,13 +307,69 @@ def new_key_pair() -> tuple[bytes, bytes]:
 
 
 def bearer(authorization: str | None, verifier: TokenVerifier) -> Principal:
-    """The principal of an HTTP `Authorization: Bearer <token>` header."""
+    """The principal of an HTTP `Authorization: Bearer <token>` header (never a command's bound token)."""
     if not authorization:
         raise NotAuthenticated("no bearer token")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("the Authorization header is not a bearer token")
-    return verifier.verify(token.strip())
+    claims = verifier.claims(token.strip())
+    check_binding(claims, None)
+    return _principal(claims)
+
+
+# A command token (issue 23): the gateway does not put its caller's bearer token on Kafka, where anyone who
+# reads the commands topic or the DLQ could replay it; it signs, with its own key, a short-lived token of the
+# same principal bound to the one command — its id (`cmd`) and the SHA-256 of its value (`cmd_sha256`).
+COMMAND_CLAIM, VALUE_HASH_CLAIM = "cmd", "cmd_sha256"
+DEFAULT_COMMAND_TOKEN_TTL_S = 900.0
+
+
+def value_hash(value: bytes | None) -> str:
+    return hashlib.sha256(value or b"").hexdigest()
+
+
+def check_binding(claims: dict, command: tuple[str, bytes | None] | None) -> None:
+    """A bound token counts only on its command (same id, same value); as a bearer token (`command` None) never."""
+    if COMMAND_CLAIM not in claims and VALUE_HASH_CLAIM not in claims:
+        return
+    if command is None:
+        raise NotAuthenticated("the actor token is bound to one command and is not a bearer token")
+    command_id, value = command
+    if claims.get(COMMAND_CLAIM) != command_id:
+        raise NotAuthenticated("the actor token is bound to another command")
+    if not hmac.compare_digest(str(claims.get(VALUE_HASH_CLAIM)), value_hash(value)):
+        raise NotAuthenticated("the actor token is bound to another value of this command")
+
+
+class CommandSigner:
+    """The gateway's signer of command tokens (ORDERSTATUS_GATEWAY_SIGNING_KEY_FILE; its public half must be
+    among the worker's verification keys)."""
+
+    def __init__(self, private_key_pem: bytes, issuer: str | None, audience: str | None,
+                 ttl_s: float = DEFAULT_COMMAND_TOKEN_TTL_S) -> None:
+        _requirements(issuer, audience)
+        self.private_key_pem, self.issuer, self.audience, self.ttl = private_key_pem, issuer, audience, ttl_s
+        self(Principal(sub="probe", role="system"), "probe", b"")  # a key that cannot sign fails at start
+
+    @classmethod
+    def from_file(cls, path: str | None, issuer: str | None, audience: str | None,
+                  ttl_s: float = DEFAULT_COMMAND_TOKEN_TTL_S) -> "CommandSigner":
+        if not path:
+            raise AuthConfigError("the gateway needs ORDERSTATUS_GATEWAY_SIGNING_KEY_FILE (a private key whose public "
+                                  "half the worker trusts): callers' own tokens are never put on Kafka")
+        try:
+            return cls(Path(path).read_bytes(), issuer, audience, ttl_s)
+        except AuthConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unreadable file, not a private key
+            raise AuthConfigError(f"cannot use the gateway signing key {path}: {exc}") from None
+
+    def __call__(self, principal: Principal, command_id: str, value: bytes) -> str:
+        return issue_token(self.private_key_pem, sub=principal.sub, role=principal.role,
+                           client_id=principal.client_id, name=principal.name, ttl=timedelta(seconds=self.ttl),
+                           issuer=self.issuer, audience=self.audience,
+                           extra={COMMAND_CLAIM: command_id, VALUE_HASH_CLAIM: value_hash(value)})
 
 
 def token_of(headers) -> bytes | None:
@@ -338,15 +396,18 @@ class ActorCheck:
         self.mode = mode
         self.verifier = verifier
 
-    def __call__(self, headers, actor: Actor) -> Actor | str:
+    def __call__(self, headers, actor: Actor, command: tuple[str, bytes | None] | None = None) -> Actor | str:
         """The actor to act as (the verified one, with the token's display name), or why not. A token that is
         there is verified in every mode when there are keys (with `off` and no keys there is nothing to verify
-        with, and the command's actor is trusted as DESIGN §11 says for first-wave producers)."""
+        with, and the command's actor is trusted as DESIGN §11 says for first-wave producers). A token bound to
+        a command (the gateway's) counts only on that command: `command` is its (command id, value bytes)."""
         token = token_of(headers)
         if self.verifier is None or (token is None and self.mode != "required"):
             return actor
         try:
-            principal = self.verifier.verify(token)
+            claims = self.verifier.claims(token)
+            check_binding(claims, command)
+            principal = _principal(claims)
         except NotAuthenticated as exc:
             return str(exc)
         return principal.mismatch(actor) or principal.actor()

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     # issue 23: the gateway's /healthz, /readyz, /metrics and /status on this port, apart from the seed APIs (the
     # public Service exposes only ORDERSTATUS_GATEWAY_PORT); unset: all on the gateway port (dev, tests)
     gateway_ops_port: int | None = None
+    # issue 23: the gateway signs each command's own token (bound to its id and value) with this private key,
+    # never forwarding the caller's; its public half goes into the worker's AUTH_PUBLIC_KEYS / JWKS
+    # (unset: ORDERSTATUS_AUTH_PRIVATE_KEY_FILE, the dev stack's key)
+    gateway_signing_key_file: str | None = None
+    gateway_command_token_ttl_s: float = Field(900.0, gt=0, le=86400)
 
     # DESIGN §11: who may act. off | optional | required; keys from a JWKS file or PEM public keys
     actor_auth: Literal["off", "optional", "required"] = "off"

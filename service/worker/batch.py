@@ -134,11 +134,12 @@ def _add(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessag
     return {m.shard for m in messages}
 
 
-# who acts: (the message's headers, the command's actor) -> the actor to act as, or why it may not
-ActorCheck = Callable[[Sequence[tuple[str, bytes | None]], Actor], "Actor | str"]
+# who acts: (the message's headers, the command's actor, (its command id, its value)) -> the actor to act as,
+# or why it may not (a token bound to a command counts only on that command id and value)
+ActorCheck = Callable[[Sequence[tuple[str, bytes | None]], Actor, tuple[str, "bytes | None"]], "Actor | str"]
 
 
-def trust_the_command(headers, actor: Actor) -> Actor:
+def trust_the_command(headers, actor: Actor, command=None) -> Actor:
     """`ORDERSTATUS_ACTOR_AUTH=off`: the first-wave behaviour, the command's actor as it says."""
     return actor
 
@@ -149,7 +150,7 @@ def authenticate(p: Parsed, check_actor: ActorCheck) -> Parsed:
     `ACTOR_AUTH=required` an unparseable message's token is checked too: without a valid one its claimed
     command id and actor are dropped (dead-lettered under its position, no rejection in its name)."""
     if p.command is not None:
-        verdict = check_actor(p.source.headers, p.command.actor)
+        verdict = check_actor(p.source.headers, p.command.actor, (p.command.command_id, p.source.value))
         if isinstance(verdict, str):
             return replace(p, refused=verdict, redrive=None)
         return replace(p, actor=verdict)

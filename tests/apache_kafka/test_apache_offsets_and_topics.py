@@ -242,11 +242,14 @@ class TestOutcomeReaders:
         private, public = new_key_pair()
         key_path = tmp_path / "public.pem"
         key_path.write_bytes(public)
+        signing_path = tmp_path / "signing.pem"  # the gateway signs each command's own token (issue 23)
+        signing_path.write_bytes(private)
         orders = draft_orders(200)
         await seed(settings, orders)
         secured = settings.model_copy(update={
             "actor_auth": "required", "auth_public_keys": str(key_path), "auth_issuer": "https://id.example.com",
-            "auth_audience": "orderstatus", "gateway_port": free_port(), "gateway_wait_s": 60.0})
+            "auth_audience": "orderstatus", "gateway_signing_key_file": str(signing_path),
+            "gateway_port": free_port(), "gateway_wait_s": 60.0})
         bearer = issue_token(private, sub="staff-1", role="staff", issuer="https://id.example.com",
                              audience="orderstatus")
         base = f"http://127.0.0.1:{secured.gateway_port}"

@@ -199,10 +199,12 @@ PRIVATE, PUBLIC = new_key_pair()
 
 def as_gateway(settings: Settings, kafka: SecureKafka, folder: Path) -> Settings:
     """The gateway's settings under user `gateway`: a public key for the actor tokens, a port of its own."""
-    public = folder / "public.pem"
+    public, signing = folder / "public.pem", folder / "signing.pem"
     public.write_bytes(PUBLIC)
+    signing.write_bytes(PRIVATE)  # the gateway signs each command's own token (issue 23); the worker trusts PUBLIC
     return as_user(settings, kafka, "gateway").model_copy(update={
         "auth_public_keys": str(public), "auth_issuer": ISSUER, "auth_audience": AUDIENCE,
+        "gateway_signing_key_file": str(signing),
         "gateway_port": free_port(), "gateway_wait_s": 20.0})
 
 

@@ -8,26 +8,35 @@ import re
 import uuid
 
 import aiohttp
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from openapi_spec_validator import validate
 
 from service.devkit.embedded import free_port
 from service.entrypoints.services import run_gateway
 from service.runtime.auth import issue_token, new_key_pair
 from tests.helpers.database import fetch, seed
+from tests.helpers.producing import produce
+from tests.helpers.topics import TopicReader, events_for
 from tests.helpers.services import running, running_worker
 
 ISSUER, AUDIENCE = "https://id.example.com", "orderstatus"
 PRIVATE, PUBLIC = new_key_pair()
 ATTACKER, _ = new_key_pair()
+GATEWAY_PRIVATE, GATEWAY_PUBLIC = new_key_pair()  # the gateway's signing key for command tokens (issue 23)
 
 
 @pytest.fixture
 def secured(settings, tmp_path):
-    public = tmp_path / "public.pem"
+    """ACTOR_AUTH=required; the worker trusts the identity provider's key and the gateway's signing key."""
+    public, gateway_public, gateway_private = tmp_path / "public.pem", tmp_path / "gw.pub.pem", tmp_path / "gw.pem"
     public.write_bytes(PUBLIC)
+    gateway_public.write_bytes(GATEWAY_PUBLIC)
+    gateway_private.write_bytes(GATEWAY_PRIVATE)
     return settings.model_copy(update={
-        "actor_auth": "required", "auth_public_keys": str(public), "auth_issuer": ISSUER, "auth_audience": AUDIENCE,
+        "actor_auth": "required", "auth_public_keys": f"{public},{gateway_public}", "auth_issuer": ISSUER,
+        "auth_audience": AUDIENCE, "gateway_signing_key_file": str(gateway_private),
         "gateway_port": free_port(), "gateway_wait_s": 15.0,
     })
 
@@ -267,3 +276,42 @@ async def test_the_gateway_exports_request_counts_and_latency_by_route(secured):
     count = samples[("orderstatus_http_request_seconds_count",
                      (("method", "PUT"), ("route", "/api/orders/{order_id}/status"), ("service", "gateway")))]
     assert count == 2
+
+
+async def test_commands_carry_a_bound_gateway_token_never_the_callers(secured):
+    """Issue 23 item 4: the command on Kafka carries a short-lived token signed by the gateway and bound to its
+    id and value, never the caller's; that token moved to another command or value is refused by the worker,
+    and it is no bearer token for the gateway."""
+    await seed(secured)
+    api = Client(secured.gateway_port)
+    async with running_worker(secured), running(run_gateway, secured, "gateway"), \
+            TopicReader(secured, secured.commands_topic) as commands, \
+            TopicReader(secured, secured.events_topic) as events:
+        assert (await api.call("PUT", "/api/orders/1033/status", body={"status": 2}))[:2] == (200, {})
+        await commands.wait_for(lambda values: values, 30, "the gateway's command")
+        [sent] = commands.records
+        value, carried = sent.value, dict(sent.headers)["actor-token"]
+        assert carried != STAFF.encode() and STAFF.encode() not in b"".join(v or b"" for _, v in sent.headers)
+        claims = jwt.decode(carried, options={"verify_signature": False})
+        command = json.loads(value)
+        assert claims["cmd"] == command["command_id"] and claims["sub"] == "staff-1"
+        assert claims["exp"] - claims["iat"] <= secured.gateway_command_token_ttl_s
+        jwt.decode(carried, serialization.load_pem_public_key(GATEWAY_PUBLIC), algorithms=["ES256"],
+                   audience=AUDIENCE, issuer=ISSUER)  # signed with the gateway's key
+
+        other_id = {**command, "command_id": str(uuid.uuid4())}
+        other_value = {**command, "command_id": str(uuid.uuid4())}
+        await produce(secured, [other_id], headers=[("actor-token", carried)])
+        # the same id as the bound token names, another value (another order and status)
+        tampered = {**command, "order_id": 1034}
+        await produce(secured, [tampered], headers=[("actor-token", carried)])
+        await produce(secured, [other_value], headers=[("actor-token", carried)])
+        found = await events_for(events, {other_id["command_id"], other_value["command_id"]})
+        assert {e["reason"] for e in found} == {"actor_not_authenticated"}
+        await events.wait_for(lambda values: any(v.get("command_id") == command["command_id"] and
+                                                 v.get("reason") == "actor_not_authenticated" for v in values),
+                              30, "the tampered value's refusal")
+        status, body, _ = await api.call("PUT", "/api/orders/1034/status", carried.decode(), body={"status": 21})
+        assert status == 401 and body["reason"] == "actor_not_authenticated"
+    versions = await fetch(secured, "SELECT order_id, version FROM orders WHERE order_id IN (1033, 1034) ORDER BY 1")
+    assert [tuple(r) for r in versions] == [(1033, 1), (1034, 0)]  # only the gateway's own command applied

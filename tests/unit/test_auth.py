@@ -304,3 +304,66 @@ class TestIssuerAudienceAndReload:
         assert rotating.verify(token(new_private)).sub == "u-7"
         with pytest.raises(NotAuthenticated):
             rotating.verify(token(PRIVATE))
+
+
+class TestNoReplayableTokenAtRest:
+    """Issue 23 item 4: a command token is bound to its command; no credential is printed or logged."""
+
+    ACTOR = Actor("u-7", "client", "c-1")
+    VALUE = b'{"command_id": "cmd-1", "type": "ChangeOrderStatus"}'
+
+    def signer(self):
+        from service.runtime.auth import CommandSigner
+
+        return CommandSigner(PRIVATE, ISSUER, AUDIENCE, ttl_s=60)
+
+    def test_a_bound_token_counts_only_on_its_command_id_and_value(self, verifier):
+        """The gateway's token acts on the command it was signed for; on another id or value it is refused."""
+        bound = self.signer()(Principal("u-7", "client", "c-1"), "cmd-1", self.VALUE).encode()
+        check = ActorCheck("required", verifier)
+        assert check([("actor-token", bound)], self.ACTOR, ("cmd-1", self.VALUE)) == self.ACTOR
+        assert "another command" in check([("actor-token", bound)], self.ACTOR, ("cmd-2", self.VALUE))
+        assert "another value" in check([("actor-token", bound)], self.ACTOR, ("cmd-1", self.VALUE + b" "))
+        assert "bound" in check([("actor-token", bound)], self.ACTOR)  # no command to bind to: refused
+
+    def test_a_bound_token_is_no_bearer_token(self, verifier):
+        """Copied from the commands topic or the DLQ, the gateway's token opens no HTTP face."""
+        bound = self.signer()(Principal("u-7", "client", "c-1"), "cmd-1", self.VALUE)
+        with pytest.raises(NotAuthenticated, match="not a bearer token"):
+            bearer(f"Bearer {bound}", verifier)
+        assert bearer(f"Bearer {token()}", verifier).sub == "u-7"  # a user's own token still is
+
+    def test_the_command_token_is_short_lived_and_names_the_caller(self, verifier):
+        """The gateway's token lasts the configured TTL and carries the caller's principal, nothing more."""
+        bound = self.signer()(Principal("u-7", "client", "c-1", "Ann"), "cmd-1", self.VALUE)
+        claims = verifier.claims(bound)
+        assert claims["exp"] - claims["iat"] == 60 and claims["cmd"] == "cmd-1"
+        assert (claims["sub"], claims["role"], claims["client_id"], claims["name"]) == ("u-7", "client", "c-1", "Ann")
+
+    def test_a_gateway_without_a_signing_key_refuses_to_start(self):
+        """No ORDERSTATUS_GATEWAY_SIGNING_KEY_FILE (nor the dev key): one line, never the caller's token on Kafka."""
+        from service.runtime.auth import CommandSigner
+
+        with pytest.raises(AuthConfigError, match="ORDERSTATUS_GATEWAY_SIGNING_KEY_FILE"):
+            CommandSigner.from_file(None, ISSUER, AUDIENCE)
+
+    def test_dlq_show_redacts_the_actor_token(self):
+        """`dlq show` prints an actor-token's size, never its value."""
+        from service.adapters.kafka.records import Record
+        from service.ops.dlq import read_letter, render
+
+        secret = token().encode()
+        record = Record("dlq", 0, 3, 1_700_000_000_000, None, b"{}", [("actor-token", secret), ("traceparent", b"00-x")])
+        shown = "\n".join(render(read_letter(record), 4096))
+        assert secret.decode() not in shown and f"actor-token: (redacted, {len(secret)} bytes)" in shown
+        assert "traceparent: 00-x" in shown
+
+    def test_logs_redact_tokens(self):
+        """A log field named like a token, an actor-token among logged headers, or any JWT in a message is replaced."""
+        from service.runtime.logging import redact
+
+        jwt_text = token()
+        event = redact(None, "info", {"event": "x", "actor_token": jwt_text, "error": f"bad: {jwt_text}!",
+                                      "headers": [("actor-token", jwt_text.encode()), ("traceparent", b"t")]})
+        assert jwt_text not in repr(event)
+        assert event["headers"][1] == ("traceparent", b"t") and event["error"].startswith("bad: (redacted token)")
