@@ -260,6 +260,16 @@ class DevStopped(Exception):
     """A signal asked the dev stack to stop while it was starting."""
 
 
+def _cause(log: Path) -> str:
+    """A process's own one-line error (DESIGN §4: `Error: …`) from its log, if it wrote one."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if line.startswith("Error: ")]
+    return f" ({errors[-1]})" if errors else ""
+
+
 async def _cancelled_by_signals(coro) -> bool:
     """Run `coro` until it ends (True) or a stop signal cancels it (False): a signal handler that raises
     inside an event loop would break whatever connection it lands in."""
@@ -356,8 +366,8 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off", broker_
         while waiting:
             for child, (name, _, _) in zip(children, PROCESSES):
                 if child.poll() is not None:
-                    raise InfrastructureError(f"the {name} exited with code {child.returncode} while starting; "
-                                              f"see {logs}/{name}.log")
+                    raise InfrastructureError(f"the {name} exited with code {child.returncode} while starting"
+                                              f"{_cause(logs / f'{name}.log')}; see {logs}/{name}.log")
             waiting = [p for p in waiting if not process_ready(int(env[p[1]]))]
             if waiting and time.monotonic() > deadline:
                 raise InfrastructureError(f"not ready within 120 s: {', '.join(p[0] for p in waiting)}; see {logs}")
