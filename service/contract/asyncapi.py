@@ -153,7 +153,9 @@ COMMAND_HEADERS = {
             "(client | staff | manager | system), optional `client_id` and `name`. Checked according to "
             "ORDERSTATUS_ACTOR_AUTH (off | optional | required); with `required` a command whose token is "
             "missing, invalid, expired or whose claims differ from its `actor` is rejected with reason "
-            "`actor_not_authenticated`.",
+            "`actor_not_authenticated`. The gateway never forwards its caller's token: it signs a short-lived "
+            "one bound to the command (claims `cmd`, the command id, and `cmd_sha256`, the SHA-256 of the value), "
+            "which counts only on that command id and value.",
             pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$",
         ),
         "traceparent": _traceparent("the producer's trace; the command's events and dead letter carry it on."),
