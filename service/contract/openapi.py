@@ -133,7 +133,15 @@ def openapi_document() -> dict:
             "/orders/{orderId}/status/transitions": _read("Available next statuses (R13)", "For the token's actor.",
                                                           [ORDER_ID]),
             "/orders/{orderId}/history": _read(
-                "The order's changes and notes", "A client sees its own orders and public notes only.", [ORDER_ID]),
+                "The order's changes and notes",
+                "A client sees its own orders and public notes only (so does a request without a token, unless "
+                "ORDERSTATUS_READ_API_OPEN). Paged: the body's `next_cursor` (null on the last page) is the next "
+                "page's `cursor`.",
+                [ORDER_ID,
+                 {"name": "limit", "in": "query", "required": False,
+                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}},
+                 {"name": "cursor", "in": "query", "required": False,
+                  "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}]),
         },
         "components": {
             "schemas": schemas["$defs"],
