@@ -319,7 +319,8 @@ async def _process_alone(source: SourceMessage, uow_factory, topics: Topics, max
             poison = InvalidCommand("processing_failed", f"{type(exc).__name__}: {exc}"[:500])
             break
     try:
-        return await _dead_letter(source, poison, uow_factory, topics)
+        return await _dead_letter(source, poison, uow_factory, topics,
+                                  authenticate(parse(source, limits), check_actor).redrive)
     except Exception as exc:
         if is_outage(exc):
             raise
@@ -329,12 +330,14 @@ async def _process_alone(source: SourceMessage, uow_factory, topics: Topics, max
         return await _record_skip(source, uow_factory)
 
 
-async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factory, topics: Topics) -> BatchResult:
-    """Only the DLQ copy (keyed by the message's position so a replay does not copy it twice)."""
+async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factory, topics: Topics,
+                       redrive: Redrive | None) -> BatchResult:
+    """Only the DLQ copy (keyed by the message's position so a replay does not copy it twice). `redrive` is the
+    message's redrive as far as it counts (an unauthenticated message's headers do not)."""
     async with uow_factory() as uow:
         key = f"@{source.position}"
         keys = [(key, "poison", source.position)]
-        redrive = read_redrive(source.headers)  # a failed redrive is spent too: it is back in the DLQ
+        # a failed redrive is spent too: it is back in the DLQ
         if redrive is not None:
             keys.append((redrive.key(topics.dlq), "redrive", source.position))
         new = await uow.claim(keys)

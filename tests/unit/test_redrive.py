@@ -176,6 +176,29 @@ class TestRedriveOfOtherCommands:
         assert db.processed["@redrive:dlq:0:0"].outcome == "redrive:invalid:processing_failed"
 
 
+
+class TestRedriveNeedsAnAuthenticatedCommand:
+    """Issue 23 item 2: `redrive.*` headers count only on a command the actor check accepts."""
+
+    async def test_a_refused_redrive_spends_neither_the_redrive_nor_the_command_id(self):
+        """A redrive refused by the actor check is recorded under its position only; the real redrive then applies."""
+        db = FakeDatabase.seeded()
+        db.refuse_changes_to(1033)
+        command = change(1033, "Confirmed")
+        await run(db, source_messages([command]))
+        db.refusals.clear()
+
+        def refuse(headers, actor, bound=None):
+            return "no actor token"
+
+        forged = await process_isolating_poison([redriven(letters(db)[0], 0, offset=10)],
+                                                lambda: RedrivableFakeUnitOfWork(db), TOPICS, 50, check_actor=refuse)
+        assert [o.outcome for o in forged.outcomes] == ["rejected:actor_not_authenticated"]
+        assert "@redrive:dlq:0:0" not in db.processed and command["command_id"] not in db.processed
+        result = await run(db, [redriven(letters(db)[0], 0, offset=11)])
+        assert [o.outcome for o in result.outcomes] == ["applied"]
+
+
 def _letter_of(source):
     """A dead letter of the message as the worker would write it (for a redrive of a message that was not
     actually dead-lettered: what an operator redriving the wrong record would send)."""
