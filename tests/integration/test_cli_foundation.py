@@ -413,7 +413,7 @@ class TestOrdersImport:
         """`orders import -` reads JSON lines from standard input; blank lines are skipped."""
         text = "\n" + json.dumps({"order_id": 77, "order_type": "TR", "client_id": "c-9"}) + "\n\n"
         result = ok(run_cli(loaded, "orders", "import", "-", input=text))
-        assert "imported 1 orders" in result.stdout
+        assert "imported 1 order\n" in result.stdout
         assert _facts(database_url, 77)["status_id"] == 100  # TR's initial: Requested
 
     def test_import_without_rules(self, cli_env, database_url, sample_orders_path):
