@@ -49,6 +49,10 @@ class OffsetCommitter:
         assigned = self.consumer.assignment()
         self.committed = {tp: o for tp, o in self.committed.items() if tp in assigned}
         for tp in assigned:
+            # position() below awaits, and a rebalance may revoke a partition meanwhile: the client asserts
+            # on a revoked one (this check and highwater() run with no await between them)
+            if tp not in self.consumer.assignment():
+                continue
             if self.consumer.highwater(tp) is None:  # not fetched yet: the position may still be resetting
                 continue
             try:

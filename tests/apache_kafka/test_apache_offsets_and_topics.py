@@ -249,7 +249,9 @@ class TestOutcomeReaders:
         secured = settings.model_copy(update={
             "actor_auth": "required", "auth_public_keys": str(key_path), "auth_issuer": "https://id.example.com",
             "auth_audience": "orderstatus", "gateway_signing_key_file": str(signing_path),
-            "gateway_port": free_port(), "gateway_wait_s": 60.0})
+            "gateway_port": free_port(), "gateway_wait_s": 60.0,
+            # one principal's burst: the per-caller limit (issue 23) is not what this test is about
+            "gateway_max_in_flight": 256, "gateway_max_in_flight_per_principal": 256})
         bearer = issue_token(private, sub="staff-1", role="staff", issuer="https://id.example.com",
                              audience="orderstatus")
         base = f"http://127.0.0.1:{secured.gateway_port}"

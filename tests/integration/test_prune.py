@@ -4,11 +4,13 @@ one the broker does not report) and deletes only what is old and finished."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from service.devkit.embedded import EmbeddedBroker, scratch_dir
 from service.ops.prune import RetentionJob
 from service.runtime.settings import Settings
 from tests.helpers.cli import ok, run_cli_async, user_error
@@ -145,10 +147,22 @@ async def _pruned(settings: Settings) -> bool:
 class TestPruneUnderTheDevStack:
     """Issue 20: topics made by `topics create` on the embedded broker (as `orderstatus dev` makes them)."""
 
-    async def test_without_an_explicit_retention_a_dry_run_counts_and_the_refusal_says_what_to_do(self, settings,
-                                                                                                    cli_env):
-        """The embedded broker reports no retention: `--dry-run` counts and warns; `prune` is refused in one line
-        naming --force, why it is safe under `orderstatus dev`, and `topics create --retention`."""
+    async def test_on_the_embedded_broker_a_dry_run_counts_and_the_refusal_says_what_to_do(self, settings, cli_env):
+        """Embedded-broker specific (a private one, whatever the suite's engine): it reports no retention, so
+        `--dry-run` counts and warns; `prune` is refused in one line naming --force, why it is safe under
+        `orderstatus dev`, and `topics create --retention`."""
+        broker = EmbeddedBroker(log_path=scratch_dir("orderstatus-prune-broker-") / "tansu.log")
+        await asyncio.to_thread(broker.start)
+        try:
+            settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers,
+                                                   "kafka_enable_idempotence": False})
+            cli_env = {**cli_env, "ORDERSTATUS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                       "ORDERSTATUS_KAFKA_ENABLE_IDEMPOTENCE": "false"}
+            await self._refused_with_what_to_do(settings, cli_env)
+        finally:
+            await asyncio.to_thread(broker.stop)
+
+    async def _refused_with_what_to_do(self, settings, cli_env) -> None:
         ok(await run_cli_async(cli_env, "topics", "create", "--partitions", "1"))
         await seed(settings)
         await old_and_new_rows(settings)

@@ -72,10 +72,22 @@ class PositionedConsumer(RecordingConsumer):
         return set(self.positions)
 
     def highwater(self, tp: TopicPartition) -> int | None:
+        assert tp in self.positions, "Partition is not assigned"  # as aiokafka asserts
         return self.highwaters[tp]
 
     async def position(self, tp: TopicPartition) -> int:
+        assert tp in self.positions, "Partition is not assigned"
         return self.positions[tp]
+
+
+class RevokedWhileAsking(PositionedConsumer):
+    """A rebalance lands while the committer awaits a position: the other partitions are revoked."""
+
+    async def position(self, tp: TopicPartition) -> int:
+        position = await super().position(tp)
+        for other in [p for p in self.positions if p != tp]:
+            del self.positions[other]
+        return position
 
 
 async def test_an_empty_poll_commits_up_to_the_position_past_records_never_returned():
@@ -96,3 +108,14 @@ async def test_an_empty_poll_commits_up_to_the_position_past_records_never_retur
     committer.done(TP, 12)  # pending 13, the position 14 is further
     await committer.commit_idle()
     assert consumer.commits[-1] == {TP: 14}
+
+
+async def test_a_partition_revoked_while_the_idle_commit_asks_positions_is_skipped_not_fatal():
+    """A rebalance during the idle commit's position lookups: the revoked partitions are skipped (the client
+    asserts on them; the worker died of it on Apache Kafka) and the one still assigned is committed."""
+    first, second = TopicPartition("commands", 0), TopicPartition("commands", 1)
+    consumer = RevokedWhileAsking({first: 4, second: 7}, {first: 4, second: 7})
+    committer = OffsetCommitter(consumer, Progress(60), interval_s=60)
+    await committer.commit_idle()
+    assert len(consumer.commits) == 1 and set(consumer.commits[0]) <= {first, second}
+    assert len(consumer.commits[0]) == 1
