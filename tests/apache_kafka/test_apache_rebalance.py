@@ -18,9 +18,12 @@ import pytest
 from service.runtime.settings import Settings
 from tests.helpers.arrivals import Arrivals, largest_gap
 from tests.helpers.command_chains import (
+    FOUR_PARTITION_ORDER_IDS,
+    PARTITIONS,
     alternating,
     assert_exactly_once,
     chain_orders,
+    processed_by,
     processed_count,
     wait_outbox_drained,
     wait_processed,
@@ -31,15 +34,9 @@ from tests.helpers.producing import stream
 from tests.helpers.topics import TopicReader
 from tests.helpers.waiting import wait_until
 
-PARTITIONS = 4
-# two orders on each of the four partitions (murmur2 of the order id)
-ORDER_IDS = [7002, 7003, 7015, 7020, 7001, 7004, 7006, 7007]
+ORDER_IDS = FOUR_PARTITION_ORDER_IDS
 ORDERS = chain_orders(ORDER_IDS)
 DEFAULTS = Settings.model_fields
-
-
-def processed_by(worker: ServiceProcess) -> int:
-    return worker.text().count('"command processed"')
 
 
 def assigned(worker: ServiceProcess) -> set[int]:

@@ -16,6 +16,16 @@ from tests.helpers.waiting import wait_until
 
 CONFIRMED, ON_HOLD = 2, 4
 
+# The scale-out and rebalance tests' orders: two on each partition of a four-partition commands topic (murmur2
+# of the order id, the producer's default partitioner), so every member of a group has work to do.
+PARTITIONS = 4
+FOUR_PARTITION_ORDER_IDS = [7002, 7003, 7015, 7020, 7001, 7004, 7006, 7007]
+
+
+def processed_by(worker) -> int:
+    """How many commands a worker process has logged as processed."""
+    return worker.text().count('"command processed"')
+
 
 def chain_orders(order_ids: list[int]) -> list[dict]:
     """SO orders in Confirmed with nothing that could block a change (the start of every chain)."""

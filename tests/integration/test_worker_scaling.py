@@ -11,11 +11,14 @@ import asyncio
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.helpers.command_chains import (
+    FOUR_PARTITION_ORDER_IDS,
+    PARTITIONS,
     CONFIRMED,
     ON_HOLD,
     alternating,
     assert_exactly_once,
     chain_orders,
+    processed_by,
     processed_count,
     wait_outbox_drained,
     wait_processed,
@@ -27,9 +30,7 @@ from tests.helpers.producing import stream
 from tests.helpers.topics import TopicReader, events_for
 from tests.helpers.waiting import wait_until
 
-PARTITIONS = 4
-# two orders on each of the four partitions (the producer's default murmur2 partitioner)
-ORDER_IDS = [7002, 7003, 7015, 7020, 7001, 7004, 7006, 7007]
+ORDER_IDS = FOUR_PARTITION_ORDER_IDS
 ORDERS = chain_orders(ORDER_IDS)
 
 
@@ -38,10 +39,6 @@ def test_the_orders_cover_every_partition():
     partitioner = DefaultPartitioner()
     all_partitions = list(range(PARTITIONS))
     assert {partitioner(str(o).encode(), all_partitions, all_partitions) for o in ORDER_IDS} == set(all_partitions)
-
-
-def processed_by(worker: ServiceProcess) -> int:
-    return worker.text().count('"command processed"')
 
 
 async def _kill_one_of_two_mid_stream(settings, cli_env, commands: list[dict], name: str, *, chunk: int,
