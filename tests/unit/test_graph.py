@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.queries.graph import render_mermaid, render_svg
+from service.queries.graph.mermaid import render_mermaid
+from service.queries.graph.svg import render_svg
 from service.contract.rules_file import load_rules_file, parse_rules
 
 SVG = "{http://www.w3.org/2000/svg}"

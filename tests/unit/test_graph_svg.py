@@ -22,7 +22,8 @@ from click.testing import CliRunner
 from service.contract.rules_file import load_rules_file, parse_rules
 from service.domain.model import ROLES, RuleSet, Status, Transition
 from service.entrypoints.cli.main import main
-from service.queries.graph import render_mermaid, render_svg
+from service.queries.graph.mermaid import render_mermaid
+from service.queries.graph.svg import render_svg
 
 NS = "{http://www.w3.org/2000/svg}"
 REPO = Path(__file__).resolve().parents[2]
@@ -281,7 +282,7 @@ class TestLayout:
         """The layout is deterministic: two processes with different hash seeds write the same bytes."""
         code = (
             "import sys; from service.contract.rules_file import load_rules_file;"
-            "from service.queries.graph import render_svg;"
+            "from service.queries.graph.svg import render_svg;"
             f"sys.stdout.write(render_svg(load_rules_file({str(SAMPLE)!r})))"
         )
         outs = []

@@ -11,7 +11,8 @@ from service.adapters.postgres.rules import fetch_rules, replace_rules
 from service.contract.rules_file import RulesFileError, load_rules_file
 from service.domain.model import RuleSet
 from service.entrypoints.cli.common import UserError, with_conn
-from service.queries.graph import render_mermaid, render_svg
+from service.queries.graph.mermaid import render_mermaid
+from service.queries.graph.svg import render_svg
 from service.runtime.settings import Settings
 
 
