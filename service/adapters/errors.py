@@ -47,3 +47,8 @@ class AccessRefused(Exception):
 
 class KafkaRefused(AccessRefused):
     dependency = "kafka"
+
+
+class CommitRefused(Exception):
+    """The consumer group refused an offset commit because it moved on (a rebalance is under way or took the
+    partitions): the new owner reads from the last commit and the consumers dedupe. No outage, nothing to retry."""

@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from service.adapters.kafka.clients import make_consumer, make_producer
+from service.adapters.kafka.consumer import KafkaConsumer
 from service.adapters.kafka.replies import EventsTail
 from service.adapters.postgres.connection import create_pool
 from service.adapters.smtp import Mailer
@@ -23,6 +24,7 @@ from service.ops.prune import RetentionJob
 from service.queries.http import routes as read_routes
 from service.runtime.auth import ActorCheck, CommandSigner, TokenVerifier, bearer
 from service.runtime.health import Progress, bound_port, request_metrics, serve, start_http, watch_health
+from service.runtime.heartbeat import assigned, heartbeating, progress_report
 from service.runtime import tracing
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry, Stopping
@@ -130,7 +132,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
         await pool.close()
         return 0
     verifier = token_verifier(settings)
-    consumer = make_consumer(settings, settings.worker_group)
+    consumer = KafkaConsumer(make_consumer(settings, settings.worker_group))
     worker = CommandWorker(settings, pool, producer, consumer, process.metrics, process.progress, process.retry,
                            ActorCheck(settings.actor_auth, verifier))
     read_api = read_routes(pool, None if verifier is None else partial(bearer, verifier=verifier),
@@ -145,7 +147,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
              commands_topic=settings.commands_topic, group=settings.worker_group, actor_auth=settings.actor_auth)
     try:
         async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop), \
-                _retention(settings, pool, stop):
+                _retention(settings, pool, stop), \
+                heartbeating(pool, "worker", progress_report(process.progress, partial(assigned, consumer))):
             if ready is not None:
                 ready.set()
             await worker.run(stop)
@@ -170,14 +173,16 @@ async def run_notifier(settings: Settings, stop: asyncio.Event | None = None,
     # small fetches per partition, so a notifier that is behind serves every partition in turn
     consumer = make_consumer(settings, settings.notifier_group,
                              max_partition_fetch_bytes=partition_fetch_bytes(settings))
-    notifier = Notifier(settings, pool, consumer, Mailer(settings), process.metrics, process.progress, process.retry)
+    notifier = Notifier(settings, pool, KafkaConsumer(consumer), Mailer(settings), process.metrics, process.progress,
+                        process.retry)
     http = await start_http(settings.http_host, settings.notifier_http_port, process.progress, process.metrics,
                             status=notifier.status)
     log.info("notifier started", http_port=bound_port(http), events_topic=settings.events_topic,
              group=settings.notifier_group, smtp=f"{settings.smtp_host}:{settings.smtp_port}")
     try:
         # the consumer's own connection is the one readiness must judge; topics() asks the broker for metadata
-        async with _health(pool, consumer.topics, process.progress, stop):
+        async with _health(pool, consumer.topics, process.progress, stop), \
+                heartbeating(pool, "notifier", progress_report(process.progress, partial(assigned, consumer))):
             await notifier.run(stop, ready)
     finally:
         stop.set()
@@ -229,7 +234,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     log.info("gateway started", port=bound_port(http), wait_s=settings.gateway_wait_s,
              ops_port=None if ops is None else bound_port(ops))
     try:
-        async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop):
+        async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop), \
+                heartbeating(pool, "gateway", progress_report(process.progress)):
             process.progress.polled()
             if ready is not None:
                 ready.set()

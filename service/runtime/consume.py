@@ -15,13 +15,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import structlog
-from aiokafka import TopicPartition
 
-from service.adapters.kafka.unreadable import read_unreadable_batches
 from service.domain.commands import SourceMessage
+from service.runtime.consumer import Consumer, Partition
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
-from service.runtime.offsets import CommitOnRevoke, OffsetCommitter, stop_consumer
+from service.runtime.offsets import CommitOnRevoke, OffsetCommitter
 from service.runtime.retry import OutageRetry
 
 log = structlog.get_logger("orderstatus.consume")
@@ -38,9 +37,8 @@ class Strategy(Protocol):
 
 
 class ConsumeLoop:
-    def __init__(self, consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
+    def __init__(self, consumer: Consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
                  metrics: Metrics, commit_interval_s: float = 0.0) -> None:
-        read_unreadable_batches()  # a batch the client cannot decompress: records to dead-letter, not a crash
         self.consumer = consumer
         self.topic = topic
         self.strategy = strategy
@@ -53,7 +51,8 @@ class ConsumeLoop:
         self._lag_labels: set[tuple[str, str]] = set()
 
     async def start(self) -> None:
-        self.consumer.subscribe([self.topic], listener=CommitOnRevoke(self.offsets))
+        listener = CommitOnRevoke(self.offsets)
+        self.consumer.subscribe([self.topic], on_assigned=listener.on_assigned, on_revoked=listener.on_revoked)
         async for attempt in self.retry("kafka"):
             with attempt:
                 await self.consumer.start()
@@ -66,32 +65,25 @@ class ConsumeLoop:
         try:
             while not stop.is_set():
                 check()
-                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.strategy.max_records)
+                sources = await self.consumer.poll(timeout_s=0.5, max_records=self.strategy.max_records)
                 self.progress.polled()
                 if time.monotonic() - self._lag_at >= self.lag_every_s:
                     await self.export_lag()
-                if not batch:
+                if not sources:
                     await self.offsets.commit_idle()  # idle: nothing durable waits for the interval
                     continue
-                sources = [
-                    SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()),
-                                  m.timestamp if m.timestamp is not None and m.timestamp >= 0 else None,
-                                  getattr(m, "unreadable", None))
-                    for tp, messages in batch.items()
-                    for m in messages
-                ]
-                if not await self._make_durable(sources, stop):
+                if not await self._make_durable(list(sources), stop):
                     break
                 if after_batch is not None:  # first: the outcomes are durable, their publishing need not wait
                     await after_batch()
                 await self.offsets.commit_due()
         finally:
             await self.offsets.commit()
-            await stop_consumer(self.consumer)
+            await self.consumer.stop()
 
     def partition_count(self) -> int | None:
         """How many partitions the topic has, as the consumer's metadata knows (None before it does)."""
-        partitions = self.consumer.partitions_for_topic(self.topic)
+        partitions = self.consumer.partitions_for(self.topic)
         return len(partitions) if partitions else None
 
     def owned_partitions(self) -> set[int]:
@@ -141,6 +133,6 @@ class ConsumeLoop:
             if not await self.retry.until_done(lambda: self.strategy.make_durable(unit), stop):
                 return False
             for source in unit:
-                self.offsets.done(TopicPartition(source.topic, source.partition), source.offset)
+                self.offsets.done(Partition(source.topic, source.partition), source.offset)
         self.metrics.batch_seconds.labels(self.metrics.service).observe(time.perf_counter() - started)
         return True

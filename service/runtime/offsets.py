@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from service.adapters.errors import CommitRefused
+from service.runtime.consumer import Consumer, Partition
 from service.runtime.faults import is_outage
 from service.runtime.health import Progress
 
@@ -25,21 +26,23 @@ log = structlog.get_logger("orderstatus.consuming")
 
 
 class OffsetCommitter:
-    def __init__(self, consumer: AIOKafkaConsumer, progress: Progress, interval_s: float = 0.0) -> None:
+    def __init__(self, consumer: Consumer, progress: Progress, interval_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
         self.progress = progress
         self.interval_s = interval_s
-        self.pending: dict[TopicPartition, int] = {}
-        self.committed: dict[TopicPartition, int] = {}  # what this consumer committed last, per partition
+        self.clock = clock  # seconds, monotonic: what the interval is measured with (a fake one in tests)
+        self.pending: dict[Partition, int] = {}
+        self.committed: dict[Partition, int] = {}  # what this consumer committed last, per partition
         self._committed_at = float("-inf")
 
-    def done(self, tp: TopicPartition, last_offset: int) -> None:
+    def done(self, tp: Partition, last_offset: int) -> None:
         """The message at `last_offset` (and all before it on `tp`) is durable."""
         self.pending[tp] = last_offset + 1
 
     async def commit_due(self) -> None:
         """Commit what is pending if the last commit is at least the interval old."""
-        if time.monotonic() - self._committed_at >= self.interval_s:
+        if self.clock() - self._committed_at >= self.interval_s:
             await self.commit()
 
     async def commit_idle(self) -> None:
@@ -64,20 +67,20 @@ class OffsetCommitter:
                 self.pending[tp] = position
         await self.commit()
 
-    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+    async def commit(self, only: set[Partition] | None = None) -> None:
         offsets = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
         if not offsets:
             return
         if only is None:
-            self._committed_at = time.monotonic()  # attempted: a failing commit is not retried every batch
+            self._committed_at = self.clock()  # attempted: a failing commit is not retried every batch
         try:
             await self.consumer.commit(offsets)
             self.committed.update(offsets)
             self.progress.committed()
-        except (CommitFailedError, IllegalStateError) as exc:
+        except CommitRefused as exc:
             # the group moved on: the new owner re-reads from the last commit, and the consumers dedupe
             log.warning("offset commit refused after rebalance", error=str(exc))
-        except KafkaError as exc:
+        except Exception as exc:
             if not is_outage(exc):
                 raise
             log.warning("offset commit failed, will retry with the next commit", error=str(exc))
@@ -87,28 +90,16 @@ class OffsetCommitter:
                 del self.pending[tp]
 
 
-class CommitOnRevoke(ConsumerRebalanceListener):
+class CommitOnRevoke:
+    """The rebalance callbacks of the consume loop: commit what is done of the revoked partitions before
+    they go (a commit after the rebalance would be refused)."""
+
     def __init__(self, committer: OffsetCommitter) -> None:
         self.committer = committer
 
-    async def on_partitions_revoked(self, revoked) -> None:
+    async def on_revoked(self, revoked: set[Partition]) -> None:
         await self.committer.commit(only=set(revoked))
         log.info("partitions revoked", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
 
-    async def on_partitions_assigned(self, assigned) -> None:
+    async def on_assigned(self, assigned: set[Partition]) -> None:
         log.info("partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
-
-
-async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    """`consumer.stop()`, but a broker outage must not turn a clean shutdown into a crash: aiokafka's
-    fetcher re-raises the CancelledError of a fetch task sleeping in its retry backoff when the broker
-    is unreachable. Offsets are already committed (or redelivered and deduped), so log and go on."""
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # we ourselves are being cancelled
-        log.warning("consumer did not close cleanly (broker unreachable?)")
-    except Exception as exc:
-        log.warning("consumer did not close cleanly (broker unreachable?)", error=repr(exc))

@@ -4,14 +4,21 @@ the consumer's position."""
 
 from __future__ import annotations
 
-import asyncio
-
-from aiokafka import TopicPartition
-
+from service.runtime.consumer import Partition as TopicPartition
 from service.runtime.health import Progress
 from service.runtime.offsets import OffsetCommitter
 
 TP = TopicPartition("commands", 0)
+
+
+class FakeClock:
+    """Monotonic seconds that move only when the test moves them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class RecordingConsumer:
@@ -32,11 +39,13 @@ async def batches(committer: OffsetCommitter, *last_offsets: int) -> None:
 async def test_after_batches_offsets_are_committed_at_most_once_per_interval():
     """The first batch commits; the next ones within the interval wait, and the first commit after it
     carries the newest offset."""
-    consumer = RecordingConsumer()
-    committer = OffsetCommitter(consumer, Progress(60), interval_s=0.2)
-    await batches(committer, 10, 20, 30, 40)
+    consumer, clock = RecordingConsumer(), FakeClock()
+    committer = OffsetCommitter(consumer, Progress(60), interval_s=0.2, clock=clock)
+    await batches(committer, 10, 20)
+    clock.now += 0.19
+    await batches(committer, 30, 40)
     assert consumer.commits == [{TP: 11}]  # still within the interval
-    await asyncio.sleep(0.25)
+    clock.now += 0.01
     await committer.commit_due()
     assert consumer.commits == [{TP: 11}, {TP: 41}]
 
