@@ -1,23 +1,17 @@
 """The OpenAPI 3.1 document of the HTTP faces (DESIGN §11): the gateway's seed APIs and the worker's
 read API, generated from the pydantic models of `service.contract.http`.
 
-    python -m service.contract.openapi            write schemas/openapi.json
-    python -m service.contract.openapi --check    exit 1 (one line) when it is out of date
+The gateway serves it at `/openapi.json`; `python -m tools.contract` writes it to schemas/openapi.json
+(and `--check` finds that file stale).
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import sys
-from pathlib import Path
 
 from pydantic.json_schema import models_json_schema
 
 from service.contract import http
 from service.domain.model import Reason
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 REF = "#/components/schemas/{model}"
 
 
@@ -149,28 +143,3 @@ def openapi_document() -> dict:
                                            "description": "An actor token: sub, role, client_id, name (DESIGN §11)."}},
         },
     }
-
-
-def render() -> str:
-    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true")
-    parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.path.read_text(encoding="utf-8") if args.path.exists() else None
-        if current != text:
-            print(f"{args.path} is stale; run `make schemas`", file=sys.stderr)
-            return 1
-        return 0
-    args.path.write_text(text, encoding="utf-8")
-    print(f"wrote {args.path}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """The AsyncAPI document of the three topics (schemas/asyncapi.yaml): generated, current, valid.
 
-It is checked three ways: byte for byte against a fresh generation (staleness), by the official
-`@asyncapi/parser` through `tools/asyncapi/validate.mjs` (which must also fail on broken copies, so
+Its staleness is checked with every other generated contract file (test_contract_files.py); here it is
+checked by the official `@asyncapi/parser` through `tools/asyncapi/validate.mjs` (which must also fail on broken copies, so
 the validation can fail), and its payload $refs and examples against the JSON Schemas with Python's
 own draft-07 and 2020-12 validators (the draft-07 declaration is true, not only accepted).
 
@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
 
-from service.contract import asyncapi, schema_export
+from tools.contract import asyncapi
+from tools.contract import json_schemas
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"
@@ -48,39 +47,6 @@ def resolve(document: dict, ref: str) -> dict:
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
     return node
-
-
-def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.contract.asyncapi", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
-# ------------------------------------------------------------------------------------- staleness
-
-def test_committed_document_is_up_to_date(tmp_path):
-    """A fresh generation into a tmp dir (two hash seeds) equals the committed schemas/asyncapi.yaml byte for byte."""
-    for seed in ("0", "4242"):
-        target = tmp_path / seed
-        wrote = run_module("--dir", str(target), env={**os.environ, "PYTHONHASHSEED": seed})
-        assert wrote.returncode == 0, wrote.stderr
-        fresh = (target / "asyncapi.yaml").read_text(encoding="utf-8")
-        assert fresh == DOCUMENT.read_text(encoding="utf-8"), (
-            "schemas/asyncapi.yaml is stale: run `python -m service.contract.asyncapi` (make schemas) and commit it")
-
-
-def test_check_flag_passes_on_the_repo_and_names_the_stale_file(tmp_path):
-    """`--check` exits 0 on the committed file, and 1 with one stderr line naming a stale or missing file."""
-    ok = run_module("--check")
-    assert ok.returncode == 0, ok.stderr
-    missing = run_module("--check", "--dir", str(tmp_path))
-    assert missing.returncode == 1
-    stale_target = tmp_path / "asyncapi.yaml"
-    stale_target.write_text(DOCUMENT.read_text(encoding="utf-8").replace("order-status.events", "renamed"))
-    stale = run_module("--check", "--dir", str(tmp_path))
-    assert stale.returncode == 1
-    lines = stale.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in stale.stderr
-    assert str(stale_target) in lines[0] and "python -m service.contract.asyncapi" in lines[0]
 
 
 # ---------------------------------------------------------------------------- validation (Node)
@@ -225,17 +191,17 @@ def test_payloads_reference_the_schema_files_not_copies():
         assert re.fullmatch(r"\./(commands|events)/\w+\.schema\.json", ref), ref
         assert (SCHEMAS / ref).is_file(), ref
         referenced.add(ref.removeprefix("./"))
-    assert referenced == set(schema_export.render_all())
+    assert referenced == set(json_schemas.render_all())
 
 
 def test_payload_schemas_mean_the_same_under_draft07():
     """The 2020-12 schema files pass the draft-07 compatibility check, and the check catches 2020-12-only constructs."""
-    for rel, text in schema_export.render_all().items():
+    for rel, text in json_schemas.render_all().items():
         schema = json.loads(text)
         assert asyncapi.draft07_problems(schema) == [], rel
         Draft7Validator.check_schema(schema)
     bad = {
-        "$schema": asyncapi.schema_export.DRAFT,
+        "$schema": json_schemas.DRAFT,
         "$defs": {"A": {"type": "string"}},
         "properties": {
             "a": {"$ref": "#/$defs/A", "description": "ignored by draft-07"},
