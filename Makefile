@@ -47,8 +47,9 @@ bench: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/python -m tools.contract
 
+# offline HTML of the AsyncAPI document in docs/asyncapi/ (built here, never committed: .gitignore)
 docs: schemas $(NODE_STAMP)
-	node $(ASYNCAPI_TOOLS)/render.mjs
+	node $(ASYNCAPI_TOOLS)/render.mjs schemas/asyncapi.yaml docs/asyncapi
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info $(ASYNCAPI_TOOLS)/node_modules
+	rm -rf $(VENV) .pytest_cache build *.egg-info $(ASYNCAPI_TOOLS)/node_modules docs/asyncapi
