@@ -11,7 +11,7 @@ from collections.abc import Callable
 from uuid import UUID
 
 from service.adapters.postgres import notifications as store
-from service.adapters.postgres.outbox import stored_event
+from service.adapters.postgres.outbox_events import stored_event
 from service.adapters.smtp import Mailer, SmtpUnavailable
 from service.contract.events import Unparseable, event_type_of, parse_status_changed
 from service.domain.events import StatusChanged

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from service.adapters.kafka.publishing import publish_all
-from service.adapters.postgres.outbox import events_since
+from service.adapters.postgres.outbox_events import events_since
 
 
 async def republish(conn, producer, events_topic: str, since: datetime, order_id: int | None) -> int:

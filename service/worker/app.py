@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from service.adapters.kafka.publishing import partition_of
+from service.adapters.postgres.outbox_relay_store import PostgresOutboxStore
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.contract.commands import InputLimits
@@ -105,7 +106,8 @@ class CommandWorker:
         self.loop = ConsumeLoop(consumer, settings.commands_topic, strategy, retry, progress, metrics,
                                 settings.kafka_commit_interval_ms / 1000)
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
-        self.relay = OutboxRelay(pool, producer, metrics=metrics, owned_shards=self.loop.owned_partitions,
+        self.relay = OutboxRelay(PostgresOutboxStore(pool), producer, metrics=metrics,
+                                 owned_shards=self.loop.owned_partitions,
                                  concurrency=max(min(RELAY_LANES, settings.database_pool_size - 2), 1))
 
     async def status(self) -> dict:

@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 
 from service.adapters.postgres.connection import MIGRATIONS_DIR, create_pool
+from service.adapters.postgres.outbox_relay_store import PostgresOutboxStore
 from service.worker.relay import OutboxRelay
 from tests.helpers.fakes import FakeProducer
 
@@ -53,7 +54,7 @@ async def test_the_cursor_starts_where_publishing_stopped_and_the_downgrade_give
         cursors = {r["shard"]: r["published_through"] for r in await pool.fetch("SELECT * FROM outbox_cursor")}
         assert cursors == {0: ids["published-2"], 2: ids["published-other-shard"]}
         producer = FakeProducer()
-        await OutboxRelay(pool, producer, owned_shards=lambda: {0, 2}).drain()
+        await OutboxRelay(PostgresOutboxStore(pool), producer, owned_shards=lambda: {0, 2}).drain()
         assert [s.value for s in producer.sent] == [b"waiting-1", b"waiting-2"]
         held = await pool.fetchrow("SELECT held_behind, parked_at FROM outbox WHERE id = $1",
                                    ids["behind-the-parked"])

@@ -8,6 +8,7 @@ from aiokafka.errors import KafkaTimeoutError
 
 from service.adapters.postgres import outbox
 from service.adapters.postgres.connection import create_pool
+from service.adapters.postgres.outbox_relay_store import PostgresOutboxStore
 from service.contract.events import WireMessage
 from service.worker.relay import OutboxRelay
 from tests.helpers.fakes import FakeProducer, Sent
@@ -32,7 +33,7 @@ class TestOutboxRelay:
             async with pool.acquire() as conn:
                 await outbox.insert(conn, MESSAGES)
             producer = FakeProducer()
-            relay = OutboxRelay(pool, producer, batch_size=2)
+            relay = OutboxRelay(PostgresOutboxStore(pool), producer, batch_size=2)
             producer.fail(KafkaTimeoutError(), after=1)
             with pytest.raises(KafkaTimeoutError):
                 await relay.publish_pending()

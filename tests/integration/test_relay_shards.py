@@ -9,8 +9,9 @@ from dataclasses import replace
 
 from aiokafka.errors import MessageSizeTooLargeError
 
-from service.adapters.postgres import outbox
+from service.adapters.postgres import outbox, outbox_ops, outbox_relay_store
 from service.adapters.postgres.connection import create_pool
+from service.adapters.postgres.outbox_relay_store import PostgresOutboxStore
 from service.contract.events import WireMessage
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
@@ -32,8 +33,8 @@ async def test_a_shard_held_by_another_relay_does_not_stop_the_others(database_u
         async with pool.acquire() as conn:
             await outbox.insert(conn, [message(n, n % 2) for n in range(6)])
         producer = FakeProducer()
-        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0, 1})
-        async with outbox.unpublished(pool, 1000, [0]) as held:  # another worker's relay, inside its round
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer, owned_shards=lambda: {0, 1})
+        async with outbox_relay_store.unpublished(pool, 1000, [0]) as held:  # another worker's relay, inside its round
             assert held is not None
             await relay.drain()
             assert [s.value for s in producer.sent] == [b"event 1", b"event 3", b"event 5"]
@@ -51,8 +52,8 @@ async def test_one_round_publishes_every_shard_it_can_lock_and_moves_each_cursor
         async with pool.acquire() as conn:
             await outbox.insert(conn, [message(n, n % 3) for n in range(9)])
         producer = FakeProducer()
-        relay = OutboxRelay(pool, producer)
-        async with outbox.unpublished(pool, 1000, [1]) as held:
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer)
+        async with outbox_relay_store.unpublished(pool, 1000, [1]) as held:
             assert held is not None
             done = await relay.publish_pending([0, 1, 2])
         assert (done.settled, done.more) == (6, set())
@@ -62,7 +63,7 @@ async def test_one_round_publishes_every_shard_it_can_lock_and_moves_each_cursor
         cursors = dict(await pool.fetch("SELECT shard, published_through FROM outbox_cursor"))
         last = dict(await pool.fetch("SELECT shard, max(id) FROM outbox GROUP BY shard"))
         assert (cursors[0], cursors[2]) == (last[0], last[2])
-        assert cursors[1] < last[1] and (await outbox.stats(pool)).backlog == 3
+        assert cursors[1] < last[1] and (await outbox_ops.stats(pool)).backlog == 3
     finally:
         await pool.close()
 
@@ -75,7 +76,7 @@ async def test_a_round_shares_its_row_limit_among_its_shards_and_says_which_have
         async with pool.acquire() as conn:
             await outbox.insert(conn, [message(n, n % 2) for n in range(10)])
         producer = FakeProducer()
-        relay = OutboxRelay(pool, producer, batch_size=4, owned_shards=lambda: {0, 1})
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer, batch_size=4, owned_shards=lambda: {0, 1})
         done = await relay.publish_pending([0, 1])
         assert (done.settled, done.more) == (4, {0, 1})
         assert sorted(s.value for s in producer.sent) == [b"event 0", b"event 1", b"event 2", b"event 3"]
@@ -93,7 +94,7 @@ async def test_a_notified_shard_is_published_at_once_and_the_others_at_the_next_
     pool = await create_pool(database_url)
     try:
         producer = FakeProducer()
-        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0, 1})
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer, owned_shards=lambda: {0, 1})
         stop = asyncio.Event()
         retry = OutageRetry(0.1, 1.0, Metrics("worker"), Progress(60))
         running = asyncio.create_task(relay.run(stop, retry, poll_interval=3.0))
@@ -121,7 +122,7 @@ async def test_the_sweep_publishes_a_shard_no_one_owns(database_url):
             await outbox.insert(conn, [message(1, 7)])
             await conn.execute("UPDATE outbox SET created_at = now() - interval '1 minute'")
         producer = FakeProducer()
-        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0}, sweep_every_s=5)
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer, owned_shards=lambda: {0}, sweep_every_s=5)
         await relay.drain()
         assert producer.sent == []  # not ours
         await relay.sweep()
@@ -157,7 +158,7 @@ async def test_a_shards_writers_commit_in_id_order_so_the_cursor_never_passes_a_
     pool = await create_pool(database_url)
     try:
         producer = FakeProducer()
-        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0, 1})
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer, owned_shards=lambda: {0, 1})
         async with pool.acquire() as first:
             transaction = first.transaction()
             await transaction.start()
@@ -172,7 +173,7 @@ async def test_a_shards_writers_commit_in_id_order_so_the_cursor_never_passes_a_
             await asyncio.wait_for(second, 10)
         await relay.drain()
         assert [s.value for s in producer.sent] == [b"event 3", b"event 1", b"event 2"]
-        assert (await outbox.stats(pool)).backlog == 0
+        assert (await outbox_ops.stats(pool)).backlog == 0
     finally:
         await pool.close()
 
@@ -183,25 +184,25 @@ async def test_a_retried_row_goes_out_before_the_later_rows_of_its_key(database_
     pool = await create_pool(database_url)
     try:
         producer = RefusingProducer()
-        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0})
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer, owned_shards=lambda: {0})
         await insert(pool, [keyed("a1 big", "A"), keyed("b1", "B"), keyed("a2", "A")])
         await relay.drain()
         assert [s.value for s in producer.sent] == [b"b1"]
-        [parked] = await outbox.parked(pool)
+        [parked] = await outbox_ops.parked(pool)
         assert (parked.reason.startswith("MessageSizeTooLargeError"), parked.held_back) == (True, 1)
-        assert (await outbox.stats(pool)).parked == 1
+        assert (await outbox_ops.stats(pool)).parked == 1
         await insert(pool, [keyed("a3", "A"), keyed("b2", "B")])  # not reached by the relay yet
 
         producer.refusing = False  # the fix
         async with pool.acquire() as conn:
-            assert await outbox.unpark(conn, [parked.id]) == [parked.id]
+            assert await outbox_ops.unpark(conn, [parked.id]) == [parked.id]
         await relay.drain()
         assert [s.value for s in producer.sent] == [b"b1", b"b2", b"a1 big", b"a2", b"a3"]
-        assert await outbox.parked(pool) == []
-        stats = await outbox.stats(pool)
+        assert await outbox_ops.parked(pool) == []
+        stats = await outbox_ops.stats(pool)
         assert (stats.backlog, stats.parked) == (0, 0)
         async with pool.acquire() as conn:
-            assert await outbox.unpark(conn, [parked.id]) == []  # moved: no longer parked
+            assert await outbox_ops.unpark(conn, [parked.id]) == []  # moved: no longer parked
     finally:
         await pool.close()
 
@@ -213,10 +214,10 @@ async def test_a_round_holds_a_bounded_number_of_bytes_and_the_drain_goes_on(dat
     try:
         payloads = [bytes([n]) * 300 * 1024 for n in range(6)]
         await insert(pool, [replace(WireMessage("events", b"k", p), shard=0) for p in payloads])
-        async with outbox.unpublished(pool, 1000, [0], max_bytes=1024 * 1024) as batch:
+        async with outbox_relay_store.unpublished(pool, 1000, [0], max_bytes=1024 * 1024) as batch:
             assert (len(batch.rows), batch.more) == (4, {0})
         producer = FakeProducer()
-        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0}, round_bytes=1024 * 1024)
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer, owned_shards=lambda: {0}, round_bytes=1024 * 1024)
         await relay.drain()
         assert [s.value for s in producer.sent] == payloads
     finally:
@@ -228,13 +229,13 @@ async def test_retrying_a_held_row_retries_the_parked_row_it_waits_behind(databa
     pool = await create_pool(database_url)
     try:
         producer = RefusingProducer()
-        relay = OutboxRelay(pool, producer, owned_shards=lambda: {0})
+        relay = OutboxRelay(PostgresOutboxStore(pool), producer, owned_shards=lambda: {0})
         await insert(pool, [keyed("a1 big", "A"), keyed("a2", "A")])
         await relay.drain()
         [held_id] = [r["id"] for r in await pool.fetch("SELECT id FROM outbox WHERE held_behind IS NOT NULL")]
         producer.refusing = False
         async with pool.acquire() as conn:
-            assert await outbox.unpark(conn, [held_id]) == [held_id]
+            assert await outbox_ops.unpark(conn, [held_id]) == [held_id]
         await relay.drain()
         assert [s.value for s in producer.sent] == [b"a1 big", b"a2"]
     finally:

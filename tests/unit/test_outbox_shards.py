@@ -8,10 +8,11 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from service.adapters.errors import KafkaRefused
 from service.adapters.kafka.publishing import SENT, partition_of
-from service.adapters.postgres.outbox import Parking, StoredMessage
 from service.contract.events import Topics
+from service.domain.outbox import Parking, StoredMessage
 from service.worker.batch import process_batch
-from service.worker.relay import settle_round
+from service.worker.config import BatchConfig
+from service.worker.relay_round import settle_round
 from tests.helpers.commands import change, override, source_messages
 from tests.helpers.fakes import FakeDatabase, FakeUnitOfWork
 
@@ -39,7 +40,7 @@ class TestShardOfAMessage:
         [single] = source_messages([change(1033, "Confirmed", role="manager")], partition=order_shard(1033),
                                    first_offset=1)
         for source in (bulk, single):
-            await process_batch([source], lambda: FakeUnitOfWork(db), TOPICS, 50, order_shard=order_shard)
+            await process_batch([source], lambda: FakeUnitOfWork(db), BatchConfig(TOPICS, 50, order_shard=order_shard))
         events = [m for m in db.outbox if m.order_id is not None]
         assert {m.order_id for m in events} == set(orders)
         assert all(m.shard == order_shard(m.order_id) for m in events)
@@ -51,7 +52,7 @@ class TestShardOfAMessage:
         """Before the consumer knows the topic's partitions, every message goes to the command's partition."""
         db = FakeDatabase.seeded()
         sources = source_messages([change(1033, "OnHold", role="manager")], partition=4)
-        await process_batch(sources, lambda: FakeUnitOfWork(db), TOPICS, 50)
+        await process_batch(sources, lambda: FakeUnitOfWork(db), BatchConfig(TOPICS, 50))
         assert [m.shard for m in db.outbox] == [4]
 
 

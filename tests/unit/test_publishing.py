@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from service.adapters.kafka.publishing import SENT, publish_all, publish_each, renew_producer_id
-from service.adapters.postgres.outbox import StoredMessage
+from service.domain.outbox import StoredMessage
 from service.runtime.faults import is_outage
 from tests.helpers.fakes import FakeProducer, Sent
 

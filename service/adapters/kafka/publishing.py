@@ -10,7 +10,7 @@ from aiokafka.errors import MessageSizeTooLargeError, OutOfOrderSequenceNumber
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, PidAndEpoch
 
-from service.adapters.postgres.outbox import StoredMessage
+from service.domain.outbox import HeldLines, StoredMessage
 
 SENT = "sent"
 
@@ -24,13 +24,13 @@ async def publish_all(producer, messages: Sequence[StoredMessage]) -> None:
 async def publish_each(producer, messages: Sequence[StoredMessage],
                        is_outage: Callable[[BaseException], bool]) -> list[str | BaseException | None]:
     """Send messages in order and report each one: SENT once acknowledged, the exception that refused
-    it, or None when it was not sent (an outage stopped the round, or an earlier message of the same
-    topic and key was refused: it must not be overtaken)."""
+    it, or None when it was not sent (an outage stopped the round, or an earlier message of its line was
+    refused: it holds back the later ones, `service.domain.outbox`)."""
     results: list[str | BaseException | None] = [None] * len(messages)
     pending: list[tuple[int, asyncio.Future]] = []
-    refused_keys: set[tuple[str, bytes]] = set()
+    refused = HeldLines()
     for index, m in enumerate(messages):
-        if m.key is not None and (m.topic, m.key) in refused_keys:
+        if refused.behind(m) is not None:
             continue
         try:
             pending.append((index, await producer.send(m.topic, value=m.value, key=m.key, headers=m.headers)))
@@ -38,8 +38,7 @@ async def publish_each(producer, messages: Sequence[StoredMessage],
             results[index] = exc
             if is_outage(exc):
                 break
-            if m.key is not None:
-                refused_keys.add((m.topic, m.key))
+            refused.refuse(m)
     acks = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
     for (index, _), ack in zip(pending, acks):
         results[index] = ack if isinstance(ack, BaseException) else SENT
@@ -56,13 +55,13 @@ async def _resend_alone(producer, messages: Sequence[StoredMessage], results: li
     producer's sequence has a gap after any refused batch: every later batch to that partition is refused
     as OUT_OF_ORDER_SEQUENCE_NUMBER. So after such refusals the producer takes a new producer id (sequences
     start again) and each refused message is sent again on its own, in order: only one too large by itself
-    stays refused, and the later messages of its key are left unsent behind it."""
+    stays refused, and the later messages of its line are left unsent behind it."""
     if again:
         renew_producer_id(producer)
-    refused_keys: set[tuple[str, bytes]] = set()
+    refused = HeldLines()
     for position, index in enumerate(again):
         m = messages[index]
-        if m.key is not None and (m.topic, m.key) in refused_keys:
+        if refused.behind(m) is not None:
             results[index] = None
             continue
         try:
@@ -75,8 +74,7 @@ async def _resend_alone(producer, messages: Sequence[StoredMessage], results: li
                     results[later] = None
                 return
             renew_producer_id(producer)  # refused again: its sequence has a gap again
-            if m.key is not None:
-                refused_keys.add((m.topic, m.key))
+            refused.refuse(m)
 
 
 # refusals of a record batch, not of each message in it (see `_resend_alone`)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from service.adapters.postgres import outbox as store
+from service.adapters.postgres import outbox_ops as store
 from service.entrypoints.cli.common import UserError, print_json, with_conn
 from service.runtime.settings import Settings
 
