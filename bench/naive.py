@@ -27,6 +27,7 @@ from service.runtime.logging import configure_logging
 from service.runtime.settings import Settings
 from service.runtime.signals import run_until_signalled
 from service.worker.batch import BatchResult, process_batch
+from service.worker.config import BatchConfig
 
 
 async def publish_synchronously(producer, result: BatchResult, topics: Topics) -> None:
@@ -56,8 +57,8 @@ async def run_naive(settings: Settings, stop: asyncio.Event) -> int:
             for tp, messages in batch.items():
                 for m in messages:
                     source = SourceMessage(tp.topic, tp.partition, m.offset, m.key, m.value, tuple(m.headers or ()))
-                    result = await process_batch([source], lambda: PostgresUnitOfWork(pool, rules_cache), topics,
-                                                 settings.max_batch_items, limits)
+                    result = await process_batch([source], lambda: PostgresUnitOfWork(pool, rules_cache),
+                                                 BatchConfig(topics, settings.max_batch_items, limits))
                     await publish_synchronously(producer, result, topics)
                     await consumer.commit({TopicPartition(tp.topic, tp.partition): m.offset + 1})
     finally:

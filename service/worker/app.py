@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import structlog
 
@@ -26,13 +27,8 @@ from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 from service.runtime.settings import Settings
-from service.worker.batch import (
-    ActorCheck,
-    OrderShard,
-    no_order_shard,
-    process_isolating_poison,
-    trust_the_command,
-)
+from service.worker.config import ActorCheck, BatchConfig, OrderShard, no_order_shard, trust_the_command
+from service.worker.poison import process_isolating_poison
 from service.worker.relay import OutboxRelay
 
 log = structlog.get_logger("orderstatus.worker")
@@ -50,15 +46,17 @@ class CommandStrategy:
     def __init__(self, settings: Settings, pool, metrics: Metrics, check_actor: ActorCheck,
                  partition_count: Callable[[], int | None] = lambda: None,
                  written: Callable[[set[int]], None] = lambda shards: None) -> None:
-        self.check_actor = check_actor
         self.written = written  # told the outbox shards each durable unit wrote to (the relay's next work)
         self.partition_count = partition_count
         self.max_records = settings.kafka_max_poll_records
-        self.max_batch_items = settings.max_batch_items
-        self.topics = Topics(events=settings.events_topic, dlq=settings.dlq_topic,
-                             max_message_bytes=settings.max_message_bytes)
-        self.limits = InputLimits(max_message_bytes=settings.max_message_bytes, max_wire_items=settings.max_wire_items)
-        self.timeout_tries = settings.db_statement_timeout_tries
+        self.config = BatchConfig(
+            topics=Topics(events=settings.events_topic, dlq=settings.dlq_topic,
+                          max_message_bytes=settings.max_message_bytes),
+            max_batch_items=settings.max_batch_items,
+            limits=InputLimits(max_message_bytes=settings.max_message_bytes, max_wire_items=settings.max_wire_items),
+            timeout_tries=settings.db_statement_timeout_tries,
+            check_actor=check_actor,
+        )
         self.pool = pool
         self.metrics = metrics
         self.rules_cache = RulesCache()
@@ -79,8 +77,8 @@ class CommandStrategy:
 
     async def make_durable(self, unit: Sequence[SourceMessage]) -> None:
         with tracing.span("batch", messages=len(unit)):
-            result = await process_isolating_poison(unit, self._uow, self.topics, self.max_batch_items, self.limits,
-                                                    self.timeout_tries, self.check_actor, self.order_shards())
+            result = await process_isolating_poison(unit, self._uow,
+                                                    replace(self.config, order_shard=self.order_shards()))
         for outcome in result.outcomes:
             kind, _, reason = outcome.outcome.partition(":")
             self.metrics.messages.labels("worker", kind).inc()

@@ -1,7 +1,7 @@
 """Fakes of the ports, so the worker's service layer runs without Postgres or a broker (cosmicpython style).
 
 * `FakeDatabase` holds what the Postgres tables would hold, committed; `FakeUnitOfWork` is the
-  in-memory `service.worker.batch.UnitOfWork` over it, transaction semantics included: nothing is
+  in-memory `service.worker.ports.UnitOfWork` over it, transaction semantics included: nothing is
   visible until `commit`, and leaving the `async with` without one (or with an exception) drops it
   all. `tests/helpers/unit_of_work_contract.py` runs one suite against this fake and against
   `PostgresUnitOfWork`, so the fake cannot drift from the real thing unnoticed.
@@ -80,7 +80,7 @@ class FakeDatabase:
 
 
 class FakeUnitOfWork:
-    """`service.worker.batch.UnitOfWork` in memory: claim, lock and read, add, commit all or nothing."""
+    """`service.worker.ports.UnitOfWork` in memory: claim, lock and read, add, commit all or nothing."""
 
     def __init__(self, db: FakeDatabase) -> None:
         self.db = db
@@ -116,6 +116,19 @@ class FakeUnitOfWork:
             self._claimed[command_id] = ProcessedRecord(command_type, source)
             new.add(command_id)
         return new
+
+    async def take_over_invalid(self, keys: Iterable[tuple[str, str, str]]) -> set[str]:
+        """Reclaim records whose outcome is `invalid:*` as pending (a redrive's second chance); returns their ids.
+        Like every claim, visible only on commit."""
+        self._check_open()
+        taken: set[str] = set()
+        for command_id, command_type, source in keys:
+            record = self.db.processed.get(command_id)
+            if record is None or not record.outcome.startswith("invalid:") or command_id in self._claimed:
+                continue
+            self._claimed[command_id] = ProcessedRecord(command_type, source)
+            taken.add(command_id)
+        return taken
 
     async def lock_orders(self, order_ids: Iterable[int]) -> dict[int, OrderFacts]:
         self._check_open()

@@ -1,4 +1,4 @@
-"""One contract suite of the unit-of-work port (`service.worker.batch.UnitOfWork`), run against every
+"""One contract suite of the unit-of-work port (`service.worker.ports.UnitOfWork`), run against every
 implementation (pyeventsourcing style): `tests/unit/test_fake_unit_of_work.py` runs it against the
 in-memory fake, `tests/integration/test_postgres_unit_of_work.py` against `PostgresUnitOfWork` on a
 real Postgres. A subclass provides a `backend` fixture: a unit-of-work factory, a way to seed it, and
@@ -24,7 +24,7 @@ from service.contract.events import Topics, WireMessage, to_wire
 from service.contract.rules_file import load_rules_file
 from service.domain.events import ChangeRejected, StatusChanged, event_id_for
 from service.domain.model import Actor, Note, OrderFacts, RuleSet
-from service.worker.batch import UnitOfWork
+from service.worker.ports import UnitOfWork
 from tests.helpers.database import SAMPLE_RULES
 
 RULES = load_rules_file(SAMPLE_RULES)
@@ -160,6 +160,39 @@ class UnitOfWorkContract:
             assert await uow.claim([]) == set()
             await uow.commit()
         assert await seeded.processed_outcomes() == {}
+
+    # ------------------------------------------------------------------ a redrive takes an invalid record over
+
+    async def recorded(self, backend, command_id: str, outcome: str) -> None:
+        async with backend.unit_of_work() as uow:
+            await uow.claim([key(command_id)])
+            uow.add(command_id, outcome, [], [])
+            await uow.commit()
+
+    async def test_an_invalid_record_is_taken_over_and_gets_its_new_outcome(self, seeded):
+        """`take_over_invalid` returns an id recorded as `invalid:*`; committed, its record has the new outcome."""
+        await self.recorded(seeded, "a", "invalid:too_large")
+        async with seeded.unit_of_work() as uow:
+            assert await uow.take_over_invalid([key("a", 7)]) == {"a"}
+            rejected("a", FREE).add_to(uow)
+            await uow.commit()
+        assert await seeded.processed_outcomes() == {"a": "rejected:transition_not_allowed"}
+
+    async def test_a_record_with_any_other_outcome_is_not_taken_over(self, seeded):
+        """An applied, rejected or unknown id is not taken over (a redrive never applies a command twice)."""
+        await self.recorded(seeded, "a", "applied")
+        await self.recorded(seeded, "b", "rejected:transition_not_allowed")
+        async with seeded.unit_of_work() as uow:
+            assert await uow.take_over_invalid([key("a", 7), key("b", 8), key("new", 9)]) == set()
+            await uow.commit()
+        assert await seeded.processed_outcomes() == {"a": "applied", "b": "rejected:transition_not_allowed"}
+
+    async def test_a_take_over_without_commit_leaves_the_invalid_record(self, seeded):
+        """Leaving the unit of work without a commit keeps the record as it was: invalid, to be taken over later."""
+        await self.recorded(seeded, "a", "invalid:too_large")
+        async with seeded.unit_of_work() as uow:
+            assert await uow.take_over_invalid([key("a", 7)]) == {"a"}
+        assert await seeded.processed_outcomes() == {"a": "invalid:too_large"}
 
     # ------------------------------------------------------------------ orders and rules
 

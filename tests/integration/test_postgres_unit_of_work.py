@@ -15,6 +15,7 @@ from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.contract.events import Topics, WireMessage
 from service.domain.commands import SourceMessage
 from service.worker.batch import process_batch
+from service.worker.config import BatchConfig
 from tests.helpers.commands import change
 from tests.helpers.database import seed_database
 from tests.helpers.unit_of_work_contract import (
@@ -131,7 +132,7 @@ async def test_a_batch_that_loses_a_claim_is_redone_and_finds_the_duplicate(data
             value = json.dumps(change(FREE, "OnHold", command_id="cmd-1")).encode()
             source = SourceMessage("order-status.commands", 0, 3, b"11", value, (), None)
             topics = Topics("order-status.events", "order-status.dlq")
-            batch = asyncio.create_task(process_batch([source], uow_factory, topics, 50))
+            batch = asyncio.create_task(process_batch([source], uow_factory, BatchConfig(topics, 50)))
             await asyncio.sleep(0.5)
             assert not batch.done()  # it saw no record, decided, and waits on the unique key at commit
         result = await asyncio.wait_for(batch, 10)

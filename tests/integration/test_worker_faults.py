@@ -21,6 +21,7 @@ from service.devkit.embedded import EmbeddedPostgres, free_port, scratch_dir
 from tests.helpers.brokers import new_broker
 from service.runtime.settings import Settings
 from service.worker.batch import process_batch
+from service.worker.config import BatchConfig
 from tests.helpers.command_chains import (
     alternating,
     assert_applied_once,
@@ -141,7 +142,7 @@ async def test_outbox_rows_committed_but_never_published_are_published_in_versio
         cache = RulesCache()
         for start in range(0, len(commands), 40):  # five transactions, as five poll batches would be
             sources = source_messages(commands[start:start + 40], settings.commands_topic, first_offset=start)
-            result = await process_batch(sources, lambda: PostgresUnitOfWork(pool, cache), topics, 50)
+            result = await process_batch(sources, lambda: PostgresUnitOfWork(pool, cache), BatchConfig(topics, 50))
             assert [o.outcome for o in result.outcomes] == ["applied"] * len(sources)
     finally:
         await pool.close()

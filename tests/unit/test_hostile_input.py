@@ -23,7 +23,8 @@ from service.contract.events import (
 from service.domain.commands import ChangeOrderStatus, InvalidCommand, OverrideOrderStatuses, SourceMessage
 from service.domain.events import DeadLetter, StatusChanged
 from service.domain.model import Actor, Note, StatusLabel
-from service.worker.batch import process_isolating_poison
+from service.worker.config import BatchConfig
+from service.worker.poison import process_isolating_poison
 from service.worker.handlers import Context, handle_override_order_statuses
 from tests.helpers.commands import change, override, source_messages
 from tests.helpers.database import SAMPLE_RULES
@@ -241,7 +242,7 @@ class TestDeadLetterPathCannotCrashLoop:
         db.refuse_changes_to(1033)
 
         sources = source_messages([change(1033, "Confirmed"), change(3001, "QuoteAccepted", role="manager")])
-        result = await process_isolating_poison(sources, lambda: NoDeadLetters(db), TOPICS, 50)
+        result = await process_isolating_poison(sources, lambda: NoDeadLetters(db), BatchConfig(TOPICS, 50))
         assert result.skipped == 1 and [o.outcome for o in result.outcomes] == ["applied"]
         assert db.processed["@commands:0:0"].outcome == "skipped"
         assert db.orders[3001].version == 1 and db.orders[1033].version == 0
@@ -252,8 +253,8 @@ class TestDeadLetterPathCannotCrashLoop:
         db.refuse_changes_to(1033)
 
         sources = source_messages([change(1033, "Confirmed")])
-        first = await process_isolating_poison(sources, lambda: NoDeadLetters(db), TOPICS, 50)
-        again = await process_isolating_poison(sources, lambda: NoDeadLetters(db), TOPICS, 50)
+        first = await process_isolating_poison(sources, lambda: NoDeadLetters(db), BatchConfig(TOPICS, 50))
+        again = await process_isolating_poison(sources, lambda: NoDeadLetters(db), BatchConfig(TOPICS, 50))
         assert first.skipped == 1
         assert (again.outcomes, again.duplicates, again.skipped) == ([], 1, 0) and db.orders[1033].version == 0
 

@@ -1,7 +1,7 @@
 """Poison isolation (DESIGN §7.5): a message whose processing fails for a reason that is not an outage
 is isolated from its batch and dead-lettered once; the rest of the batch applies.
 
-`service.worker.batch.process_isolating_poison` runs over the fake unit of work (which keeps the same
+`service.worker.poison.process_isolating_poison` runs over the fake unit of work (which keeps the same
 contract as the Postgres one); the fake database refuses any change to one order, as Postgres
 refuses data it cannot store."""
 
@@ -13,7 +13,8 @@ import pytest
 
 from service.contract.events import Topics
 from service.runtime.faults import is_outage
-from service.worker.batch import process_isolating_poison
+from service.worker.config import BatchConfig
+from service.worker.poison import process_isolating_poison
 from tests.helpers.commands import change, source_messages
 from tests.helpers.fakes import FakeDatabase, FakeUnitOfWork
 
@@ -32,9 +33,9 @@ class TestPoisonIsolation:
         db = FakeDatabase.seeded()
         db.refuse_changes_to(POISONED)
         sources = batch()
-        result = await process_isolating_poison(sources, lambda: FakeUnitOfWork(db), TOPICS, 50)
+        result = await process_isolating_poison(sources, lambda: FakeUnitOfWork(db), BatchConfig(TOPICS, 50))
         state = copy.deepcopy((db.orders, db.outbox, db.processed))
-        again = await process_isolating_poison(sources, lambda: FakeUnitOfWork(db), TOPICS, 50)
+        again = await process_isolating_poison(sources, lambda: FakeUnitOfWork(db), BatchConfig(TOPICS, 50))
 
         assert [o.outcome for o in result.outcomes] == ["applied", "invalid:processing_failed", "applied"]
         assert again.outcomes == [] and again.duplicates == 3  # redelivery: nothing twice, the DLQ copy included
@@ -51,7 +52,7 @@ class TestPoisonIsolation:
     async def test_a_batch_without_poison_is_one_unit_of_work(self):
         """The same batch with nothing refused commits once and applies every message."""
         db = FakeDatabase.seeded()
-        result = await process_isolating_poison(batch(), lambda: FakeUnitOfWork(db), TOPICS, 50)
+        result = await process_isolating_poison(batch(), lambda: FakeUnitOfWork(db), BatchConfig(TOPICS, 50))
         assert [o.outcome for o in result.outcomes] == ["applied"] * 3
         assert db.commits == 1 and not [m for m in db.outbox if m.topic == "dlq"]
 
@@ -62,5 +63,5 @@ class TestPoisonIsolation:
         assert is_outage(outage)
         db.refuse_changes_to(POISONED, outage)
         with pytest.raises(ConnectionResetError):
-            await process_isolating_poison(batch(), lambda: FakeUnitOfWork(db), TOPICS, 50)
+            await process_isolating_poison(batch(), lambda: FakeUnitOfWork(db), BatchConfig(TOPICS, 50))
         assert db.outbox == [] and db.processed == {} and db.commits == 0

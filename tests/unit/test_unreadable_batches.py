@@ -16,7 +16,7 @@ from service.adapters.kafka.unreadable import UnreadableRecord, read_unreadable_
 from service.contract.commands import InputLimits
 from service.domain.commands import SourceMessage
 from service.ops.dlq import read_letter
-from service.worker.batch import parse
+from service.worker.claims import parse
 from tests.helpers.commands import change, source_messages
 
 TP = TopicPartition("commands", 0)

@@ -1,0 +1,45 @@
+"""The port the worker's batch writes through: Postgres in production (`adapters/postgres/unit_of_work.py`),
+an in-memory fake in the service-layer tests (`tests/helpers/fakes.py`); both pass one contract suite
+(`tests/helpers/unit_of_work_contract.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from service.contract.events import WireMessage
+from service.domain.events import StatusChanged
+from service.domain.model import OrderFacts, RuleSet
+
+# what a claim records: (the dedupe key — a command id, `@topic:partition:offset` or a redrive key —, the kind
+# of record — the command type, `invalid`, `redrive`, `poison`, … —, the message's position)
+ClaimKey = tuple[str, str, str]
+
+
+class UnitOfWork(Protocol):
+    """One transaction: nothing is visible before `commit`, and leaving the `async with` without it keeps nothing."""
+
+    async def __aenter__(self) -> "UnitOfWork": ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def rules(self) -> RuleSet:
+        """The rule set in force; `RulesNotLoaded` when there is none yet."""
+
+    async def claim(self, keys: Iterable[ClaimKey]) -> set[str]:
+        """Claim the keys; returns those recorded by nobody before (the rest are duplicates). The records are
+        written at commit with the outcome `add` gives them; a key a concurrent unit of work recorded first
+        makes `commit` raise `ClaimLost`."""
+
+    async def take_over_invalid(self, keys: Iterable[ClaimKey]) -> set[str]:
+        """Reclaim the keys recorded as invalid (a redrive's second chance); returns those taken over."""
+
+    async def lock_orders(self, order_ids: Iterable[int]) -> dict[int, OrderFacts]:
+        """The facts of the orders that exist, locked until the end of the unit of work."""
+
+    def add(self, command_id: str, outcome: str, changes: Sequence[StatusChanged],
+            messages: Sequence[WireMessage]) -> None:
+        """The outcome of a claimed key, the changes it makes and the outbox messages it sends."""
+
+    async def commit(self) -> None:
+        """Make all of it durable and visible at once."""
