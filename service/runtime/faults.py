@@ -1,27 +1,32 @@
-"""Which failures are outages (pause, back off, retry the same work) and which are the message's fault."""
+"""Which failures are outages (pause, back off, retry the same work) and which are the message's fault.
+
+Each adapter says which of its own errors are outages and timeouts (`adapters/postgres/faults.py`,
+`adapters/kafka/faults.py`: `outage_of` and `is_timeout`, a neutral interface on any exception); the runtime
+asks them in turn and adds what is no driver's: an adapter's `Unavailable` and the network errors of the
+standard library. So the runtime imports no driver."""
 
 from __future__ import annotations
 
 import asyncio
-
-import asyncpg
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+from collections.abc import Callable
+from typing import NamedTuple
 
 from service.adapters.errors import Unavailable
+from service.adapters.kafka import faults as kafka
+from service.adapters.postgres import faults as postgres
 
-_TRANSIENT_KAFKA = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError)
-_POSTGRES_OUTAGES = (
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.InterfaceError,  # connection closed / pool closing mid-operation
-    # seen while the server shuts down: the client refuses a new operation on a connection whose
-    # last one never finished; nothing was sent, and the pool replaces the connection on release
-    asyncpg.exceptions.InternalClientError,
+
+class FaultClassifier(NamedTuple):
+    """An adapter's answers: the dependency whose outage an exception is (None: none of its own), and whether it
+    is a timeout of a statement or lock wait."""
+
+    outage_of: Callable[[BaseException], str | None]
+    is_timeout: Callable[[BaseException], bool]
+
+
+CLASSIFIERS: tuple[FaultClassifier, ...] = (
+    FaultClassifier(postgres.outage_of, postgres.is_timeout),
+    FaultClassifier(kafka.outage_of, kafka.is_timeout),
 )
 
 
@@ -29,10 +34,10 @@ def dependency_of(exc: BaseException) -> str | None:
     """The dependency whose outage `exc` is (postgres, kafka, smtp, rules, network), None when it is no outage."""
     if isinstance(exc, Unavailable):
         return exc.dependency
-    if isinstance(exc, _POSTGRES_OUTAGES):
-        return "postgres"
-    if isinstance(exc, _TRANSIENT_KAFKA) or (isinstance(exc, KafkaError) and getattr(exc, "retriable", False)):
-        return "kafka"
+    for classifier in CLASSIFIERS:
+        dependency = classifier.outage_of(exc)
+        if dependency is not None:
+            return dependency
     if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)):
         return "network"
     return None
@@ -43,7 +48,7 @@ def is_timeout(exc: BaseException) -> bool:
 
     Not an outage: the connection is fine, and a statement that times out on its own may time out
     for ever; the caller decides how often to try it again."""
-    return isinstance(exc, (asyncpg.exceptions.QueryCanceledError, asyncpg.exceptions.LockNotAvailableError))
+    return any(classifier.is_timeout(exc) for classifier in CLASSIFIERS)
 
 
 class StatementTimedOut(Unavailable):
