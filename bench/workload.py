@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from service.contract.keys import order_key
+
 FIRST_ORDER = 10_000  # bench orders; warm-up orders are 1..partitions
 
 
@@ -29,7 +31,7 @@ def _command(command_id: str, order_id: int, step: int) -> Command:
     expected, target = ("Confirmed", "OnHold") if step % 2 == 0 else ("OnHold", "Confirmed")
     body = {"type": "ChangeOrderStatus", "command_id": command_id, "order_id": order_id, "status": target,
             "expected_status": expected, "actor": {"id": "bench", "role": "manager"}}
-    return Command(command_id, order_id, str(order_id).encode(), json.dumps(body).encode())
+    return Command(command_id, order_id, order_key(order_id), json.dumps(body).encode())
 
 
 def bench_orders(orders: int) -> list[int]:

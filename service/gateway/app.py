@@ -38,9 +38,11 @@ from service.contract.http import (
     StoreFeederResult,
     WordbeeStatusChange,
 )
+from service.contract.keys import command_key
 from service.contract.validation import first_error, is_storable_text
+from service.domain.access import may_see_command, shown, viewer_of
 from service.domain.commands import InvalidCommand
-from service.domain.model import STAFF_ROLES, Principal
+from service.domain.model import Principal
 from service.gateway import translate
 from service.gateway import docs as api_docs
 from service.gateway.docs import openapi_document, render_docs
@@ -135,12 +137,12 @@ class Gateway:
             command_id = request.match_info["command_id"]
             async with self.pool.acquire() as conn:
                 found = await views.command_outcome(conn, command_id, self.max_events)
-            # a client sees only its own commands; a command it may not see looks unknown, like an order (R4)
-            if found is None or not _may_see(principal, found["events"]):
+            # a client sees only the commands it issued; one it may not see looks unknown, like an order (R4)
+            viewer = viewer_of(principal)
+            if found is None or not may_see_command(viewer, found["events"]):
                 return 404, translate.error("command_not_found", f"No outcome is known for command {command_id}.")
-            if principal.role not in STAFF_ROLES:  # what the history hides from a client, this hides too
-                found = {**found, "events": [views.event_as_client_sees(e) for e in found["events"]]}
-            return 200, found
+            # what the history hides from a client, this hides too
+            return 200, {**found, "events": [shown(viewer, e) for e in found["events"]]}
 
         return await self._answer(request, run())
 
@@ -189,11 +191,11 @@ class Gateway:
                                   "new request, or repeat the first request exactly to get its outcome.")
             known = await views.command_outcome(conn, command_id, self.max_events)
         if known is not None and known["events"]:  # a retried request: the first one's answer, nothing new
-            if not _may_see(principal, known["events"]):  # the check of GET /commands/{id}, on every replay
+            if not may_see_command(viewer_of(principal), known["events"]):  # GET /commands/{id}'s check, every replay
                 raise Refusal(422, "idempotency_key_reused", "This Idempotency-Key was already used for a different "
                                                              "request; use a new key for a new request.")
             return answer(known["events"])
-        key = str(command["order_id"] if parsed.type == "ChangeOrderStatus" else command_id).encode()
+        key = command_key(command)  # DESIGN §5.3
         self.tail.expect(command_id, parsed.type)  # before publishing: the outcome cannot slip past
         try:
             if self.sign_command is None:
@@ -324,12 +326,6 @@ def _order_id(request: web.Request) -> int:
     if order_id is None:
         raise Refusal(422, "invalid_command", f"the order id must be an integer from 1 to {BIGINT_MAX}")
     return order_id
-
-
-def _may_see(principal: Principal, events: list[dict]) -> bool:
-    if principal.role in STAFF_ROLES:
-        return True
-    return any((e.get("actor") or {}).get("id") == principal.sub for e in events)
 
 
 def _wants_xml(request: web.Request) -> bool:

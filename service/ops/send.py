@@ -7,6 +7,7 @@ import time
 import uuid
 
 from service.contract.commands import parse_command
+from service.contract.keys import command_key
 from service.domain.commands import InvalidCommand
 from service.ops.errors import OpsError
 from service.ops.events import Verdict, verdict
@@ -26,8 +27,7 @@ def prepare_command(line: str, number: int, validate: bool) -> tuple[bytes, byte
         parsed = parse_command(value)
         if isinstance(parsed, InvalidCommand):
             raise OpsError(f"command {number}: {parsed.message} (use --no-validate to send it anyway)")
-    key = data.get("order_id") if data.get("type") == "ChangeOrderStatus" else data.get("command_id")
-    return str(key).encode(), value, data
+    return command_key(data), value, data
 
 
 async def send_commands(producer, topic: str, prepared: list[tuple[bytes, bytes, dict]],

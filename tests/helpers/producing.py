@@ -11,6 +11,7 @@ from aiokafka.structs import RecordMetadata
 from pydantic import BaseModel
 
 from service.contract.events import event_json
+from service.contract.keys import message_key
 from service.runtime.settings import Settings
 
 RAW_KEY = b"garbage"  # the key of a message given as raw bytes (or a tombstone)
@@ -29,8 +30,7 @@ def encode(message) -> tuple[bytes, bytes | None]:
         value, fields = event_json(message), message.model_dump()
     else:
         value, fields = json.dumps(message).encode(), message
-    order_id = fields.get("order_id")
-    return str(order_id if order_id is not None else fields.get("command_id")).encode(), value
+    return message_key(fields.get("order_id"), fields.get("command_id")), value
 
 
 class Producer:

@@ -8,8 +8,9 @@ import asyncio
 import pytest
 
 from service.adapters.kafka.replies import EventsTail
-from service.adapters.postgres import views
+from service.domain.access import shown, viewer_of
 from service.contract.commands import BIGINT_MAX, order_id_in_range
+from service.domain.model import Principal
 from service.gateway.app import command_location
 
 
@@ -119,11 +120,12 @@ class TestClientsSeeWhatTheHistoryShows:
                                                                               "client_id": "c-1", "name": "Ann"},
                  "note": {"text": "internal", "is_public": False, "file_id": None},
                  "removed_reservations": ["R-1"], "removed_coupons": ["SPRING"]}
-        seen = views.event_as_client_sees(event)
+        client = viewer_of(Principal(sub="u-7", role="client", client_id="c-1"))
+        seen = shown(client, event)
         assert seen["removed_reservations"] == [] and seen["removed_coupons"] == []
         assert seen["note"] is None and seen["actor"] == {"role": "client"}
         assert event["removed_coupons"] == ["SPRING"]  # the stored event is untouched
-        public = views.event_as_client_sees({**event, "note": {"text": "on its way", "is_public": True}})
+        public = shown(client, {**event, "note": {"text": "on its way", "is_public": True}})
         assert public["note"] == {"text": "on its way", "is_public": True}
-        assert views.event_as_client_sees({"type": "ChangeRejected", "reason": "x"}) == {
+        assert shown(client, {"type": "ChangeRejected", "reason": "x"}) == {
             "type": "ChangeRejected", "reason": "x"}

@@ -6,9 +6,10 @@ import json
 
 from service.adapters.postgres import orders as orders_store
 from service.adapters.postgres.rules import fetch_rules
+from service.domain.access import OPERATOR, Viewer, may_see_order, shown
 from service.domain.events import event_id_for
-from service.domain.model import STAFF_ROLES, Actor, Status
-from service.domain.rules import availability, can_access
+from service.domain.model import Actor, Status
+from service.domain.rules import availability
 
 
 def _status_dict(s: Status) -> dict:
@@ -46,15 +47,15 @@ async def transitions(conn, order_id: int, actor: Actor) -> dict | None:
     }
 
 
-async def history(conn, order_id: int, viewer: Actor | None = None, *, after_version: int = 0,
+async def history(conn, order_id: int, viewer: Viewer = OPERATOR, *, after_version: int = 0,
                   limit: int | None = None) -> dict | None:
-    """The order's changes and notes; None when there is no such order for `viewer` (R4).
+    """The order's changes and notes as `viewer` may see them (`service.domain.access`); None when there is no
+    such order for `viewer` (R4). The default viewer is the operator (the CLI): everything.
 
-    `viewer` None is an operator (the CLI, or the read API with auth off): everything. A client sees
-    only its own orders, only public notes, and of each change's actor only the role. Paged when `limit`
-    is given: the entries after `after_version`, and `next_cursor` (the version to pass on) while more follow."""
+    Paged when `limit` is given: the entries after `after_version`, and `next_cursor` (the version to pass on)
+    while more follow."""
     order = await orders_store.read_order(conn, order_id)
-    if order is None or (viewer is not None and not can_access(viewer, order)):
+    if order is None or not may_see_order(viewer, order):
         return None
     rules = await fetch_rules(conn)
     current = rules.status(order.status_id) if rules else None
@@ -62,50 +63,16 @@ async def history(conn, order_id: int, viewer: Actor | None = None, *, after_ver
                                                limit=None if limit is None else limit + 1)
     more = limit is not None and len(entries) > limit
     entries = entries[:limit] if limit is not None else entries
-    if viewer is not None and viewer.role not in STAFF_ROLES:
-        entries = [_as_client_sees(entry) for entry in entries]
     found = {
         "order_id": order_id,
         "order_type": order.order_type,
         "version": order.version,
         "status": current.ref() if current else {"id": order.status_id},
-        "history": entries,
+        "history": [shown(viewer, entry) for entry in entries],
     }
     if limit is not None:
         found["next_cursor"] = str(entries[-1]["version"]) if more else None
     return found
-
-
-def event_as_client_sees(event: dict) -> dict:
-    """An outcome event (GET /commands/{id}) as a client may see it: what the history hides from clients is
-    hidden here too (private notes, the actor beyond its role, reservation refs and coupon codes)."""
-    seen = dict(event)
-    if isinstance(seen.get("actor"), dict):
-        seen["actor"] = {"role": seen["actor"].get("role")}
-    note = seen.get("note")
-    if isinstance(note, dict) and not note.get("is_public"):
-        seen["note"] = None
-    for internal in ("removed_reservations", "removed_coupons"):
-        if internal in seen:
-            seen[internal] = []
-    return seen
-
-
-def as_client_sees(entry: dict) -> dict:
-    """One history entry as a client may see it: public note only, the actor's role only, no internal refs."""
-    return _as_client_sees(entry)
-
-
-def _as_client_sees(entry: dict) -> dict:
-    note = entry["note"]
-    return {
-        **entry,
-        "actor": {"role": entry["actor"].get("role")},
-        "note": note if note.get("is_public") else None,
-        # reservation refs and coupon codes are internal bookkeeping
-        "removed_reservations": [],
-        "removed_coupons": [],
-    }
 
 
 async def command_outcome(conn, command_id: str, max_events: int) -> dict | None:
