@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # a dev setup only (orderstatus dev, docker-compose): the read API serves private notes and change actors to
     # requests without a token; otherwise a request without one sees an order's history as a client does
     read_api_open: bool = False
+    # DESIGN §12: the operator console (`orderstatus console`); read-only removes every action for everyone
+    console_port: int = 8083
+    console_read_only: bool = False
 
     max_batch_items: int = Field(50, ge=1)
     # DESIGN §11: a value above max_message_bytes is dead-lettered unparsed (and no output we write may
