@@ -1,7 +1,7 @@
 """The data behind the console's Health and Dead-letter pages (issue 21), on real Postgres and the broker.
 
-Heartbeats: a running worker process's row names its partitions and goes stale once it is killed -9; a
-clean stop marks it stopped; a heartbeat that cannot be written never stops its process. Activity: the
+Heartbeats: a running worker process's row names its partitions and goes stale once it is killed -9; the
+worker, notifier and gateway beat and a clean stop marks their rows stopped; a heartbeat that cannot be written never stops its process. Activity: the
 per-minute counts agree with what the worker and the notifier did. The dead-letter index: garbage sent
 through the worker is indexed with its reason, command id and order id, pages walk every letter once
 under any filter, and indexing the DLQ again changes nothing."""
@@ -23,6 +23,9 @@ from service.adapters.postgres import activity, dead_letter_index, heartbeats
 from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.dead_letter_index import Filter
 from service.console.dead_letter_indexer import DeadLetterIndexer
+from service.devkit.embedded import free_port
+from service.entrypoints.services import run_gateway
+from service.runtime.auth import new_key_pair
 from service.runtime.health import Progress
 from service.runtime.heartbeat import Heartbeat, heartbeating, identity
 from service.runtime.heartbeat import progress_report
@@ -33,7 +36,7 @@ from tests.helpers.commands import change
 from tests.helpers.database import fetch, seed, url_of
 from tests.helpers.processes import ServiceProcess, fast_group_env
 from tests.helpers.producing import produce
-from tests.helpers.services import running_notifier, running_worker
+from tests.helpers.services import running, running_notifier, running_worker
 from tests.helpers.topics import TopicReader, events_for
 from tests.helpers.waiting import wait_until
 
@@ -97,15 +100,33 @@ class TestHeartbeats:
         finally:
             worker.close()
 
-    async def test_a_clean_stop_marks_the_row_stopped(self, settings):
-        """An in-process worker beats while it runs; once stopped its row says stopped, owning nothing."""
+    async def test_worker_notifier_and_gateway_beat_and_a_clean_stop_marks_their_rows_stopped(self, settings,
+                                                                                             tmp_path):
+        """In-process worker, notifier and gateway each have a running row (the notifier owning the events
+        topic's partitions); once stopped every row says stopped, owning nothing."""
         await seed(settings)
+        gateway_key = tmp_path / "gateway.pem"
+        _, public = new_key_pair()
+        gateway_key.write_bytes(new_key_pair()[0])
+        (tmp_path / "public.pem").write_bytes(public)
+        with_gateway = settings.model_copy(update={
+            "auth_public_keys": str(tmp_path / "public.pem"), "auth_issuer": "https://id.example.com",
+            "auth_audience": "orderstatus", "gateway_signing_key_file": str(gateway_key), "gateway_port": free_port()})
         async with pool_of(settings) as pool:
-            async with running_worker(settings):
-                running = await wait_until(lambda: _any_of(pool, "worker", "running"), 30, "the worker's beat")
-            row = await _status_of(pool, running.process_id, "stopped")
-            assert row is not None and row.stopped_at is not None
-            assert row.partitions == {} and not row.ready
+            async with running_worker(settings), running_notifier(settings), \
+                    running(run_gateway, with_gateway, "gateway"):
+
+                async def all_running():
+                    rows = {r.kind: r for r in await rows_of(pool) if r.status == "running"}
+                    notifier = rows.get("notifier")
+                    ready = notifier and notifier.partitions.get(settings.events_topic) == [0, 1, 2]
+                    return rows if ready and set(rows) == {"worker", "notifier", "gateway"} else None
+
+                running_rows = await wait_until(all_running, 45, "worker, notifier and gateway beating")
+            for kind, running_row in running_rows.items():
+                row = await _status_of(pool, running_row.process_id, "stopped")
+                assert row is not None, f"the {kind}'s row is not marked stopped"
+                assert row.partitions == {} and not row.ready
 
     async def test_a_failing_write_is_logged_once_and_never_stops_the_beating(self, settings):
         """With the table gone the beats fail (one warning for many failures) and go on; once it is back
