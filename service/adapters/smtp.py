@@ -13,13 +13,30 @@ combination, and the mailer checks again on the live connection before it logs i
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import aiosmtplib
 import structlog
+from pydantic import SecretStr
 
 from service.adapters.errors import Unavailable
-from service.runtime.settings import Settings
 
 log = structlog.get_logger("orderstatus.mailer")
+
+
+class SmtpSettings(Protocol):
+    """What the mailer reads of the configuration (`runtime.settings.Settings` has each of these, DESIGN §3):
+    declared here, so the adapter does not import the runtime's settings."""
+
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: SecretStr | None
+    smtp_starttls: bool
+    smtp_use_tls: bool
+    smtp_timeout_s: float
+    smtp_cafile: str | None
+    mail_from: str
 
 
 class SmtpUnavailable(Unavailable):
@@ -60,7 +77,7 @@ def _classify(exc: aiosmtplib.SMTPResponseException) -> Exception:
 class Mailer:
     """One reusable SMTP connection; opened on first use, dropped on any error and reopened."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SmtpSettings) -> None:
         if settings.smtp_username is not None and not (settings.smtp_starttls or settings.smtp_use_tls):
             # Settings() already refuses this; settings built with model_copy/model_construct are not validated
             raise PlaintextCredentials("SMTP credentials need ORDERSTATUS_SMTP_STARTTLS or ORDERSTATUS_SMTP_USE_TLS")

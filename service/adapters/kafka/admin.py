@@ -14,7 +14,7 @@ from aiokafka.protocol.group import HeartbeatRequest
 
 from service.adapters.errors import TopicNotCreated
 from service.adapters.kafka.clients import consumer_of, learn_topic, make_admin
-from service.runtime.settings import Settings
+from service.adapters.kafka.config import KafkaSettings
 
 
 def default_min_insync_replicas(replication_factor: int) -> int:
@@ -24,7 +24,7 @@ def default_min_insync_replicas(replication_factor: int) -> int:
     return 2 if replication_factor >= 3 else 1
 
 
-async def create_topics(settings: Settings, partitions: int, replication_factor: int,
+async def create_topics(settings: KafkaSettings, partitions: int, replication_factor: int,
                         min_insync_replicas: int | None = None, timeout_s: float = 30,
                         retention_ms: int | None = None, segment_ms: int | None = None) -> dict[str, str]:
     """Create the commands, events and DLQ topics with `min.insync.replicas` set on each (None: the
@@ -90,7 +90,7 @@ async def _describe(admin, group: str) -> tuple[str, list]:
     return "Unknown", []
 
 
-async def group_state(settings: Settings, group: str) -> tuple[str, int]:
+async def group_state(settings: KafkaSettings, group: str) -> tuple[str, int]:
     """The group's state and how many live members it has, as the coordinator describes them."""
     admin = make_admin(settings)
     try:
@@ -116,7 +116,7 @@ async def _expire_departed_members(admin, group: str) -> None:
     await admin._send_request(HeartbeatRequest(group, -1, ""), node)
 
 
-async def topic_configs(settings: Settings, topics: list[str], names: tuple[str, ...]) -> dict[str, dict | None]:
+async def topic_configs(settings: KafkaSettings, topics: list[str], names: tuple[str, ...]) -> dict[str, dict | None]:
     """The named configuration values of each topic as the broker reports them (a broker may report only
     what was set explicitly: a missing name is unknown, not a default); None for a topic it refused to
     describe (one that does not exist)."""
@@ -174,7 +174,7 @@ class GroupOffsets:
 
 
 @contextlib.asynccontextmanager
-async def group_offsets(settings: Settings, group: str, topic: str) -> AsyncIterator[GroupOffsets]:
+async def group_offsets(settings: KafkaSettings, group: str, topic: str) -> AsyncIterator[GroupOffsets]:
     consumer = consumer_of(settings, group_id=group, enable_auto_commit=False)
     try:
         await consumer.start()

@@ -27,7 +27,7 @@ from aiokafka.errors import (
 )
 
 from service.adapters.errors import KafkaRefused
-from service.runtime.settings import Settings
+from service.adapters.kafka.config import KafkaSettings
 
 
 class FileTokenProvider(AbstractTokenProvider):
@@ -45,7 +45,7 @@ class FileTokenProvider(AbstractTokenProvider):
         return token
 
 
-def client_options(settings: Settings) -> dict:
+def client_options(settings: KafkaSettings) -> dict:
     """Connection and security options shared by producers, consumers and the admin client."""
     options: dict = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
@@ -78,7 +78,7 @@ def client_options(settings: Settings) -> dict:
     return options
 
 
-def _principal(settings: Settings) -> str:
+def _principal(settings: KafkaSettings) -> str:
     """Who the broker sees, as an operator would look it up in the ACLs."""
     protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
     if protocol.startswith("SASL") and mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
@@ -96,7 +96,7 @@ def _names(exc: BaseException) -> str:
     return ", ".join(sorted(map(str, named))) if isinstance(named, (set, frozenset, list, tuple)) else str(named)
 
 
-def refusal(exc: BaseException, settings: Settings, *, init_producer_id: bool = False) -> KafkaRefused | None:
+def refusal(exc: BaseException, settings: KafkaSettings, *, init_producer_id: bool = False) -> KafkaRefused | None:
     """The one-line `KafkaRefused` an aiokafka authorization error stands for; None for any other failure.
     `init_producer_id`: the error answered the idempotent producer's InitProducerId at its start."""
     who = _principal(settings)
@@ -114,7 +114,7 @@ def refusal(exc: BaseException, settings: Settings, *, init_producer_id: bool = 
     return None
 
 
-async def bootstrap_refusal(settings: Settings) -> KafkaRefused | None:
+async def bootstrap_refusal(settings: KafkaSettings) -> KafkaRefused | None:
     """Why no bootstrap server let the client in, when the reason is no outage: connect to each one as the
     clients do and report a refused SASL login or an untrusted certificate; None when they are only unreachable."""
     options = client_options(settings)
@@ -141,7 +141,7 @@ class _ExplainsRefusals:
     """`start()` of an aiokafka client that raises `KafkaRefused` (and closes the client) when the broker refused
     it, and aiokafka's own error otherwise."""
 
-    _settings: Settings
+    _settings: KafkaSettings
 
     async def _close(self) -> None:
         await self.stop()
@@ -163,7 +163,7 @@ class _ExplainsRefusals:
 
 
 class Producer(_ExplainsRefusals, AIOKafkaProducer):
-    def __init__(self, settings: Settings, **options) -> None:
+    def __init__(self, settings: KafkaSettings, **options) -> None:
         self._settings = settings
         super().__init__(**options)
 
@@ -198,7 +198,7 @@ class Producer(_ExplainsRefusals, AIOKafkaProducer):
 
 
 class Consumer(_ExplainsRefusals, AIOKafkaConsumer):
-    def __init__(self, settings: Settings, *topics: str, **options) -> None:
+    def __init__(self, settings: KafkaSettings, *topics: str, **options) -> None:
         self._settings = settings
         super().__init__(*topics, **options)
 
@@ -219,7 +219,7 @@ class Consumer(_ExplainsRefusals, AIOKafkaConsumer):
 
 
 class Admin(_ExplainsRefusals, AIOKafkaAdminClient):
-    def __init__(self, settings: Settings, **options) -> None:
+    def __init__(self, settings: KafkaSettings, **options) -> None:
         self._settings = settings
         super().__init__(**options)
 
@@ -233,12 +233,12 @@ class Admin(_ExplainsRefusals, AIOKafkaAdminClient):
             raise refusal(GroupAuthorizationFailedError(group_id), self._settings) from exc
 
 
-def consumer_of(settings: Settings, *topics: str, **options) -> Consumer:
+def consumer_of(settings: KafkaSettings, *topics: str, **options) -> Consumer:
     """A consumer with the settings' connection and security and exactly the given consumer options."""
     return Consumer(settings, *topics, **client_options(settings), **options)
 
 
-def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
+def make_producer(settings: KafkaSettings, **overrides) -> AIOKafkaProducer:
     # acks=all always: with idempotence off (the embedded broker) aiokafka would default to acks=1
     options = {
         **client_options(settings),
@@ -253,7 +253,7 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
     return Producer(settings, **options)
 
 
-def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides) -> AIOKafkaConsumer:
+def make_consumer(settings: KafkaSettings, group_id: str, *topics: str, **overrides) -> AIOKafkaConsumer:
     options = {
         **client_options(settings),
         "group_id": group_id,
@@ -297,5 +297,5 @@ async def learn_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
         raise (refusal(exc, consumer._settings) if isinstance(consumer, Consumer) else exc)
 
 
-def make_admin(settings: Settings) -> AIOKafkaAdminClient:
+def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     return Admin(settings, **client_options(settings))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service.adapters.kafka.clients import consumer_of, learn_topic
-from service.runtime.settings import Settings
+from service.adapters.kafka.config import KafkaSettings
 
 Headers = tuple[tuple[str, bytes | None], ...]
 
@@ -97,7 +97,7 @@ class TopicRecords:
 
 
 @contextlib.asynccontextmanager
-async def topic_records(settings: Settings, topic: str) -> AsyncIterator[TopicRecords]:
+async def topic_records(settings: KafkaSettings, topic: str) -> AsyncIterator[TopicRecords]:
     """A reader of `topic` that belongs to no group, closed afterwards (even when its start failed)."""
     consumer = consumer_of(
         settings, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",

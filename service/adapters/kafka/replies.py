@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 
 from service.adapters.errors import TopicMissing
 from service.adapters.kafka.clients import consumer_of, learn_topic
-from service.runtime.settings import Settings
+from service.adapters.kafka.config import KafkaSettings
 
 
 @dataclass
@@ -38,7 +38,7 @@ def is_final(command_type: str | None, event: dict) -> bool:
 
 
 class EventsTail:
-    def __init__(self, settings: Settings, *, from_beginning: bool = False) -> None:
+    def __init__(self, settings: KafkaSettings, *, from_beginning: bool = False) -> None:
         self.topic = settings.events_topic
         self.from_beginning = from_beginning
         self._consumer = consumer_of(settings, group_id=None, enable_auto_commit=False,
