@@ -1,5 +1,6 @@
-"""Publishing stored outbox rows (`service.adapters.kafka.publishing.publish_all`, the relay's sender),
-against the fake producer: in order, and an unacknowledged message is an error the relay sees."""
+"""Publishing stored outbox rows against fake producers: `publish_all` (`orderstatus republish`'s sender)
+sends in order and an unacknowledged message is an error; `publish_each` (the relay's sender) reports each
+row, and a refused row holds back the later rows of its line (`service.domain.outbox`)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,58 @@ class TestPublishAll:
         producer.recover()
         await publish_all(producer, ROWS)
         assert [s.value for s in producer.sent] == [r.value for r in ROWS]
+
+
+class RefusingAtSend(FakeProducer):
+    """Raises `error` from `send` for each value in `refused` (before it leaves: too large, unknown topic …)."""
+
+    def __init__(self, refused: set[bytes], error: BaseException) -> None:
+        super().__init__()
+        self.refused, self.error = refused, error
+
+    async def send(self, topic, value=None, key=None, headers=None, **options):
+        if value in self.refused:
+            raise self.error
+        return await super().send(topic, value=value, key=key, headers=headers, **options)
+
+
+def line_row(n: int, key: bytes | None, shard: int = 0, topic: str = "events") -> StoredMessage:
+    return StoredMessage(n, topic, key, f"v{n}".encode(), [], shard=shard)
+
+
+class TestPublishEach:
+    async def test_every_acknowledged_row_is_sent_in_order(self):
+        """Each row goes out once, in the given order, and is reported SENT."""
+        producer = FakeProducer()
+        assert await publish_each(producer, ROWS, is_outage) == [SENT] * len(ROWS)
+        assert producer.sent == [Sent(r.topic, r.key, r.value, tuple(r.headers)) for r in ROWS]
+
+    async def test_a_row_refused_at_send_holds_back_only_the_later_rows_of_its_line(self):
+        """After a refusal the later rows of its shard, topic and key are not sent (None); another key, another
+        topic, another shard and a row without a key still go out."""
+        refusal = MessageSizeTooLargeError("too big")
+        rows = [line_row(1, b"k"), line_row(2, b"j"), line_row(3, b"k"), line_row(4, b"k", topic="dlq"),
+                line_row(5, b"k", shard=1), line_row(6, None), line_row(7, b"k")]
+        producer = RefusingAtSend({b"v1"}, refusal)
+        results = await publish_each(producer, rows, is_outage)
+        assert results == [refusal, SENT, None, SENT, SENT, SENT, None]
+        assert [s.value for s in producer.sent] == [b"v2", b"v4", b"v5", b"v6"]
+
+    async def test_an_outage_at_send_leaves_every_later_row_unsent(self):
+        """An outage stops the round: the rows after it are not sent (None), whatever their key."""
+        outage = KafkaTimeoutError()
+        rows = [line_row(1, b"a"), line_row(2, b"b"), line_row(3, b"c"), line_row(4, None)]
+        producer = RefusingAtSend({b"v2"}, outage)
+        assert await publish_each(producer, rows, is_outage) == [SENT, outage, None, None]
+        assert [s.value for s in producer.sent] == [b"v1"]
+
+    async def test_a_failed_acknowledgement_is_reported_for_its_row(self):
+        """A row sent but not acknowledged is reported with the broker's error, the acknowledged ones SENT."""
+        producer = FakeProducer()
+        producer.fail(KafkaTimeoutError(), after=2)
+        results = await publish_each(producer, ROWS, is_outage)
+        assert results[:2] == [SENT, SENT]
+        assert all(isinstance(r, KafkaTimeoutError) for r in results[2:])
 
 
 class SizeLimitedBroker:
