@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -15,17 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.adapters.kafka.admin import create_topics
-from service.adapters.postgres.connection import connect, migrate
-from service.adapters.postgres.orders import upsert_orders
-from service.adapters.postgres.rules import fetch_rules, replace_rules
-from service.contract.orders_file import parse_orders
-from service.contract.rules_file import load_rules_file
+from service.adapters.postgres.connection import migrate
 from service.devkit.apache_kafka import ApacheKafka
 from service.devkit.embedded import EmbeddedBroker, EmbeddedPostgres, scratch_dir
 from service.runtime.settings import Settings
+from testkit.seeding import seed_database
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "service" / "devkit" / "samples"
 PREFIX = "ORDERSTATUS_"
 
 
@@ -59,8 +53,9 @@ class Infra:
         return env
 
 
-def order_lines(order_ids) -> list[str]:
-    return [json.dumps({"order_id": oid, "order_type": "SO", "status": "Confirmed"}) for oid in order_ids]
+def order_records(order_ids) -> list[dict]:
+    """The bench's orders as the orders file has them: type SO, status Confirmed."""
+    return [{"order_id": oid, "order_type": "SO", "status": "Confirmed"} for oid in order_ids]
 
 
 @contextlib.asynccontextmanager
@@ -77,13 +72,7 @@ async def fresh_infra(order_ids: list[int], partitions: int, broker_kind: str = 
         await asyncio.to_thread(migrate, postgres.url)  # alembic runs its own event loop
         settings = Settings(database_url=postgres.url, kafka_bootstrap_servers=broker.bootstrap_servers,
                             kafka_enable_idempotence=broker_kind == "apache", http_port=0, log_level="WARNING")
-        conn = await connect(postgres.url)
-        try:
-            await replace_rules(conn, load_rules_file(SAMPLES / "rules.yaml"))
-            rules = await fetch_rules(conn)
-            await upsert_orders(conn, parse_orders(order_lines(order_ids), rules), rules)
-        finally:
-            await conn.close()
+        await seed_database(postgres.url, order_records(order_ids))  # the sample rules, as the tests seed them
         await create_topics(settings, partitions, 1)
         yield Infra(postgres, broker, settings, partitions, scratch)
     finally:

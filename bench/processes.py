@@ -1,56 +1,27 @@
 """The processes under measurement, always real subprocesses: `orderstatus worker` (whatever it does
-today) or the naive baseline (`python -m bench.naive`). Each logs to a file in the scenario's scratch
-folder; the tail of that log is shown when one dies."""
+today) or the naive baseline (`python -m bench.naive`), run by the kit the tests use (testkit.processes).
+Each logs to a file in the scenario's scratch folder; the tail of that log is shown when one dies."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from service.adapters.kafka.admin import group_state
 from service.runtime.settings import Settings
-
-from bench.infra import ROOT
+from testkit.processes import LoggedProcess
 
 WORKER = [sys.executable, "-m", "service.entrypoints.cli", "worker"]
 NAIVE = [sys.executable, "-m", "bench.naive"]
 
 
-class Process:
+class Process(LoggedProcess):
+    """A measured process in its own session (a signal to the bench never reaches it by accident)."""
+
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"process {self.pid} exited with {self.proc.returncode}:\n{self.tail()}")
-
-    async def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM (the worker drains its batch and relay), SIGKILL after `timeout`."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
+        super().__init__(argv, env, log_path, start_new_session=True)
 
 
 def start(argv: list[str], count: int, env: dict[str, str], log_dir: Path) -> list[Process]:

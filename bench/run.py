@@ -25,9 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import report, scenarios
-from bench.infra import PREFIX, ROOT
+from bench.infra import PREFIX
 from bench.measure import machine, machine_cpu
 from bench.scenarios import SCENARIOS, Options
+from testkit.paths import REPO
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,7 +92,7 @@ def idle_check(seconds: float = 2.0) -> float:
 
 def git_revision() -> str:
     def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
     revision = git("rev-parse", "--short", "HEAD") or "unknown"
     return revision + ("+dirty" if git("status", "--porcelain", "--", "service") else "")

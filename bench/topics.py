@@ -1,8 +1,6 @@
-"""Following a topic from outside any consumer group: every record from the beginning, kept with its
-partition, offset and Kafka timestamp, counted as it arrives.
-
-Records are counted by reading them, not from end offsets: the embedded broker's ListOffsets answers
-a high watermark that counts record batches, not records (5,006 records in 12 batches: 12)."""
+"""Following a topic from outside any consumer group: every record from the beginning (the kit's
+TopicReader, testkit.topics, which the tests read with too), kept with its partition, offset and Kafka
+timestamp, counted as it arrives, by a background task."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from testkit.topics import TopicReader
 
 
 @dataclass(frozen=True)
@@ -25,27 +23,22 @@ class Record:
 
 class TopicFollower:
     def __init__(self, bootstrap_servers: str, topic: str, partitions: int, pace_s: float = 0.25) -> None:
-        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                         auto_offset_reset="earliest", fetch_max_wait_ms=50)
+        self.reader = TopicReader(bootstrap_servers, topic, partitions, keep=False, fetch_max_wait_ms=50)
         self.records: list[Record] = []
         self.pace_s = pace_s
         self.last_record_at = time.monotonic()
         self._task: asyncio.Task | None = None
 
     async def start(self) -> "TopicFollower":
-        await self.consumer.start()
-        self.consumer.assign(self.tps)
-        await self.consumer.seek_to_beginning(*self.tps)
+        await self.reader.start()
         self._task = asyncio.create_task(self._follow())
         return self
 
     async def _follow(self) -> None:
         while True:
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
-            for tp, messages in batch.items():
-                self.records.extend(Record(tp.partition, m.offset, m.timestamp, m.timestamp_type, m.key, m.value)
-                                    for m in messages)
+            batch = await self.reader.poll(timeout_ms=100, max_records=10_000)
+            self.records.extend(Record(m.partition, m.offset, m.timestamp, m.timestamp_type, m.key, m.value)
+                                for m in batch)
             if batch:
                 self.last_record_at = time.monotonic()
             # paced: the embedded broker's fetch costs CPU in proportion to what the partition holds, and a
@@ -73,4 +66,4 @@ class TopicFollower:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
+        await self.reader.stop()

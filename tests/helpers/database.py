@@ -1,23 +1,16 @@
-"""Seeding a test's database (and its topics) with the sample data, and reading it back with plain SQL."""
+"""Seeding a test's database (and its topics) with the sample data (testkit.seeding, shared with the
+benchmark), and reading it back with plain SQL."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import asyncpg
 
 from service.adapters.kafka.admin import create_topics
 from service.adapters.postgres.connection import connect
-from service.adapters.postgres.orders import upsert_orders
-from service.adapters.postgres.rules import fetch_rules, replace_rules
-from service.contract.orders_file import parse_orders
-from service.contract.rules_file import load_rules_file
 from service.runtime.settings import Settings
-
-SAMPLES = Path(__file__).resolve().parents[2] / "service" / "devkit" / "samples"
-SAMPLE_RULES = SAMPLES / "rules.yaml"
-SAMPLE_ORDERS = SAMPLES / "orders.jsonl"
+from testkit import seeding
+from testkit.paths import SAMPLE_ORDERS, SAMPLE_RULES  # noqa: F401 (the tests' names for them)
+from testkit.seeding import order_lines, seed_database  # noqa: F401 (the tests' names for them)
 
 # an outbox row not published yet (a condition on `outbox`): parked, or after its shard's relay cursor
 # and not published out of line
@@ -38,22 +31,6 @@ def on_database(settings: Settings, url: str, **changes) -> Settings:
                                        **changes})
 
 
-def order_lines(orders: list[dict] | None) -> list[str]:
-    """The given orders as orders-file lines, or the sample orders file's lines when none are given."""
-    return [json.dumps(o) for o in orders] if orders is not None else SAMPLE_ORDERS.read_text().splitlines()
-
-
-async def seed_database(database_url: str, orders: list[dict] | None = None) -> None:
-    """Load the sample rules and import the sample orders (or the given ones)."""
-    conn = await connect(database_url)
-    try:
-        await replace_rules(conn, load_rules_file(SAMPLE_RULES))
-        rules = await fetch_rules(conn)
-        await upsert_orders(conn, parse_orders(order_lines(orders), rules), rules)
-    finally:
-        await conn.close()
-
-
 async def seed(settings: Settings, orders: list[dict] | None = None, partitions: int = 3) -> None:
     """Load the sample rules, import the sample orders (or the given ones), create the topics."""
     await seed_database(url_of(settings), orders)
@@ -62,12 +39,7 @@ async def seed(settings: Settings, orders: list[dict] | None = None, partitions:
 
 async def import_orders(settings: Settings, orders: list[dict]) -> None:
     """Import more orders under the rules already loaded."""
-    conn = await connect(url_of(settings))
-    try:
-        rules = await fetch_rules(conn)
-        await upsert_orders(conn, parse_orders(order_lines(orders), rules), rules)
-    finally:
-        await conn.close()
+    await seeding.import_orders(url_of(settings), orders)
 
 
 async def query(database_url: str, sql: str, *args) -> list[asyncpg.Record]:

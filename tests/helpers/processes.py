@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
 
 from service.devkit.embedded import scratch_dir
-from tests.helpers.cli import start_cli
+from testkit.processes import LoggedProcess
+from tests.helpers.cli import cli_command
 from tests.helpers.waiting import wait_until
 
 
@@ -16,29 +15,12 @@ def fast_group_env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "ORDERSTATUS_KAFKA_SESSION_TIMEOUT_MS": "6000", "ORDERSTATUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}
 
 
-class ServiceProcess:
-    """`orderstatus <command>` as a real subprocess, its JSON log in a file."""
+class ServiceProcess(LoggedProcess):
+    """`orderstatus <command>` as a real subprocess, its JSON log in a file (the shared kit's LoggedProcess)."""
 
     def __init__(self, command: str, env: dict[str, str], name: str) -> None:
         self.command = command
-        self.log_path = scratch_dir(f"orderstatus-{name}-") / f"{command}.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = start_cli(env, command, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
-
-    def log_lines(self) -> list[dict]:
-        lines = []
-        for line in self.text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-        return lines
+        super().__init__(cli_command(command), env, scratch_dir(f"orderstatus-{name}-") / f"{command}.log")
 
     async def wait_assigned(self, timeout: float = 45.0) -> None:
         """Until the process's consumer owns at least one partition."""
@@ -54,10 +36,6 @@ class ServiceProcess:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.tail()}") from None
 
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
     async def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM, then the exit code (fails if the process does not exit within `timeout`)."""
         self.proc.send_signal(signal.SIGTERM)
@@ -67,9 +45,3 @@ class ServiceProcess:
             self.proc.kill()
             raise AssertionError(f"{exc}:\n{self.tail()}") from None
         return self.proc.returncode
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()

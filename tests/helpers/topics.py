@@ -1,39 +1,21 @@
-"""Reading what the service published: a topic from the beginning, without a consumer group."""
+"""Reading what the service published: a topic from the beginning, without a consumer group
+(the reader of the shared kit, testkit.topics, with the tests' JSON view and waiting)."""
 
 from __future__ import annotations
 
 import json
 
-from aiokafka import AIOKafkaConsumer
-
 from service.runtime.settings import Settings
+from testkit import topics
 from tests.helpers.waiting import wait_until
 
 
-class TopicReader:
+class TopicReader(topics.TopicReader):
     """Reads a topic from the beginning, without a group, accumulating every record."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
+        super().__init__(settings.kafka_bootstrap_servers, topic)
         self.settings = settings
-        self.topic = topic
-        self.records = []
-        self._consumer: AIOKafkaConsumer | None = None
-
-    async def __aenter__(self) -> "TopicReader":
-        self._consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.settings.kafka_bootstrap_servers, auto_offset_reset="earliest",
-            enable_auto_commit=False, group_id=None,
-        )
-        await self._consumer.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._consumer.stop()
-
-    async def poll(self) -> None:
-        batch = await self._consumer.getmany(timeout_ms=200)
-        for messages in batch.values():
-            self.records.extend(messages)
 
     def values(self) -> list[dict]:
         """Each record's JSON value; a record that is not a JSON object (a dead letter) reads as {}."""
