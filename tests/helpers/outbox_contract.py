@@ -150,7 +150,8 @@ class OutboxStoreContract:
             parked = [r.stored() for r in await backend.rows() if r.state == "parked" and r.held_behind is None]
             assert batch.held == held_back(batch.rows, parked)
             await batch.settle({0: row["same again"], 1: row["other shard"]}, [],
-                               [Parking(row["same"], "held", row["head"]), Parking(row["same again"], "held", row["head"])])
+                               [Parking(row["same"], "held", row["head"]),
+                                Parking(row["same again"], "held", row["head"])])
         held = {r.value.decode(): r.held_behind for r in await backend.rows() if r.state == "parked"}
         assert held == {"head": None, "same": row["head"], "same again": row["head"]}
 
