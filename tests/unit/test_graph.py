@@ -9,6 +9,7 @@ import pytest
 
 from service.queries.graph.mermaid import render_mermaid
 from service.queries.graph.svg import render_svg
+from service.queries.graph.text import esc, shorten, text_width, wrap
 from service.contract.rules_file import load_rules_file, parse_rules
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -109,3 +110,31 @@ class TestSvg:
         assert mermaid.count(" --> ") == len(expected) + sum(
             1 for t in ([order_type] if order_type else rules.order_types) if rules.initial_status(t)
         )
+
+
+class TestText:
+    """The text module the layout sizes boxes and labels with (service/queries/graph/text.py)."""
+
+    def test_width_sums_the_font_table_and_counts_wide_and_combining_characters(self):
+        """ASCII is measured from DejaVu Sans' advances; a wide CJK character is 1 em, a combining mark 0."""
+        assert text_width("I", 10) == pytest.approx(2.95) and text_width("W", 10) == pytest.approx(9.89)
+        assert text_width("II", 10, bold=True) == pytest.approx(2 * 3.72)
+        assert text_width("漢", 12) == pytest.approx(12.0)
+        assert text_width("e\u0301", 10) == text_width("e", 10)
+
+    def test_shorten_fits_the_limit_with_an_ellipsis_and_leaves_short_text_alone(self):
+        """Text wider than the limit is cut to fit, ending in '…'; text that fits is returned unchanged."""
+        assert shorten("Draft", 12, 200) == "Draft"
+        cut = shorten("A very long status name indeed", 12, 80)
+        assert cut.endswith("…") and text_width(cut, 12) <= 80 and len(cut) < 30
+
+    def test_wrap_keeps_every_line_within_the_width_unless_one_word_is_wider(self):
+        """Words are packed greedily into lines no wider than the width; a single long word gets its own line."""
+        lines = wrap("one two three four five six seven", 11, 60)
+        assert len(lines) > 1 and " ".join(lines) == "one two three four five six seven"
+        assert all(text_width(line, 11) <= 60 for line in lines)
+        assert wrap("supercalifragilistic x", 11, 20) == ["supercalifragilistic", "x"]
+
+    def test_escape_replaces_characters_xml_forbids(self):
+        """Quotes and markup are escaped and control characters XML 1.0 forbids become U+FFFD."""
+        assert esc('a<b>&"c"\x01') == "a&lt;b&gt;&amp;&quot;c&quot;\ufffd"
