@@ -19,7 +19,7 @@ from service.domain.outbox import OutboxStats, Parking, StoredMessage
 @dataclass
 class RelayBatch:
     rows: list[StoredMessage]  # each locked shard's rows after its cursor, shard by shard, in id order
-    held: dict[int, int]  # row id -> the parked row of its topic and key it has to wait behind
+    held: dict[int, int]  # row id -> the parked row of its line (shard, topic, key) it has to wait behind
     _conn: object
     more: set[int] = field(default_factory=set)  # shards whose part was cut (rows or bytes): more may wait
 
@@ -79,6 +79,7 @@ async def unpublished(pool, limit: int, shards: Sequence[int], max_bytes: int = 
                 """
                 SELECT * FROM (
                     SELECT o.id, o.shard, o.topic, o.message_key, o.payload, o.headers, o.source_time,
+                           -- the first parked row of the row's line: service.domain.outbox.held_back
                            (SELECT min(p.id) FROM outbox p
                              WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL AND p.held_behind IS NULL
                                AND p.topic = o.topic AND p.message_key = o.message_key AND p.shard = o.shard
