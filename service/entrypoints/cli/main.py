@@ -7,6 +7,7 @@ import click
 from pydantic import ValidationError
 
 from service.entrypoints.cli import (
+    console,
     database,
     dev,
     dlq,
@@ -53,6 +54,6 @@ def _settings() -> Settings:
 
 
 for module in (database, rules, orders, topics, processes, send, queries, ops, outbox, notifications, tokens, dev,
-               dlq, events, lag, prune):
+               dlq, events, lag, prune, console):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -1,0 +1,289 @@
+"""`orderstatus console` (issue 21, DESIGN §12): the operator web console, and `orderstatus console link`, a
+one-time sign-in link made from a signed actor token.
+
+This module is the console's wiring: it opens the pool, the token verifier and a producer, and hands the
+console (`service/console/app.py`) the use cases it may call — the same functions the CLI calls:
+`outbox retry` (adapters' `unpark`), `dlq redrive` (`ops.dlq.redrive` over the DLQ topic), `notifications
+resend` (`notifier.resend.resend`), `lag` (`ops.lag.lag`) and `rules graph --format svg` (`queries.graph`).
+The console itself never imports those packages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+import click
+import structlog
+
+from service.adapters.kafka.clients import make_producer
+from service.adapters.kafka.records import topic_records
+from service.adapters.postgres import dead_letter_index as index
+from service.adapters.postgres import heartbeats
+from service.adapters.postgres.activity import last_hour
+from service.adapters.postgres.connection import create_pool
+from service.adapters.postgres.outbox_ops import unpark
+from service.adapters.smtp import Mailer
+from service.console import store as console_store
+from service.console.app import Console, ConsolePorts
+from service.entrypoints.cli.common import UserError, run
+from service.notifier.resend import ResendError, parse_event_id, resend as resend_event
+from service.ops import dlq as ops_dlq
+from service.ops.errors import OpsError
+from service.ops.lag import lag as group_lags
+from service.queries.graph.svg import render_svg
+from service.runtime.auth import AuthConfigError, NotAuthenticated, TokenVerifier, bearer
+from service.runtime.health import Progress, bound_port, serve
+from service.runtime.heartbeat import heartbeating, progress_report
+from service.runtime.settings import Settings
+from service.runtime.signals import run_until_signalled
+
+log = structlog.get_logger("orderstatus.console")
+MAX_BYTES_SHOWN = 16_384  # of a letter's key, value and each header on its page
+
+
+def verifier_of(settings: Settings) -> TokenVerifier:
+    return TokenVerifier.from_files(settings.auth_jwks_file, settings.auth_public_keys, settings.auth_issuer,
+                                    settings.auth_audience, settings.auth_leeway_s)
+
+
+def token_check(verifier: TokenVerifier):
+    """A token -> (principal, expiry), exactly as a bearer token is checked on every face (a command's bound
+    token is refused); NotAuthenticated otherwise."""
+
+    def verify(token: str):
+        principal = bearer(f"Bearer {token}", verifier)
+        expires = datetime.fromtimestamp(int(verifier.claims(token)["exp"]), timezone.utc)
+        return principal, expires
+
+    return verify
+
+
+def _filter(filters: dict) -> index.Filter:
+    """The index filter of the console's query fields; ValueError with a readable sentence."""
+
+    def moment(name: str) -> datetime | None:
+        if not filters.get(name):
+            return None
+        try:
+            value = datetime.fromisoformat(filters[name])
+        except ValueError:
+            raise ValueError(f"{name}: not an ISO-8601 date-time: {filters[name]!r}") from None
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    order_id = filters.get("order_id")
+    if order_id and not (order_id.isascii() and order_id.isdigit() and len(order_id) < 19):
+        raise ValueError(f"order id: not a number: {order_id!r}")
+    return index.Filter(reason=filters.get("reason") or None, since=moment("since"), until=moment("until"),
+                        command_id=filters.get("command_id") or None, order_id=int(order_id) if order_id else None)
+
+
+class DeadLetters:
+    """The Dead letters page's port: the index for lists and filters, the DLQ topic for a letter in full, and
+    `ops.dlq.redrive` — the `orderstatus dlq redrive` use case — for a redrive (or its dry run, the preview)."""
+
+    def __init__(self, settings: Settings, pool, producer) -> None:
+        self.settings, self.pool, self.producer = settings, pool, producer
+        self.topic = settings.dlq_topic
+
+    async def page(self, filters: dict, cursor: str | None, limit: int) -> dict:
+        where = _filter(filters)
+        found = await index.page(self.pool, self.topic, where, limit, cursor or None)
+        letters = [{**asdict(letter), "position": f"{letter.partition}:{letter.offset}"} for letter in found.letters]
+        return {"letters": letters, "next": found.next_cursor, "total": await index.count(self.pool, self.topic, where)}
+
+    async def matching(self, filters: dict, limit: int) -> list[tuple[int, int]]:
+        return await index.positions(self.pool, self.topic, _filter(filters), limit)
+
+    async def letter(self, partition: int, offset: int) -> dict | None:
+        async with topic_records(self.settings, self.topic) as reader:
+            if partition not in reader.partitions():
+                return None
+            record = await reader.get(partition, offset)
+        if record is None:
+            return None
+        letter = ops_dlq.read_letter(record)
+        indexed = await index.get(self.pool, self.topic, partition, offset)
+        return {"position": f"{partition}:{offset}", "lines": ops_dlq.render(letter, MAX_BYTES_SHOWN),
+                "unredrivable": letter.unredrivable(), "order_id": indexed.order_id if indexed else None}
+
+    async def redrive(self, positions: list[tuple[int, int]], dry_run: bool) -> list[dict]:
+        """Each position's result, in DLQ order: redriven (where to, its redrive.count) or skipped (why)."""
+        results = []
+        async with topic_records(self.settings, self.topic) as reader:
+            known = set(reader.partitions())
+            present = []
+            for partition, offset in positions:
+                if partition not in known or await reader.get(partition, offset) is None:
+                    results.append({"position": f"{partition}:{offset}", "outcome": "skipped",
+                                    "why": "no such dead letter (deleted by retention?)", "target": None, "count": 0})
+                else:
+                    present.append((partition, offset))
+            if present:
+                selection = ops_dlq.Selection(positions=tuple(present))
+                try:
+                    async for result in ops_dlq.redrive(reader, self.producer, selection, dry_run=dry_run):
+                        position = result.letter.position
+                        if isinstance(result, ops_dlq.Skipped):
+                            results.append({"position": position, "outcome": "skipped", "why": result.why,
+                                            "target": None, "count": 0})
+                        else:
+                            target = (result.topic if result.offset is None
+                                      else f"{result.topic}:{result.partition}:{result.offset}")
+                            results.append({"position": position, "outcome": "redriven", "why": None,
+                                            "target": target, "count": result.count})
+                except OpsError as exc:
+                    results.append({"position": "-", "outcome": "failed", "why": str(exc), "target": None,
+                                    "count": 0})
+        return results
+
+
+def _resender(settings: Settings, pool):
+    async def resend(event_id: str) -> list[dict]:
+        mailer = Mailer(settings)
+        try:
+            found = await resend_event(pool, mailer, settings.mail_from, parse_event_id(event_id))
+        except ResendError as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            await mailer.close()
+        return [{"recipient": r.recipient, "outcome": r.outcome, "attempt": r.attempt, "detail": r.detail}
+                for r in found]
+
+    return resend
+
+
+def _health(settings: Settings, pool):
+    async def health() -> dict:
+        rows = await heartbeats.processes(pool)
+        processes = [{**asdict(p), "stale": p.status == "stale", "status": p.status,
+                      "partitions_text": "; ".join(f"{t}: {', '.join(map(str, ps))}" for t, ps in p.partitions.items())
+                      or "–"} for p in rows if p.status != "stopped"]
+        try:
+            lags = [asdict(x) for x in await asyncio.wait_for(group_lags(settings), 10)]
+            lag_error = None
+        except Exception as exc:  # the broker away: the page still shows what Postgres knows
+            lags, lag_error = [], f"lag unavailable: {type(exc).__name__}: {exc}"
+        activity = await last_hour(pool, settings.dlq_topic)
+        series = {"commands processed": _sum(activity.commands), "status changes": activity.changes,
+                  "rejections": _sum(activity.rejections), "dead letters": _sum(activity.dead_letters),
+                  "emails": _sum(activity.emails)}
+        return {"processes": processes, "lag": lags, "lag_error": lag_error,
+                "series": {name: list(zip(activity.minutes, values)) for name, values in series.items()}}
+
+    return health
+
+
+def _sum(counts: dict[str, list[int]]) -> list[int]:
+    lists = list(counts.values())
+    return [sum(column) for column in zip(*lists)] if lists else []
+
+
+async def run_console(settings: Settings, stop: asyncio.Event | None = None,
+                      ready: asyncio.Event | None = None, port_out: list | None = None) -> int:
+    """Run the console until `stop`; `ready` is set once it serves (`port_out` receives the bound port)."""
+    stop = stop or asyncio.Event()
+    verifier = verifier_of(settings)
+    pool = await create_pool(settings.database_url.get_secret_value(), size=settings.database_pool_size,
+                             statement_timeout_s=settings.db_statement_timeout_s,
+                             lock_timeout_s=settings.db_lock_timeout_s)
+    producer = make_producer(settings)
+    try:
+        await producer.start()
+    except BaseException:
+        await pool.close()
+        raise
+    ports = ConsolePorts(
+        pool=pool, verify_token=token_check(verifier), diagram=render_svg, retry_outbox=unpark,
+        resend=_resender(settings, pool), dead_letters=DeadLetters(settings, pool, producer),
+        health=_health(settings, pool), read_only=settings.console_read_only)
+    progress = Progress(settings.ready_stall_seconds)
+    runner = await serve(Console(ports).app(), settings.http_host, settings.console_port)
+    port = bound_port(runner)
+    if port_out is not None:
+        port_out.append(port)
+    log.info("console started", port=port, read_only=settings.console_read_only)
+    try:
+        async with heartbeating(pool, "console", progress_report(progress)), _indexer(settings, pool, stop):
+            if ready is not None:
+                ready.set()
+            while not stop.is_set():
+                progress.polled()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        stop.set()
+        await runner.cleanup()
+        await producer.stop()
+        await pool.close()
+        log.info("console stopped")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _indexer(settings: Settings, pool, stop: asyncio.Event):
+    """The dead-letter indexer beside the console (`service/console/dead_letter_indexer.py`), when present."""
+    try:
+        from service.console import dead_letter_indexer
+    except ImportError:
+        yield
+        return
+    runner = getattr(dead_letter_indexer, "run_indexer", None)
+    if runner is None:
+        yield
+        return
+    task = asyncio.create_task(runner(settings, pool, stop), name="dead-letter-indexer")
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 15)
+
+
+async def make_link(settings: Settings, token: str) -> str:
+    """A one-time sign-in code for the principal of `token` (checked as the console checks it); the token is not kept."""
+    principal, expires = token_check(verifier_of(settings))(token)
+    pool = await create_pool(settings.database_url.get_secret_value(), size=1)
+    try:
+        return await console_store.create_link(pool, principal, expires)
+    finally:
+        await pool.close()
+
+
+def link_url(settings: Settings, code: str, base: str | None = None) -> str:
+    return f"{base or f'http://127.0.0.1:{settings.console_port}'}/sign-in/link?code={code}"
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def console(ctx: click.Context) -> None:
+    """Run the operator web console (ORDERSTATUS_CONSOLE_PORT, 8083) until SIGTERM/SIGINT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings: Settings = ctx.obj
+    try:
+        sys.exit(run_until_signalled(run_console, settings))
+    except AuthConfigError as exc:  # every page needs a signed-in user: no keys, no console
+        raise UserError(f"the console cannot start: {exc}") from None
+
+
+@console.command("link")
+@click.option("--token", "token", default=None, help="The actor token (default: read from stdin).")
+@click.option("--base-url", default=None, help="The console's address as the browser reaches it.")
+@click.pass_obj
+def console_link(settings: Settings, token: str | None, base_url: str | None) -> None:
+    """Print a one-time sign-in link (valid 10 minutes, once) for the principal of an actor token."""
+    token = (token if token is not None else sys.stdin.read()).strip()
+    try:
+        code = run(make_link(settings, token))
+    except AuthConfigError as exc:
+        raise UserError(f"cannot check the token: {exc}") from None
+    except NotAuthenticated as exc:
+        raise UserError(f"the token is refused: {exc}") from None
+    click.echo(link_url(settings, code, base_url))
+
+
+COMMANDS = [console]

@@ -1,0 +1,256 @@
+"""The operator console against real services (issue 21): sign-in with signed actor tokens and one-time links,
+who may look and who may act, CSRF, the read-only switch, the audit, and each page's content from data made
+by running commands through the worker and the notifier."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+
+from tests.helpers.browser import ConsoleClient, console_settings, running_console, token
+from tests.helpers.cli import ok, run_cli_async, settings_env
+from tests.helpers.commands import change, override
+from tests.helpers.database import fetch, fetchval, seed
+from tests.helpers.producing import produce
+from tests.helpers.services import running_notifier, running_worker
+from tests.helpers.topics import TopicReader, events_for
+from tests.helpers.waiting import wait_until
+
+
+def position(record) -> str:
+    return f"{record.partition}:{record.offset}"
+
+
+async def audit_rows(settings) -> list:
+    return await fetch(settings, "SELECT actor_sub, actor_role, action, target, count, result FROM console_audit "
+                                 "ORDER BY id")
+
+
+class TestSignIn:
+    async def test_a_manager_token_opens_a_session_in_an_httponly_strict_cookie_that_expires_with_it(
+            self, settings, tmp_path):
+        """A valid manager token: 303 to the console, a cookie HttpOnly, SameSite=Strict, not Secure over plain
+        HTTP, with a Max-Age that ends with the token; the cookie holds no token and the database only its hash."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        manager = token("manager", name="Mia", ttl=timedelta(minutes=20))
+        async with running_console(s) as base, ConsoleClient(base) as client:
+            response = await client.sign_in(manager)
+            assert response.status == 303 and response.headers["Location"] == "/orders"
+            cookie = response.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+            max_age = int(re.search(r"Max-Age=(\d+)", cookie).group(1))
+            assert 20 * 60 - 30 <= max_age <= 20 * 60
+            value = re.search(r"orderstatus_console=([^;]+)", cookie).group(1)
+            assert value not in manager and "." not in value  # a random id, not the JWT
+            [row] = await fetch(s, "SELECT id_sha256, sub, role, name FROM console_sessions")
+            assert (row["sub"], row["role"], row["name"]) == ("manager-1", "manager", "Mia")
+            assert row["id_sha256"] != value
+            status, page = await client.get("/orders")
+            assert status == 200 and "Mia · <strong>manager</strong>" in page
+
+    async def test_a_client_token_a_forged_one_and_no_session_are_kept_out(self, settings, tmp_path):
+        """A client's token is refused (403), a token signed by another key is refused (401), and a page without
+        a session redirects to the sign-in page (a POST without one is 401)."""
+        from service.runtime.auth import issue_token, new_key_pair
+
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        forged = issue_token(new_key_pair()[0], sub="m-9", role="manager", issuer="https://id.example.com",
+                             audience="orderstatus")
+        async with running_console(s) as base, ConsoleClient(base) as client:
+            assert (await client.sign_in(token("client"))).status == 403
+            assert (await client.sign_in(forged)).status == 401
+            status, _ = await client.get("/orders/1029")
+            assert status == 303
+            status, _ = await client.post("/outbox/retry", {"id": "1", "step": "confirm"})
+            assert status == 401
+        assert await fetchval(s, "SELECT count(*) FROM console_sessions") == 0
+
+    async def test_a_one_time_link_signs_in_once(self, settings, tmp_path):
+        """`orderstatus console link` prints a link; its page only shows a button (GET spends nothing), the
+        POST signs in as the token's principal, and the same code a second time is refused."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        env = {**settings_env(s), "ORDERSTATUS_AUTH_PUBLIC_KEYS": s.auth_public_keys,
+               "ORDERSTATUS_AUTH_ISSUER": s.auth_issuer, "ORDERSTATUS_AUTH_AUDIENCE": s.auth_audience,
+               "ORDERSTATUS_CONSOLE_PORT": str(s.console_port)}
+        result = ok(await run_cli_async(env, "console", "link", input=token("staff", name="Sam")))
+        link = result.stdout.strip()
+        assert link.startswith(f"http://127.0.0.1:{s.console_port}/sign-in/link?code=")
+        code = link.partition("code=")[2]
+        assert await fetchval(s, "SELECT count(*) FROM console_sign_in_links") == 1
+        async with running_console(s) as base, ConsoleClient(base) as client:
+            status, page = await client.get(link.removeprefix(base))
+            assert status == 200 and code in page
+            assert await fetchval(s, "SELECT count(*) FROM console_sign_in_links") == 1
+            status, _ = await client.post("/sign-in/link", {"code": code})
+            assert status == 303
+            status, page = await client.get("/orders")
+            assert status == 200 and "Sam · <strong>staff</strong>" in page
+        async with running_console(s) as base, ConsoleClient(base) as again:
+            status, _ = await again.post("/sign-in/link", {"code": code})
+            assert status == 401
+
+
+class TestActions:
+    async def test_staff_sees_no_action_and_a_forged_post_is_refused(self, settings, tmp_path):
+        """Staff pages carry no action form, and a POST staff makes anyway (with its valid CSRF token) is 403
+        and changes nothing; nothing is audited."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_console(s) as base, ConsoleClient(base) as staff:
+            await staff.sign_in(token("staff"))
+            for path in ("/orders/1029", "/outbox", "/dead-letters"):
+                status, page = await staff.get(path)
+                assert status == 200 and "/emails/resend" not in page and "Preview" not in page, path
+            csrf = await staff.csrf()
+            status, page = await staff.post("/outbox/retry", {"csrf": csrf, "id": "1", "step": "confirm"})
+            assert status == 403 and "may look but not act" in page
+            status, _ = await staff.post("/dead-letters/redrive", {"csrf": csrf, "position": "0:0", "step": "confirm"})
+            assert status == 403
+        assert await audit_rows(s) == []
+
+    async def test_an_action_without_its_csrf_token_is_refused(self, settings, tmp_path):
+        """A manager's POST without the CSRF token, or with another session's, is 403 and audits nothing."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_console(s) as base, ConsoleClient(base) as manager, ConsoleClient(base) as other:
+            await manager.sign_in(token("manager"))
+            await other.sign_in(token("manager", sub="manager-2"))
+            foreign = await other.csrf()
+            for data in ({"id": "1", "step": "confirm"}, {"csrf": foreign, "id": "1", "step": "confirm"}):
+                status, page = await manager.post("/outbox/retry", data)
+                assert status == 403 and "CSRF" in page
+        assert await audit_rows(s) == []
+
+    async def test_read_only_removes_every_action_for_everyone(self, settings, tmp_path):
+        """With ORDERSTATUS_CONSOLE_READ_ONLY a manager sees no action form and its POSTs are refused (403)."""
+        s = console_settings(settings, tmp_path, console_read_only=True)
+        await seed(s)
+        async with running_console(s) as base, ConsoleClient(base) as manager:
+            await manager.sign_in(token("manager"))
+            status, page = await manager.get("/outbox")
+            assert status == 200 and "read-only console" in page
+            status, page = await manager.get("/orders/1029")
+            assert "/emails/resend" not in page
+            csrf = await manager.csrf()
+            status, page = await manager.post("/outbox/retry", {"csrf": csrf, "id": "1", "step": "confirm"})
+            assert status == 403 and "read-only" in page
+        assert await audit_rows(s) == []
+
+
+class TestPages:
+    async def test_the_order_page_shows_the_timeline_emails_rejections_and_next_statuses(
+            self, settings, tmp_path, mailbox):
+        """After a change with a private note and a refused command through the worker (and the notifier's
+        emails), the order page, found by the command id, shows the change newest first with its actor,
+        note, ids and emails, the rejection with reason and message, and R13's next statuses per role."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        applied = change(1029, "ReadyToShip", note={"text": "stock checked by hand", "is_public": False},
+                         actor={"id": "staff-1", "role": "staff", "name": "Sam"})
+        refused = change(1029, "Completed")
+        async with running_worker(s), running_notifier(s), TopicReader(s, s.events_topic) as events:
+            await produce(s, [applied, refused])
+            await events_for(events, {applied["command_id"], refused["command_id"]}, timeout=30)
+            await wait_until(lambda: _emails_recorded(s), 30, "the emails to be recorded")
+            async with running_console(s) as base, ConsoleClient(base) as client:
+                await client.sign_in(token("staff"))
+                status, _ = await client.get(f"/orders?q={applied['command_id']}")
+                assert status == 303
+                status, page = await client.get("/orders/1029")
+                assert status == 200
+                assert "Confirmed → Ready to ship" in page and "stock checked by hand" in page
+                assert "private note" in page and applied["command_id"] in page
+                assert "ann@example.com" in page and "pm@example.com" in page
+                assert page.count('class="mail-sent">sent') == 2
+                assert "transition_not_allowed" in page and refused["command_id"] in page
+                assert page.index("Rejected commands") < page.index("transition_not_allowed")
+                assert re.search(r'data-status-id="5"\]', page)  # the current status is marked on the diagram
+                assert "Dispatched (6)" in page  # staff may move it on to Dispatched
+                _, as_client = await client.get("/orders/1029?role=client")
+                assert "no change allowed" in as_client
+                status, listing = await client.get("/orders?q=c-1")
+                assert status == 200 and "/orders/1029" in listing and "/orders/1030" in listing
+
+    async def test_a_dead_letter_redriven_from_the_console_after_the_fix_changes_the_order(self, settings, tmp_path):
+        """An override refused on the wire (limit of 1 item) is dead-lettered; with the limit back, the console's
+        preview sends nothing and says 1 would go, the confirmation redrives it (the `dlq redrive` use case), the
+        orders change, and the audit records who, what, how many and the result."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        batch = override([(1033, "OnHold"), (1031, "OnHold")])
+        async with TopicReader(s, s.events_topic) as events, TopicReader(s, s.dlq_topic) as dlq:
+            async with running_worker(s.model_copy(update={"max_wire_items": 1})):
+                await produce(s, [batch])
+                await dlq.wait_for(lambda _: dlq.records, timeout=30, what="the dead letter")
+            [letter] = dlq.records
+            async with running_worker(s), running_console(s) as base, ConsoleClient(base) as manager:
+                await manager.sign_in(token("manager", name="Mia"))
+                status, page = await manager.get(f"/dead-letters/{letter.partition}/{letter.offset}")
+                assert status == 200 and "error.reason: validation_failed" in page
+                csrf = await manager.csrf()
+                form = {"csrf": csrf, "mode": "selected", "position": position(letter), "step": "preview"}
+                status, page = await manager.post("/dead-letters/redrive", form)
+                assert status == 200 and "<strong>1</strong> of 1 would be sent" in page
+                assert await fetchval(s, "SELECT version FROM orders WHERE order_id = 1033") == 0
+                status, page = await manager.post("/dead-letters/redrive", {**form, "step": "confirm"})
+                assert status == 200 and "<strong>1</strong> redriven" in page and "redrive.count 1" in page
+                await events.wait_for(lambda values: any(v.get("type") == "OrderStatusOverrideCompleted"
+                                                         and v.get("command_id") == batch["command_id"]
+                                                         for v in values), timeout=30, what="the summary")
+        assert await fetchval(s, "SELECT version FROM orders WHERE order_id = 1033") == 1
+        assert [tuple(r) for r in await audit_rows(s)] == [("manager-1", "manager", "dlq.redrive", position(letter), 1,
+                                                            "ok")]
+
+    async def test_a_parked_outbox_row_is_retried_after_a_preview(self, settings, tmp_path):
+        """A parked row is listed with its broker error; the preview changes nothing; the confirmation releases
+        it through the `outbox retry` use case and the audit says so; the audit page lists the action."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        row_id = await fetchval(
+            s, "INSERT INTO outbox (event_id, event_type, topic, message_key, payload, order_id, parked_at, park_reason) "
+               "VALUES ($1, 'OrderStatusChanged', $2, '1029', '{}', 1029, now(), 'MessageSizeTooLargeError: too big') "
+               "RETURNING id", uuid.uuid4(), s.events_topic)
+        async with running_console(s) as base, ConsoleClient(base) as manager:
+            await manager.sign_in(token("manager"))
+            status, page = await manager.get("/outbox")
+            assert "MessageSizeTooLargeError: too big" in page and f'value="{row_id}"' in page
+            csrf = await manager.csrf()
+            status, page = await manager.post("/outbox/retry", {"csrf": csrf, "id": str(row_id), "step": "preview"})
+            assert status == 200 and "Confirm: retry 1 row(s)" in page
+            assert await fetchval(s, "SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL") == 1
+            status, page = await manager.post("/outbox/retry", {"csrf": csrf, "id": str(row_id), "step": "confirm"})
+            assert status == 200 and f"Released 1 row(s): {row_id}" in page
+            assert await fetchval(s, "SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL") == 0
+            status, page = await manager.get("/audit")
+            assert "outbox.retry" in page
+        assert [tuple(r) for r in await audit_rows(s)] == [("manager-1", "manager", "outbox.retry", str(row_id), 1,
+                                                            "ok")]
+
+    async def test_rules_and_health_pages(self, settings, tmp_path):
+        """The rules page names the loaded version and every order type's statuses and transitions with roles and
+        diagram; the health page lists the console's own heartbeat and draws the last hour's charts."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_console(s) as base, ConsoleClient(base) as staff:
+            await staff.sign_in(token("staff"))
+            status, page = await staff.get("/rules")
+            assert status == 200 and "Rules version <strong>1</strong>" in page
+            for order_type in ("SO", "PO", "TR"):
+                assert f"Order type “{order_type}”" in page
+            assert "<td>staff, manager, system</td>" in page and page.count("<svg") >= 5
+            await wait_until(lambda: _console_beat(s), 20, "the console's heartbeat")
+            status, page = await staff.get("/health")
+            assert status == 200 and "<td>console</td>" in page
+            assert page.count('class="chart"') == 5
+
+
+async def _emails_recorded(settings) -> bool:
+    return await fetchval(settings, "SELECT count(*) FROM sent_notifications WHERE status = 'sent'") >= 2
+
+
+async def _console_beat(settings) -> bool:
+    return await fetchval(settings, "SELECT count(*) FROM process_heartbeats WHERE kind = 'console'") >= 1
