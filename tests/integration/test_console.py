@@ -176,8 +176,9 @@ class TestPages:
                 assert status == 200 and "/orders/1029" in listing and "/orders/1030" in listing
 
     async def test_a_dead_letter_redriven_from_the_console_after_the_fix_changes_the_order(self, settings, tmp_path):
-        """An override refused on the wire (limit of 1 item) is dead-lettered; with the limit back, the console's
-        preview sends nothing and says 1 would go, the confirmation redrives it (the `dlq redrive` use case), the
+        """An override refused on the wire (limit of 1 item) is dead-lettered and listed by the console's index
+        under its reason (not under another); with the limit back, the preview of all that match the filter sends
+        nothing and says 1 would go, the confirmation redrives it (the `dlq redrive` use case), the
         orders change, and the audit records who, what, how many and the result."""
         s = console_settings(settings, tmp_path)
         await seed(s)
@@ -191,10 +192,19 @@ class TestPages:
                 await manager.sign_in(token("manager", name="Mia"))
                 status, page = await manager.get(f"/dead-letters/{letter.partition}/{letter.offset}")
                 assert status == 200 and "error.reason: validation_failed" in page
+                listed = f'href="/dead-letters/{letter.partition}/{letter.offset}"'
+
+                async def indexed() -> bool:
+                    return listed in (await manager.get("/dead-letters?reason=validation_failed"))[1]
+
+                await wait_until(indexed, 30, "the console's indexer to list the dead letter")
+                _, other_reason = await manager.get("/dead-letters?reason=not_json")
+                assert listed not in other_reason and "0 dead letter(s) match" in other_reason
                 csrf = await manager.csrf()
-                form = {"csrf": csrf, "mode": "selected", "position": position(letter), "step": "preview"}
-                status, page = await manager.post("/dead-letters/redrive", form)
+                preview = {"csrf": csrf, "mode": "filter", "reason": "validation_failed", "step": "preview"}
+                status, page = await manager.post("/dead-letters/redrive", preview)
                 assert status == 200 and "<strong>1</strong> of 1 would be sent" in page
+                form = {"csrf": csrf, "mode": "selected", "position": position(letter), "step": "preview"}
                 assert await fetchval(s, "SELECT version FROM orders WHERE order_id = 1033") == 0
                 status, page = await manager.post("/dead-letters/redrive", {**form, "step": "confirm"})
                 assert status == 200 and "<strong>1</strong> redriven" in page and "redrive.count 1" in page

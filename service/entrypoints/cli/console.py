@@ -14,11 +14,13 @@ import contextlib
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
+from functools import partial
 
 import click
 import structlog
 
-from service.adapters.kafka.clients import make_producer
+from service.adapters.kafka.clients import make_consumer, make_producer
+from service.adapters.kafka.consumer import KafkaConsumer
 from service.adapters.kafka.records import topic_records
 from service.adapters.postgres import dead_letter_index as index
 from service.adapters.postgres import heartbeats
@@ -28,15 +30,18 @@ from service.adapters.postgres.outbox_ops import unpark
 from service.adapters.smtp import Mailer
 from service.console import store as console_store
 from service.console.app import Console, ConsolePorts
+from service.console.dead_letter_indexer import DeadLetterIndexer, first_stored_offsets
 from service.entrypoints.cli.common import UserError, run
 from service.notifier.resend import ResendError, parse_event_id, resend as resend_event
 from service.ops import dlq as ops_dlq
 from service.ops.errors import OpsError
-from service.ops.lag import lag as group_lags
+from service.entrypoints.configs import consumer_lags as group_lags
 from service.queries.graph.svg import render_svg
 from service.runtime.auth import AuthConfigError, NotAuthenticated, TokenVerifier, bearer
 from service.runtime.health import Progress, bound_port, serve
 from service.runtime.heartbeat import heartbeating, progress_report
+from service.runtime.metrics import Metrics
+from service.runtime.retry import OutageRetry
 from service.runtime.settings import Settings
 from service.runtime.signals import run_until_signalled
 
@@ -181,11 +186,20 @@ def _sum(counts: dict[str, list[int]]) -> list[int]:
     return [sum(column) for column in zip(*lists)] if lists else []
 
 
+def indexer_group(settings: Settings) -> str:
+    """The consumer group of the console's dead-letter indexer (one per deployment: replicas share the work)."""
+    return f"{settings.worker_group}-console-dlq-index"
+
+
 async def run_console(settings: Settings, stop: asyncio.Event | None = None,
-                      ready: asyncio.Event | None = None, port_out: list | None = None) -> int:
-    """Run the console until `stop`; `ready` is set once it serves (`port_out` receives the bound port)."""
+                      ready: asyncio.Event | None = None) -> int:
+    """Run the console until `stop`: the web app, the dead-letter indexer and the heartbeat; `ready` is set once
+    it serves. Every page needs a signed-in user, so verification keys are required."""
     stop = stop or asyncio.Event()
     verifier = verifier_of(settings)
+    metrics = Metrics("console")
+    progress = Progress(settings.ready_stall_seconds)
+    retry = OutageRetry(settings.retry_initial_s, settings.retry_max_s, metrics, progress)
     pool = await create_pool(settings.database_url.get_secret_value(), size=settings.database_pool_size,
                              statement_timeout_s=settings.db_statement_timeout_s,
                              lock_timeout_s=settings.db_lock_timeout_s)
@@ -193,54 +207,38 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
     try:
         await producer.start()
     except BaseException:
+        await producer.stop()
         await pool.close()
         raise
+    indexer = DeadLetterIndexer(pool, KafkaConsumer(make_consumer(settings, indexer_group(settings))),
+                                settings.dlq_topic, retry, progress, metrics,
+                                first_offsets=partial(first_stored_offsets, settings, settings.dlq_topic))
     ports = ConsolePorts(
         pool=pool, verify_token=token_check(verifier), diagram=render_svg, retry_outbox=unpark,
         resend=_resender(settings, pool), dead_letters=DeadLetters(settings, pool, producer),
         health=_health(settings, pool), read_only=settings.console_read_only)
-    progress = Progress(settings.ready_stall_seconds)
     runner = await serve(Console(ports).app(), settings.http_host, settings.console_port)
-    port = bound_port(runner)
-    if port_out is not None:
-        port_out.append(port)
-    log.info("console started", port=port, read_only=settings.console_read_only)
+    log.info("console started", port=bound_port(runner), read_only=settings.console_read_only,
+             dlq_index_group=indexer_group(settings))
+    indexing = asyncio.create_task(indexer.run(stop), name="dead-letter-indexer")
     try:
-        async with heartbeating(pool, "console", progress_report(progress)), _indexer(settings, pool, stop):
+        async with heartbeating(pool, "console", progress_report(progress, indexer.owned)):
             if ready is not None:
                 ready.set()
-            while not stop.is_set():
-                progress.polled()
+            while not stop.is_set() and not indexing.done():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+            if indexing.done() and not stop.is_set():
+                indexing.result()  # the indexer stopped on its own: its error ends the process
     finally:
         stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(indexing, 30)
         await runner.cleanup()
         await producer.stop()
         await pool.close()
         log.info("console stopped")
     return 0
-
-
-@contextlib.asynccontextmanager
-async def _indexer(settings: Settings, pool, stop: asyncio.Event):
-    """The dead-letter indexer beside the console (`service/console/dead_letter_indexer.py`), when present."""
-    try:
-        from service.console import dead_letter_indexer
-    except ImportError:
-        yield
-        return
-    runner = getattr(dead_letter_indexer, "run_indexer", None)
-    if runner is None:
-        yield
-        return
-    task = asyncio.create_task(runner(settings, pool, stop), name="dead-letter-indexer")
-    try:
-        yield
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 15)
 
 
 async def make_link(settings: Settings, token: str) -> str:
