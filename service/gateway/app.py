@@ -31,6 +31,7 @@ from defusedxml import ElementTree as SafeXml
 from pydantic import BaseModel, ValidationError
 
 from service.adapters.postgres import idempotency, views
+from service.adapters.postgres.rules import RulesCache
 from service.contract.commands import BIGINT_MAX, InputLimits, order_id_in_range, parse_command
 from service.contract.http import (
     BrightpearlStatusChange,
@@ -84,6 +85,7 @@ class Gateway:
         self.limits = limits
         self.max_events = max_events
         self.issuer = issuer or ""  # the verifier enforces it when set: every token here is of this issuer
+        self.rules_cache = RulesCache()  # read again only when the rules version moved
 
     def routes(self) -> list:
         return [
@@ -123,7 +125,7 @@ class Gateway:
             principal, _ = self._principal(request)
             order_id = _order_id(request)
             async with self.pool.acquire() as conn:
-                found = await views.transitions(conn, order_id, principal.actor())
+                found = await views.transitions(conn, order_id, principal.actor(), self.rules_cache)
             if found is None:
                 return 404, translate.error("order_not_found",
                                             f"Order {order_id} does not exist or you do not have access to it.")

@@ -17,6 +17,7 @@ from aiohttp import web
 from service.domain.access import tokenless_viewer, viewer_of
 from service.domain.model import ROLES, Actor, Principal
 from service.adapters.postgres import views
+from service.adapters.postgres.rules import RulesCache
 from service.contract.commands import BIGINT_MAX, order_id_in_range
 from service.runtime.auth import NotAuthenticated
 from service.runtime.health import note_auth_failure, note_principal
@@ -34,7 +35,9 @@ HISTORY_PAGE_MAX = 1000  # entries per page of GET /orders/{id}/history (and the
 
 def routes(pool, authenticate: Authenticate = None, token_required: bool = True, open_reads: bool = False) -> list:
     """`open_reads` (ORDERSTATUS_READ_API_OPEN, a dev setup only): a request without a token sees private notes
-    and change actors; otherwise it sees an order's history as a client does."""
+    and change actors; otherwise it sees an order's history as a client does. The rules are read through one
+    `RulesCache` for these routes (again only when their version moved)."""
+    rules = RulesCache()
 
     def order_id_of(request: web.Request) -> int:
         order_id = order_id_in_range(request.match_info["order_id"])
@@ -82,7 +85,7 @@ def routes(pool, authenticate: Authenticate = None, token_required: bool = True,
     async def get_statuses(request: web.Request) -> web.Response:
         principal_of(request)
         async with pool.acquire() as conn:
-            return web.json_response(await views.statuses(conn, request.query.get("order_type")))
+            return web.json_response(await views.statuses(conn, request.query.get("order_type"), rules))
 
     async def get_transitions(request: web.Request) -> web.Response:
         order_id = order_id_of(request)
@@ -95,7 +98,7 @@ def routes(pool, authenticate: Authenticate = None, token_required: bool = True,
                 return _error(400, "invalid_request", f"role must be one of {', '.join(ROLES)}")
             actor = Actor(id=request.query.get("actor_id", "http"), role=role, client_id=request.query.get("client_id"))
         async with pool.acquire() as conn:
-            found = await views.transitions(conn, order_id, actor)
+            found = await views.transitions(conn, order_id, actor, rules)
         if found is None:
             return _error(404, "order_not_found", f"Order {order_id} does not exist or you do not have access to it.")
         return web.json_response(found)
@@ -107,7 +110,7 @@ def routes(pool, authenticate: Authenticate = None, token_required: bool = True,
         # no token: every order, as a client sees it — unless ORDERSTATUS_READ_API_OPEN (a dev setup) opens it
         viewer = viewer_of(principal) if principal is not None else tokenless_viewer(open_reads)
         async with pool.acquire() as conn:
-            found = await views.history(conn, order_id, viewer, after_version=after, limit=limit)
+            found = await views.history(conn, order_id, viewer, after_version=after, limit=limit, rules_cache=rules)
         if found is None:
             return _error(404, "order_not_found", f"Order {order_id} does not exist or you do not have access to it.")
         return web.json_response(found)

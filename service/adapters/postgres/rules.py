@@ -44,7 +44,13 @@ async def replace_rules(conn: asyncpg.Connection, rules: RuleSet, source_sha256:
 
 
 async def current_version(conn: asyncpg.Connection) -> int | None:
+    """The rules version, its row share-locked until the transaction ends (a unit of work: a swap waits)."""
     return await conn.fetchval("SELECT version FROM rules_meta FOR SHARE")
+
+
+async def stored_version(conn: asyncpg.Connection) -> int | None:
+    """The rules version, read without a lock (a reader: the gateway's role may only SELECT)."""
+    return await conn.fetchval("SELECT version FROM rules_meta")
 
 
 async def fetch_rules(conn: asyncpg.Connection) -> RuleSet | None:
@@ -78,15 +84,39 @@ async def fetch_rules(conn: asyncpg.Connection) -> RuleSet | None:
 
 
 class RulesCache:
-    """The worker's copy of the rule set, refreshed inside a unit of work when the version moved."""
+    """The one rules cache: the rule set as last read, read again only when the version in `rules_meta` moved
+    (every `rules load` bumps it). The worker's units of work and every reader (the read API, the gateway)
+    use it; one per process face and pool, never module-wide: two databases number their versions apart.
+
+    `get` is for a unit of work: it share-locks the version row, so a concurrent swap waits for the unit and
+    the unit never decides with rules a swap is replacing. `read` is for readers: no lock, and a reload runs
+    in one read-only repeatable-read transaction (when the connection is not in one already), so a reader
+    never caches a rule set torn by a concurrent swap."""
 
     def __init__(self) -> None:
         self._rules: RuleSet | None = None
 
     async def get(self, conn: asyncpg.Connection) -> RuleSet | None:
+        """The rules for a unit of work (None: none loaded), the version row share-locked."""
         version = await current_version(conn)
         if version is None:
             return None
         if self._rules is None or self._rules.version != version:
             self._rules = await fetch_rules(conn)
         return self._rules
+
+    async def read(self, conn: asyncpg.Connection) -> RuleSet | None:
+        """The rules for a reader (None: none loaded): one version query, and a reload when it moved."""
+        version = await stored_version(conn)
+        if version is None:
+            return None
+        cached = self._rules
+        if cached is not None and cached.version == version:
+            return cached
+        if conn.is_in_transaction():
+            rules = await fetch_rules(conn)
+        else:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                rules = await fetch_rules(conn)
+        self._rules = rules
+        return rules

@@ -1,11 +1,14 @@
-"""Read side: the queries behind the HTTP read API, the gateway and the `transitions` / `history` commands."""
+"""Read side: the queries behind the HTTP read API, the gateway and the `transitions` / `history` commands.
+
+Who sees what is `service.domain.access`'s to say; the rules come from the face's `RulesCache` (read again only
+when their version moved), or, without one (the CLI's single queries), straight from the tables."""
 
 from __future__ import annotations
 
 import json
 
 from service.adapters.postgres import orders as orders_store
-from service.adapters.postgres.rules import fetch_rules
+from service.adapters.postgres.rules import RulesCache
 from service.domain.access import OPERATOR, Viewer, may_see_order, shown
 from service.domain.events import event_id_for
 from service.domain.model import Actor, Status
@@ -19,16 +22,20 @@ def _status_dict(s: Status) -> dict:
     }
 
 
-async def statuses(conn, order_type: str | None = None) -> list[dict]:
-    rules = await fetch_rules(conn)
+async def _rules(conn, cache: RulesCache | None):
+    return await (cache if cache is not None else RulesCache()).read(conn)
+
+
+async def statuses(conn, order_type: str | None = None, rules_cache: RulesCache | None = None) -> list[dict]:
+    rules = await _rules(conn, rules_cache)
     if rules is None:
         return []
     return [_status_dict(s) for s in rules.statuses_for(order_type)]
 
 
-async def transitions(conn, order_id: int, actor: Actor) -> dict | None:
+async def transitions(conn, order_id: int, actor: Actor, rules_cache: RulesCache | None = None) -> dict | None:
     """R13 for one order and actor; None when the order does not exist for this actor (R4)."""
-    rules = await fetch_rules(conn)
+    rules = await _rules(conn, rules_cache)
     order = await orders_store.read_order(conn, order_id)
     if rules is None or order is None:
         return None
@@ -48,7 +55,7 @@ async def transitions(conn, order_id: int, actor: Actor) -> dict | None:
 
 
 async def history(conn, order_id: int, viewer: Viewer = OPERATOR, *, after_version: int = 0,
-                  limit: int | None = None) -> dict | None:
+                  limit: int | None = None, rules_cache: RulesCache | None = None) -> dict | None:
     """The order's changes and notes as `viewer` may see them (`service.domain.access`); None when there is no
     such order for `viewer` (R4). The default viewer is the operator (the CLI): everything.
 
@@ -57,7 +64,7 @@ async def history(conn, order_id: int, viewer: Viewer = OPERATOR, *, after_versi
     order = await orders_store.read_order(conn, order_id)
     if order is None or not may_see_order(viewer, order):
         return None
-    rules = await fetch_rules(conn)
+    rules = await _rules(conn, rules_cache)
     current = rules.status(order.status_id) if rules else None
     entries = await orders_store.fetch_history(conn, order_id, after_version=after_version,
                                                limit=None if limit is None else limit + 1)
