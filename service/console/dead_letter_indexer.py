@@ -15,10 +15,14 @@ whose `error.reason` is missing is indexed with none."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
+import structlog
+
+from service.adapters.kafka.records import topic_records
 from service.adapters.postgres import dead_letter_index
 from service.adapters.postgres.dead_letter_index import IndexedLetter
 from service.contract.redrive import read_count
@@ -27,6 +31,9 @@ from service.runtime.consume import ConsumeLoop
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
+from service.runtime.settings import Settings
+
+log = structlog.get_logger("orderstatus.console.dlq_index")
 
 KEY_BYTES = 256  # of the record key kept in the index (an order id or a command id, in practice)
 REASON_CHARS = 200  # the worker writes at most 200 bytes of error.reason
@@ -34,6 +41,7 @@ MESSAGE_CHARS = 2000  # and of error.message
 ID_CHARS = 500  # a command id longer than this is not indexed (a search by it would not find it anyway)
 JSON_BYTES = 1_048_576  # values larger than the service's default message cap are not parsed
 BIGINT = 2**63
+PRUNE_EVERY_S = 600.0  # how often rows of letters gone with the DLQ's retention are deleted
 
 
 def _text(value: bytes | str | None, limit: int) -> str | None:
@@ -129,20 +137,57 @@ class IndexStrategy:
         self.indexed += len(unit)
 
 
+async def first_stored_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """Per partition of `topic`, the first offset the broker still stores (read without a group)."""
+    async with topic_records(settings, topic) as reader:
+        partitions = reader.partitions()
+        return {p: first for p, (first, _) in (await reader.bounds(partitions)).items()} if partitions else {}
+
+
 class DeadLetterIndexer:
     """Indexes the DLQ topic until stopped. `consumer`: a `runtime.consumer.Consumer` in the indexer's own
-    group (the console's wiring makes it, e.g. `KafkaConsumer(make_consumer(settings, group))`)."""
+    group (the console's wiring makes it, e.g. `KafkaConsumer(make_consumer(settings, group))`).
+    `first_offsets` (e.g. `partial(first_stored_offsets, settings, dlq_topic)`): asked every
+    PRUNE_EVERY_S, so the rows of letters the DLQ's retention removed are deleted — a listed letter can be
+    read and redriven; None: never pruned."""
 
-    def __init__(self, pool, consumer, dlq_topic: str, retry: OutageRetry, progress: Progress,
-                 metrics: Metrics) -> None:
+    def __init__(self, pool, consumer, dlq_topic: str, retry: OutageRetry, progress: Progress, metrics: Metrics,
+                 first_offsets: Callable[[], Awaitable[Mapping[int, int]]] | None = None,
+                 prune_every_s: float = PRUNE_EVERY_S) -> None:
+        self.pool = pool
+        self.topic = dlq_topic
         self.strategy = IndexStrategy(pool)
         self.loop = ConsumeLoop(consumer, dlq_topic, self.strategy, retry, progress, metrics, commit_interval_s=1.0)
+        self.first_offsets = first_offsets
+        self.prune_every_s = prune_every_s
 
     def owned(self) -> dict[str, list[int]]:
         """The DLQ partitions this indexer reads now (for the console's heartbeat)."""
-        return {self.loop.topic: sorted(self.loop.owned_partitions())}
+        return {self.topic: sorted(self.loop.owned_partitions())}
+
+    async def prune(self) -> int:
+        """Delete the rows of letters the DLQ no longer stores; returns how many went."""
+        if self.first_offsets is None:
+            return 0
+        return await dead_letter_index.forget_before(self.pool, self.topic, await self.first_offsets())
+
+    async def _pruning(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                gone = await self.prune()
+                if gone:
+                    log.info("dead letters gone with the DLQ's retention unindexed", rows=gone)
+            except Exception as exc:  # an outage: the next round tries again; indexing goes on regardless
+                log.warning("dead-letter index not pruned", error=repr(exc))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.prune_every_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Join the group (backing off while the broker is away), then index until `stop`."""
-        await self.loop.start()
-        await self.loop.run(stop)
+        pruning = asyncio.create_task(self._pruning(stop), name="dlq-index-prune")
+        try:
+            await self.loop.start()
+            await self.loop.run(stop)
+        finally:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)

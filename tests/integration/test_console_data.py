@@ -13,6 +13,7 @@ import contextlib
 import uuid
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 
 import pytest
 import structlog
@@ -22,7 +23,7 @@ from service.adapters.kafka.consumer import KafkaConsumer
 from service.adapters.postgres import activity, dead_letter_index, heartbeats
 from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.dead_letter_index import Filter
-from service.console.dead_letter_indexer import DeadLetterIndexer
+from service.console.dead_letter_indexer import DeadLetterIndexer, first_stored_offsets
 from service.devkit.embedded import free_port
 from service.entrypoints.services import run_gateway
 from service.runtime.auth import new_key_pair
@@ -62,7 +63,8 @@ async def running_indexer(settings: Settings, pool, group: str):
     progress = Progress(30.0)
     metrics = Metrics("console")
     indexer = DeadLetterIndexer(pool, KafkaConsumer(make_consumer(settings, group)), settings.dlq_topic,
-                                OutageRetry(0.05, 0.5, metrics, progress), progress, metrics)
+                                OutageRetry(0.05, 0.5, metrics, progress), progress, metrics,
+                                first_offsets=partial(first_stored_offsets, settings, settings.dlq_topic))
     stop = asyncio.Event()
     task = asyncio.create_task(indexer.run(stop))
     try:
@@ -230,7 +232,8 @@ async def walk(pool, topic: str, where: Filter, limit: int) -> list[dead_letter_
 class TestDeadLetterIndex:
     async def test_garbage_is_indexed_paged_with_filters_and_indexed_again_harmlessly(self, settings):
         """300 dead letters: indexed with reason, command id, order id and original position; every filter's
-        pages hold each match once, newest first; a second indexer in a new group leaves the index as it was."""
+        pages hold each match once, newest first; a second indexer in a new group leaves the index as it was; only
+        letters below a partition's first stored offset are unindexed."""
         await seed(settings)
         sent = garbage(300)
         async with pool_of(settings) as pool:
@@ -279,7 +282,18 @@ class TestDeadLetterIndex:
             before = await index_snapshot(settings)
             async with running_indexer(settings, pool, f"console-{uuid.uuid4().hex[:6]}") as again:
                 await wait_until(lambda: again.strategy.indexed >= 300, 60, "the second indexer to read the DLQ")
+                assert await again.prune() == 0  # the DLQ still stores every letter: nothing is unindexed
             assert await index_snapshot(settings) == before
+
+            # letters below a partition's first stored offset (gone with retention) are unindexed, others kept
+            partition = everything[0].partition
+            in_partition = sorted(x.offset for x in everything if x.partition == partition)
+            cut = in_partition[len(in_partition) // 2]
+            gone = await dead_letter_index.forget_before(pool, topic, {partition: cut})
+            assert gone == len(in_partition) // 2
+            left = {(x.partition, x.offset) for x in await walk(pool, topic, Filter(), 100)}
+            assert left == {(x.partition, x.offset) for x in everything
+                            if x.partition != partition or x.offset >= cut}
 
 
 async def _indexed(pool, topic: str, count: int) -> bool:

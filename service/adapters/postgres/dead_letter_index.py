@@ -4,14 +4,15 @@ One row per DLQ record, keyed by (topic, partition, offset) and upserted, so the
 console replica, or one that reads the DLQ again, writes the same row again. The letter itself stays
 in Kafka: reading one in full fetches the record by its offset. Pages are newest first and keyset-paged
 on (written_at, partition, offset) — a page is an index range scan wherever it starts, however many
-letters there are — with a cursor that is an opaque string to the caller. The functions take a pool or a
+letters there are — with a cursor that is an opaque string to the caller. Rows of letters the DLQ's
+retention removed are deleted by `forget_before`. The functions take a pool or a
 connection; the results are plain data."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -195,3 +196,21 @@ async def positions(db, topic: str, where: Filter = Filter(), limit: int | None 
         *args,
     )
     return [(r["partition"], r["offset"]) for r in rows]
+
+
+async def forget_before(db, topic: str, first_offsets: Mapping[int, int]) -> int:
+    """Delete the rows of letters the topic no longer stores: per partition, those below its first offset
+    still stored (the DLQ's retention removed them, so they can be neither read nor redriven). Partitions
+    not named are left alone. Returns how many rows went."""
+    if not first_offsets:
+        return 0
+    partitions = sorted(first_offsets)
+    status = await db.execute(
+        """
+        DELETE FROM dead_letter_index d
+         USING unnest($2::int[], $3::bigint[]) AS f(partition, first_offset)
+         WHERE d.topic = $1 AND d.partition = f.partition AND d."offset" < f.first_offset
+        """,
+        topic, partitions, [first_offsets[p] for p in partitions],
+    )
+    return int(status.split()[-1])
