@@ -25,6 +25,7 @@ class Progress:
         self.last_poll = time.monotonic()
         self.last_commit: float | None = None
         self.database_ok = False
+        self.database_server: str | None = None  # host:port of the database in use (of several: the writable one)
         self.kafka_ok = False
         self.paused_reason: str | None = None
 
@@ -42,6 +43,7 @@ class Progress:
     def ready(self) -> tuple[bool, dict]:
         detail = {
             "database": self.database_ok,
+            "database_server": self.database_server,
             "kafka": self.kafka_ok,
             "seconds_since_poll": round(time.monotonic() - self.last_poll, 3),
             "seconds_since_commit": None if self.last_commit is None else round(time.monotonic() - self.last_commit, 3),
@@ -75,6 +77,7 @@ async def start_http(host: str, port: int, progress: Progress, metrics: Metrics,
     async def status_view(_: web.Request) -> web.Response:
         ok, detail = progress.ready()
         body = {"service": metrics.service, "ready": ok, "paused": detail["paused"],
+                "database_server": detail["database_server"],
                 "seconds_since_poll": detail["seconds_since_poll"], "seconds_since_commit": detail["seconds_since_commit"]}
         if status is not None:
             body.update(await status())
@@ -190,9 +193,14 @@ def bound_port(runner: web.AppRunner) -> int:
 
 async def watch_health(database_probe, broker_probe, progress: Progress, stop: asyncio.Event,
                        every: float = 2.0) -> None:
-    """Probe Postgres and the broker so /readyz says false while either is unreachable."""
+    """Probe Postgres and the broker so /readyz says false while either is unreachable. A database probe that
+    returns a string names the server in use (`host:port`): readiness and /status show it (issue 24: of a
+    multi-host URL, the one that accepts writes); a failing probe keeps the last one named."""
     while not stop.is_set():
-        progress.database_ok = await _answers(database_probe, every)
+        answer: list = []
+        progress.database_ok = await _answers(database_probe, every, answer)
+        if answer and isinstance(answer[0], str):
+            progress.database_server = answer[0]
         progress.kafka_ok = await _answers(broker_probe, every)
         try:
             await asyncio.wait_for(stop.wait(), every)
@@ -200,10 +208,12 @@ async def watch_health(database_probe, broker_probe, progress: Progress, stop: a
             pass
 
 
-async def _answers(probe, timeout: float) -> bool:
+async def _answers(probe, timeout: float, answer: list | None = None) -> bool:
     try:
         async with asyncio.timeout(timeout):
-            await probe()
+            value = await probe()
+        if answer is not None:
+            answer.append(value)
         return True
     except Exception:
         return False

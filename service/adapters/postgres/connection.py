@@ -6,7 +6,9 @@ parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, ...) mean the same ev
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import weakref
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -35,6 +37,42 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     # pydantic-core's JSON (Rust) over the standard library's: the relay decodes every outbox row's headers
     for name in ("json", "jsonb"):
         await conn.set_type_codec(name, encoder=_json_text, decoder=pydantic_core.from_json, schema="pg_catalog")
+    conn.add_query_logger(functools.partial(_drop_if_read_only, weakref.ref(conn)))
+
+
+class DemotedPrimary(asyncpg.exceptions.InternalClientError):
+    """The server of this connection no longer accepts writes (a standby, or a primary that was demoted or
+    fenced after a failover): an outage to wait out, on a connection to the new primary."""
+
+
+def _drop_if_read_only(conn_ref: weakref.ref, query) -> None:
+    """A write refused because the server became read-only (a demoted or fenced primary after a failover,
+    issue 24): close the connection, so the pool opens a new one, which `target_session_attrs=read-write`
+    sends to the server that accepts writes. The caller sees ReadOnlySQLTransactionError (an outage, retried)
+    and nothing was written on the old primary."""
+    if isinstance(query.exception, asyncpg.exceptions.ReadOnlySQLTransactionError):
+        conn = conn_ref()
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+
+def server_of(conn: asyncpg.Connection) -> str:
+    """`host:port` this connection was opened to (of the URL's hosts, the one that accepted it). asyncpg
+    keeps it only in a private attribute: read here, in one place."""
+    address = getattr(conn, "_addr", None)
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address) if address else "unknown"
+
+
+async def writable_server(conn: asyncpg.Connection) -> str:
+    """The connection's server, when it accepts writes; raises DemotedPrimary when it does not (a standby,
+    or a fenced primary): what readiness asks of the database."""
+    if await conn.fetchval("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"):
+        server = server_of(conn)
+        conn.terminate()  # the pool opens its next connection to the host that accepts writes
+        raise DemotedPrimary(f"{server} does not accept writes (a standby or a demoted primary)")
+    return server_of(conn)
 
 
 async def _warm_connection(conn: asyncpg.Connection) -> None:

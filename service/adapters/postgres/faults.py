@@ -17,6 +17,9 @@ _OUTAGES = (
     # seen while the server shuts down: the client refuses a new operation on a connection whose
     # last one never finished; nothing was sent, and the pool replaces the connection on release
     asyncpg.exceptions.InternalClientError,
+    # a write on a primary demoted or fenced by a failover (issue 24): the connection is dropped (see
+    # connection.py) and the retry reconnects to the host that accepts writes
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 
