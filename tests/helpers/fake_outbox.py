@@ -73,6 +73,13 @@ class FakeOutbox:
         return [r for row_id, r in sorted(self.rows.items())
                 if r.message.shard == shard and row_id > cursor and not r.published and not r.parked]
 
+    def state_of(self, row_id: int) -> str:
+        """parked, published (marked, or passed by its shard's cursor) or waiting."""
+        row = self.rows[row_id]
+        if row.parked and not row.published:
+            return "parked"
+        return "published" if row.published or row_id <= self.cursors[row.message.shard] else "waiting"
+
     def _parked_rows(self) -> list[StoredMessage]:
         """The rows parked for their own refusal (not those held behind one), still unpublished."""
         return [r.message for r in self.rows.values() if r.parked and not r.published and r.held_behind is None]

@@ -44,11 +44,10 @@ def sent(producer) -> list[str]:
 
 
 def states(store: FakeOutbox) -> dict[str, str]:
-    """value -> published | parked (behind N) | waiting."""
+    """value -> published | parked | parked behind N | waiting."""
     def state(row_id, row) -> str:
-        if row.parked:
-            return "parked" if row.held_behind is None else f"parked behind {row.held_behind}"
-        return "published" if row.published or row_id <= store.cursors[row.message.shard] else "waiting"
+        held = store.state_of(row_id) == "parked" and row.held_behind is not None
+        return f"parked behind {row.held_behind}" if held else store.state_of(row_id)
 
     return {row.message.value.decode(): state(row_id, row) for row_id, row in store.rows.items()}
 

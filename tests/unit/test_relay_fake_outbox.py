@@ -22,15 +22,8 @@ class FakeBackend:
         self.store.insert(messages)
 
     async def rows(self) -> list[Row]:
-        def state(row_id, row) -> str:
-            if row.parked:
-                return "parked"
-            if row.published or row_id <= self.store.cursors[row.message.shard]:
-                return "published"
-            return "waiting"
-
-        return [Row(i, r.message.shard, r.message.topic, r.message.key, r.message.value, state(i, r), r.held_behind)
-                for i, r in sorted(self.store.rows.items())]
+        return [Row(i, r.message.shard, r.message.topic, r.message.key, r.message.value, self.store.state_of(i),
+                    r.held_behind) for i, r in sorted(self.store.rows.items())]
 
 
 class TestFakeOutbox(OutboxStoreContract):
