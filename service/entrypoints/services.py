@@ -14,13 +14,13 @@ from aiohttp import web
 from service.adapters.kafka.clients import make_consumer, make_producer
 from service.adapters.kafka.consumer import KafkaConsumer
 from service.adapters.kafka.replies import EventsTail
-from service.adapters.postgres.connection import create_pool
+from service.adapters.postgres.connection import create_pool, writable_server
 from service.adapters.smtp import Mailer
 from service.contract.commands import InputLimits
+from service.entrypoints.configs import notifier_config, retention_job, worker_config
 from service.gateway.app import Gateway
 from service.gateway.limits import InFlight
 from service.notifier.app import Notifier, partition_fetch_bytes
-from service.ops.prune import RetentionJob
 from service.queries.http import routes as read_routes
 from service.runtime.auth import ActorCheck, CommandSigner, TokenVerifier, bearer
 from service.runtime.health import Progress, bound_port, request_metrics, serve, start_http, watch_health
@@ -88,9 +88,9 @@ class _Process:
 
 @contextlib.asynccontextmanager
 async def _health(pool, broker_probe, progress: Progress, stop: asyncio.Event):
-    async def database_probe() -> None:
+    async def database_probe() -> str:
         async with pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
+            return await writable_server(conn)  # a demoted or fenced primary is not ready (issue 24)
 
     task = asyncio.create_task(watch_health(database_probe, broker_probe, progress, stop), name="health")
     try:
@@ -106,7 +106,7 @@ async def _retention(settings: Settings, pool, stop: asyncio.Event):
     if settings.retention_days is None:
         yield
         return
-    task = asyncio.create_task(RetentionJob(settings, pool).run(stop), name="retention")
+    task = asyncio.create_task(retention_job(settings, pool).run(stop), name="retention")
     try:
         yield
     finally:
@@ -133,8 +133,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
         return 0
     verifier = token_verifier(settings)
     consumer = KafkaConsumer(make_consumer(settings, settings.worker_group))
-    worker = CommandWorker(settings, pool, producer, consumer, process.metrics, process.progress, process.retry,
-                           ActorCheck(settings.actor_auth, verifier))
+    worker = CommandWorker(worker_config(settings, ActorCheck(settings.actor_auth, verifier)), pool, producer,
+                           consumer, process.metrics, process.progress, process.retry)
     read_api = read_routes(pool, None if verifier is None else partial(bearer, verifier=verifier),
                            token_required=settings.actor_auth == "required", open_reads=settings.read_api_open)
     # DESIGN §11: the read API on its own port when asked, else beside the probes
@@ -171,10 +171,10 @@ async def run_notifier(settings: Settings, stop: asyncio.Event | None = None,
     if pool is None:
         return 0
     # small fetches per partition, so a notifier that is behind serves every partition in turn
-    consumer = make_consumer(settings, settings.notifier_group,
-                             max_partition_fetch_bytes=partition_fetch_bytes(settings))
-    notifier = Notifier(settings, pool, KafkaConsumer(consumer), Mailer(settings), process.metrics, process.progress,
-                        process.retry)
+    fetch_bytes = partition_fetch_bytes(settings.kafka_max_partition_fetch_bytes)
+    consumer = make_consumer(settings, settings.notifier_group, max_partition_fetch_bytes=fetch_bytes)
+    notifier = Notifier(notifier_config(settings), pool, KafkaConsumer(consumer), Mailer(settings), process.metrics,
+                        process.progress, process.retry)
     http = await start_http(settings.http_host, settings.notifier_http_port, process.progress, process.metrics,
                             status=notifier.status)
     log.info("notifier started", http_port=bound_port(http), events_topic=settings.events_topic,

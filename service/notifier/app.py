@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -15,11 +16,11 @@ from service.adapters.smtp import Mailer
 from service.domain.commands import SourceMessage
 from service.notifier.handlers import EventHandler
 from service.runtime.consume import ConsumeLoop
+from service.runtime.consumer import Consumer
 from service.runtime.faults import StatementTimedOut, is_outage, is_timeout
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
-from service.runtime.settings import Settings
 
 log = structlog.get_logger("orderstatus.notifier")
 
@@ -32,14 +33,25 @@ MAX_EVENTS_PER_POLL = 100
 PARTITION_FETCH_BYTES = 64 * 1024
 
 
-def partition_fetch_bytes(settings: Settings) -> int:
-    """`max_partition_fetch_bytes` of the notifier's consumer: the setting, at most PARTITION_FETCH_BYTES."""
-    return min(settings.kafka_max_partition_fetch_bytes, PARTITION_FETCH_BYTES)
+def partition_fetch_bytes(configured: int) -> int:
+    """`max_partition_fetch_bytes` of the notifier's consumer: the configured one, at most PARTITION_FETCH_BYTES."""
+    return min(configured, PARTITION_FETCH_BYTES)
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    """What the notifier is configured with; the entrypoint builds it from the settings (DESIGN §3)."""
+
+    events_topic: str
+    mail_from: str
+    max_message_bytes: int
+    max_poll_records: int
+    commit_interval_s: float = 0.0
 
 
 class EventStrategy:
-    def __init__(self, settings: Settings, handler: EventHandler, metrics: Metrics) -> None:
-        self.max_records = min(settings.kafka_max_poll_records, MAX_EVENTS_PER_POLL)
+    def __init__(self, config: NotifierConfig, handler: EventHandler, metrics: Metrics) -> None:
+        self.max_records = min(config.max_poll_records, MAX_EVENTS_PER_POLL)
         self.handler = handler
         self.metrics = metrics
 
@@ -64,12 +76,12 @@ class EventStrategy:
 
 
 class Notifier:
-    def __init__(self, settings: Settings, pool, consumer, mailer: Mailer, metrics: Metrics, progress: Progress,
-                 retry: OutageRetry) -> None:
+    def __init__(self, config: NotifierConfig, pool, consumer: Consumer, mailer: Mailer, metrics: Metrics,
+                 progress: Progress, retry: OutageRetry) -> None:
         self.mailer = mailer
-        handler = EventHandler(pool, mailer, settings.mail_from, metrics, retry, settings.max_message_bytes)
-        self.loop = ConsumeLoop(consumer, settings.events_topic, EventStrategy(settings, handler, metrics), retry,
-                                progress, metrics, settings.kafka_commit_interval_ms / 1000)
+        handler = EventHandler(pool, mailer, config.mail_from, metrics, retry, config.max_message_bytes)
+        self.loop = ConsumeLoop(consumer, config.events_topic, EventStrategy(config, handler, metrics), retry,
+                                progress, metrics, config.commit_interval_s)
 
     async def status(self) -> dict:
         return {"lag": await self.loop.lag()}

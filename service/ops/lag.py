@@ -6,11 +6,11 @@ numbers, as their consumers see them, as `orderstatus_consumer_lag{service,topic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.adapters.kafka.admin import group_offsets
 from service.ops.errors import OpsError
-from service.runtime.settings import Settings
+from service.ops.ports import ConsumerGroups
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,8 @@ class PartitionLag:
     lag: int
 
 
-async def group_lag(settings: Settings, group: str, topic: str) -> list[PartitionLag]:
-    async with group_offsets(settings, group, topic) as offsets:
+async def group_lag(groups: ConsumerGroups, group: str, topic: str) -> list[PartitionLag]:
+    async with groups.offsets(group, topic) as offsets:
         partitions = offsets.partitions()
         if not partitions:
             raise OpsError(f"topic {topic} does not exist")
@@ -41,7 +41,7 @@ async def group_lag(settings: Settings, group: str, topic: str) -> list[Partitio
         return found
 
 
-async def lag(settings: Settings) -> list[PartitionLag]:
-    """The worker's group on the commands topic and the notifier's on the events topic."""
-    return [*await group_lag(settings, settings.worker_group, settings.commands_topic),
-            *await group_lag(settings, settings.notifier_group, settings.events_topic)]
+async def lag(groups: ConsumerGroups, watched: Sequence[tuple[str, str]]) -> list[PartitionLag]:
+    """Each (group, topic) watched, in turn: the worker's group on the commands topic and the notifier's on the
+    events topic, as the entrypoints name them."""
+    return [row for group, topic in watched for row in await group_lag(groups, group, topic)]

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import structlog
 
-from service.adapters.kafka.admin import topic_configs
 from service.adapters.postgres import retention as store
 from service.ops.errors import OpsError
+from service.ops.ports import ConsumerGroups
 from service.runtime.faults import is_outage
-from service.runtime.settings import Settings
 
 log = structlog.get_logger("orderstatus.prune")
 
@@ -105,10 +105,10 @@ def refusal(older_than: timedelta, keeps: list[TopicKeeps]) -> str | None:
     return None
 
 
-async def topics_keep(settings: Settings) -> list[TopicKeeps]:
-    """The commands (processed records), events (notification records) and DLQ (redrives) topics."""
-    topics = [settings.commands_topic, settings.events_topic, settings.dlq_topic]
-    configs = await topic_configs(settings, topics, CONFIGS)
+async def topics_keep(groups: ConsumerGroups, topics: Sequence[str]) -> list[TopicKeeps]:
+    """How long each topic keeps its messages: the commands (processed records), events (notification records) and
+    DLQ (redrives) topics, as the entrypoints name them."""
+    configs = await groups.topic_configs(list(topics), CONFIGS)
     return [topic_keeps(topic, configs[topic]) for topic in topics]
 
 
@@ -131,22 +131,34 @@ async def prune(conn, cutoff: datetime, *, batch_size: int = 1000, dry_run: bool
     return deleted
 
 
-class RetentionJob:
-    """The worker's background prune: every `retention_interval_s`, if the topics allow it (never forced)."""
+@dataclass(frozen=True)
+class Retention:
+    """The background prune's configuration (ORDERSTATUS_RETENTION_DAYS, _INTERVAL_S, _BATCH_SIZE) and the topics
+    whose retention bounds it."""
 
-    def __init__(self, settings: Settings, pool) -> None:
-        self.settings = settings
+    days: float
+    topics: tuple[str, ...]
+    interval_s: float = 3600.0
+    batch_size: int = 1000
+
+
+class RetentionJob:
+    """The worker's background prune: every `interval_s`, if the topics allow it (never forced)."""
+
+    def __init__(self, retention: Retention, pool, groups: ConsumerGroups) -> None:
+        self.retention = retention
         self.pool = pool
-        self.older_than = timedelta(days=settings.retention_days)
+        self.groups = groups
+        self.older_than = timedelta(days=retention.days)
 
     async def once(self) -> dict[str, int] | None:
         """One round; None when refused (logged)."""
-        reason = refusal(self.older_than, await topics_keep(self.settings))
+        reason = refusal(self.older_than, await topics_keep(self.groups, self.retention.topics))
         if reason is not None:
-            log.error("background prune refused", reason=reason, retention_days=self.settings.retention_days)
+            log.error("background prune refused", reason=reason, retention_days=self.retention.days)
             return None
         cutoff = datetime.now(timezone.utc) - self.older_than
-        deleted = await prune(self.pool, cutoff, batch_size=self.settings.retention_batch_size, pause_s=0.05)
+        deleted = await prune(self.pool, cutoff, batch_size=self.retention.batch_size, pause_s=0.05)
         log.info("background prune", cutoff=cutoff.isoformat(), **deleted)
         return deleted
 
@@ -158,6 +170,6 @@ class RetentionJob:
             except Exception as exc:
                 (log.warning if is_outage(exc) else log.error)("background prune failed", error=repr(exc))
             try:
-                await asyncio.wait_for(stop.wait(), self.settings.retention_interval_s)
+                await asyncio.wait_for(stop.wait(), self.retention.interval_s)
             except asyncio.TimeoutError:
                 pass

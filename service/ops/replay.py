@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.adapters.kafka.admin import group_offsets, group_state
 from service.ops.errors import OpsError
-from service.runtime.settings import Settings
+from service.ops.ports import ConsumerGroups
 
 
 @dataclass
@@ -18,15 +17,15 @@ class OffsetMove:
 
 
 async def replay(
-    settings: Settings, group: str, topic: str, *, to_datetime: datetime | None = None, to_earliest: bool = False,
+    groups: ConsumerGroups, group: str, topic: str, *, to_datetime: datetime | None = None, to_earliest: bool = False,
     to_offsets: dict[int, int] | None = None, dry_run: bool = False,
 ) -> list[OffsetMove]:
     """Move the group to the earliest offsets, the first at or after a time, or given offsets."""
-    state, members = await group_state(settings, group)
+    state, members = await groups.state(group)
     if members:
         raise OpsError(f"group {group} is active ({state}, {members} members); stop its consumers first")
 
-    async with group_offsets(settings, group, topic) as offsets:
+    async with groups.offsets(group, topic) as offsets:
         partitions = offsets.partitions()
         if not partitions:
             raise OpsError(f"topic {topic} does not exist")

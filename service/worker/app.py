@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -17,17 +17,15 @@ from service.adapters.kafka.publishing import partition_of
 from service.adapters.postgres.outbox_relay_store import PostgresOutboxStore
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
-from service.contract.commands import InputLimits
-from service.contract.events import Topics
 from service.domain.commands import SourceMessage
 from service.domain.events import ChangeRejected
 from service.runtime import tracing
 from service.runtime.consume import ConsumeLoop
+from service.runtime.consumer import Consumer
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
-from service.runtime.settings import Settings
-from service.worker.config import ActorCheck, BatchConfig, OrderShard, no_order_shard, trust_the_command
+from service.worker.config import BatchConfig, OrderShard, no_order_shard
 from service.worker.poison import process_isolating_poison
 from service.worker.relay import OutboxRelay
 
@@ -40,23 +38,32 @@ log = structlog.get_logger("orderstatus.worker")
 RELAY_LANES = 2
 
 
+def relay_lanes(pool_size: int) -> int:
+    """The relay's lanes for a pool of `pool_size` connections: RELAY_LANES, leaving two for the batches and probes."""
+    return max(min(RELAY_LANES, pool_size - 2), 1)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What the worker is configured with; the entrypoint builds it from the settings (DESIGN §3)."""
+
+    commands_topic: str
+    batch: BatchConfig
+    max_poll_records: int
+    commit_interval_s: float = 0.0
+    relay_lanes: int = RELAY_LANES
+
+
 class CommandStrategy:
     """A whole poll batch is one unit: one transaction for all its commands (DESIGN §9)."""
 
-    def __init__(self, settings: Settings, pool, metrics: Metrics, check_actor: ActorCheck,
+    def __init__(self, config: WorkerConfig, pool, metrics: Metrics,
                  partition_count: Callable[[], int | None] = lambda: None,
                  written: Callable[[set[int]], None] = lambda shards: None) -> None:
         self.written = written  # told the outbox shards each durable unit wrote to (the relay's next work)
         self.partition_count = partition_count
-        self.max_records = settings.kafka_max_poll_records
-        self.config = BatchConfig(
-            topics=Topics(events=settings.events_topic, dlq=settings.dlq_topic,
-                          max_message_bytes=settings.max_message_bytes),
-            max_batch_items=settings.max_batch_items,
-            limits=InputLimits(max_message_bytes=settings.max_message_bytes, max_wire_items=settings.max_wire_items),
-            timeout_tries=settings.db_statement_timeout_tries,
-            check_actor=check_actor,
-        )
+        self.max_records = config.max_poll_records
+        self.config = config.batch
         self.pool = pool
         self.metrics = metrics
         self.rules_cache = RulesCache()
@@ -95,18 +102,17 @@ class CommandStrategy:
 
 
 class CommandWorker:
-    def __init__(self, settings: Settings, pool, producer, consumer, metrics: Metrics, progress: Progress,
-                 retry: OutageRetry, check_actor: ActorCheck = trust_the_command) -> None:
+    def __init__(self, config: WorkerConfig, pool, producer, consumer: Consumer, metrics: Metrics, progress: Progress,
+                 retry: OutageRetry) -> None:
         self.retry = retry
-        strategy = CommandStrategy(settings, pool, metrics, check_actor,
-                                   partition_count=lambda: self.loop.partition_count(),
+        strategy = CommandStrategy(config, pool, metrics, partition_count=lambda: self.loop.partition_count(),
                                    written=lambda shards: self.relay.notify(shards))
-        self.loop = ConsumeLoop(consumer, settings.commands_topic, strategy, retry, progress, metrics,
-                                settings.kafka_commit_interval_ms / 1000)
+        self.loop = ConsumeLoop(consumer, config.commands_topic, strategy, retry, progress, metrics,
+                                config.commit_interval_s)
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(PostgresOutboxStore(pool), producer, metrics=metrics,
                                  owned_shards=self.loop.owned_partitions,
-                                 concurrency=max(min(RELAY_LANES, settings.database_pool_size - 2), 1))
+                                 concurrency=config.relay_lanes)
 
     async def status(self) -> dict:
         """The worker's part of /status: its outbox (as of the relay's last look) and its lag."""

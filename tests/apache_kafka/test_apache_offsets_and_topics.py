@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.devkit.embedded import free_port
 from service.entrypoints.services import run_gateway
-from service.ops.prune import RetentionJob
+from service.entrypoints.configs import retention_job
 from service.runtime.auth import issue_token, new_key_pair
 from service.runtime.settings import Settings
 from tests.helpers.cli import ok, run_cli_async, user_error
@@ -357,7 +357,7 @@ class TestPruneReadsTheTopicsRetention:
         reports; 15 prunes the 20-day-old record and keeps the 10-day-old one."""
         await seed(settings)
         await insert_processed(settings, {"old": 20, "recent": 10})
-        assert await RetentionJob(settings.model_copy(update={"retention_days": 13}), None).once() is None
+        assert await retention_job(settings.model_copy(update={"retention_days": 13}), None).once() is None
         pruning = settings.model_copy(update={"retention_days": 15, "retention_interval_s": 0.5})
         async with running_worker(pruning):
             await wait_until(lambda: _processed_ids_are(settings, ["recent"]), 30, "the background prune")

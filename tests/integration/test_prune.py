@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from service.devkit.embedded import EmbeddedBroker, scratch_dir
-from service.ops.prune import RetentionJob
+from service.entrypoints.configs import retention_job
 from service.runtime.settings import Settings
 from tests.helpers.cli import ok, run_cli_async, user_error
 from tests.helpers.database import fetch, seed
@@ -133,7 +133,7 @@ async def test_the_worker_prunes_in_the_background_when_retention_days_is_set(se
     await create_topics(settings, DAY_MS)
     await seed(settings)
     await old_and_new_rows(settings)
-    refused = RetentionJob(settings.model_copy(update={"retention_days": 0.5}), None)
+    refused = retention_job(settings.model_copy(update={"retention_days": 0.5}), None)
     assert await refused.once() is None  # refused before it touches the database (it has none here)
     pruning = settings.model_copy(update={"retention_days": 30, "retention_interval_s": 0.5})
     async with running_worker(pruning):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from service.entrypoints.cli.common import UserError, print_json, run
+from service.entrypoints.configs import consumer_lags
 from service.ops.errors import OpsError
-from service.ops.lag import lag as measure
 from service.runtime.settings import Settings
 
 
@@ -16,7 +16,7 @@ from service.runtime.settings import Settings
 def lag(settings: Settings, as_json: bool) -> None:
     """Per group (worker, notifier) and partition: committed offset, end offset and lag."""
     try:
-        rows = run(measure(settings))
+        rows = run(consumer_lags(settings))
     except OpsError as exc:
         raise UserError(str(exc)) from None
     if as_json:

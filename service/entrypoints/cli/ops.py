@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from service.entrypoints.cli.common import UserError, parse_datetime, run, with_conn, with_producer
+from service.entrypoints.configs import consumer_groups
 from service.ops.errors import OpsError
 from service.ops.replay import replay as reset_offsets
 from service.ops.republish import republish as publish_again
@@ -35,7 +36,7 @@ def replay(settings: Settings, group: str, topic: str, to_datetime: str | None, 
         offsets[partition] = offset
     when = parse_datetime(to_datetime, "--to-datetime") if to_datetime else None
     try:
-        moves = run(reset_offsets(settings, group, topic, to_datetime=when, to_earliest=to_earliest,
+        moves = run(reset_offsets(consumer_groups(settings), group, topic, to_datetime=when, to_earliest=to_earliest,
                                   to_offsets=offsets or None, dry_run=dry_run))
     except OpsError as exc:
         raise UserError(str(exc)) from None

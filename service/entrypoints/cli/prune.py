@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import click
 
 from service.entrypoints.cli.common import UserError, run, with_conn
+from service.entrypoints.configs import consumer_groups, pruned_topics
 from service.ops import prune as ops
 from service.ops.errors import OpsError
 from service.runtime.settings import Settings
@@ -30,7 +31,7 @@ def prune(settings: Settings, older_than: str | None, dry_run: bool, force: bool
     then reaches back only as far as the retention."""
     try:
         age = ops.parse_age(older_than) if older_than else timedelta(days=settings.retention_days or 30)
-        keeps = run(ops.topics_keep(settings))
+        keeps = run(ops.topics_keep(consumer_groups(settings), pruned_topics(settings)))
     except OpsError as exc:
         raise UserError(str(exc)) from None
     reason = ops.refusal(age, keeps)
