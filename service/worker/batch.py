@@ -23,7 +23,14 @@ from service.runtime import tracing
 from service.runtime.tracing import traceparent_of
 from service.worker.claims import Parsed, authenticate, claim, parse
 from service.worker.config import BatchConfig, OrderShard, no_order_shard
-from service.worker.handlers import HANDLERS, Context, Outcome, handle_invalid, handle_unauthenticated
+from service.worker.handlers import (
+    HANDLERS,
+    Context,
+    Outcome,
+    decision_time,
+    handle_invalid,
+    handle_unauthenticated,
+)
 from service.worker.ports import UnitOfWork
 
 log = structlog.get_logger("orderstatus.worker")
@@ -98,11 +105,12 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory: Callable[[], Un
         for redrive_key in claimed.spent_on_duplicates:
             uow.add(redrive_key, "redrive:duplicate", [], [])
         orders = await uow.lock_orders(oid for f in claimed.fresh for oid in f.parsed.order_ids())
-        ctx = Context(rules=rules, orders=orders, now=datetime.now(timezone.utc),
-                      max_batch_items=config.max_batch_items)
+        clock = datetime.now(timezone.utc)
+        ctx = Context(rules=rules, orders=orders, now=clock, max_batch_items=config.max_batch_items)
         outcomes = []
         shards: set[int] = set()
         for p, retaken in ((f.parsed, f.retaken) for f in claimed.fresh):
+            ctx.now = decision_time(p.source, clock)  # decided again after a rewind: the same events (issue 24)
             where = {"command_id": p.dedupe_key, "partition": p.source.partition, "offset": p.source.offset}
             with tracing.span("command", traceparent_of(p.source.headers), **where) as traceparent:
                 outcome = _handle(p, ctx)

@@ -6,7 +6,7 @@ and handlers test without I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 
 from service.domain import rules as engine
 from service.domain.commands import ChangeOrderStatus, InvalidCommand, OverrideOrderStatuses, SourceMessage
@@ -43,6 +43,15 @@ class Context:
     orders: dict[int, OrderFacts]
     now: datetime
     max_batch_items: int = 50
+
+
+def decision_time(source: SourceMessage, clock: datetime) -> datetime:
+    """When a command is decided, as its events say (`occurred_at`): the command's own time, its Kafka
+    record's timestamp, so deciding it again after a rewind (a failover that lost the last commits, issue 24)
+    makes events with the same content as the first time; the clock only for a record without a timestamp."""
+    if source.timestamp_ms is None:
+        return clock
+    return datetime.fromtimestamp(source.timestamp_ms / 1000, timezone.utc)
 
 
 def _decide_one(ctx: Context, request: ChangeRequest):
