@@ -1,10 +1,12 @@
 """The data behind the console's Health and Dead-letter pages (issue 21), on real Postgres and the broker.
 
 Heartbeats: a running worker process's row names its partitions and goes stale once it is killed -9; the
-worker, notifier and gateway beat and a clean stop marks their rows stopped; a heartbeat that cannot be written never stops its process. Activity: the
-per-minute counts agree with what the worker and the notifier did. The dead-letter index: garbage sent
-through the worker is indexed with its reason, command id and order id, pages walk every letter once
-under any filter, and indexing the DLQ again changes nothing."""
+worker, notifier and gateway beat and a clean stop marks their rows stopped; a heartbeat that cannot be
+written (the table gone, Postgres stopped) never stops its process and writes again once it can.
+Activity: the per-minute counts agree with what the worker and the notifier did. The dead-letter index:
+garbage sent through the worker is indexed with its reason, command id and order id, pages walk every
+letter once under any filter, indexing the DLQ again changes nothing, and letters gone with retention
+are unindexed."""
 
 from __future__ import annotations
 
@@ -21,15 +23,14 @@ import structlog
 from service.adapters.kafka.clients import make_consumer
 from service.adapters.kafka.consumer import KafkaConsumer
 from service.adapters.postgres import activity, dead_letter_index, heartbeats
-from service.adapters.postgres.connection import create_pool
+from service.adapters.postgres.connection import create_pool, migrate
 from service.adapters.postgres.dead_letter_index import Filter
 from service.console.dead_letter_indexer import DeadLetterIndexer, first_stored_offsets
-from service.devkit.embedded import free_port
+from service.devkit.embedded import EmbeddedPostgres, free_port, scratch_dir
 from service.entrypoints.services import run_gateway
 from service.runtime.auth import new_key_pair
 from service.runtime.health import Progress
-from service.runtime.heartbeat import Heartbeat, heartbeating, identity
-from service.runtime.heartbeat import progress_report
+from service.runtime.heartbeat import Heartbeat, heartbeating, identity, progress_report
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 from service.runtime.settings import Settings
@@ -149,6 +150,36 @@ class TestHeartbeats:
             warnings = [e for e in logs if e["event"].startswith("heartbeat not written")]
             assert len(warnings) == 2  # one per Heartbeat, however many beats failed
             assert any(e["event"] == "heartbeat written again" for e in logs)
+
+    async def test_postgres_stopped_and_restarted_the_beating_goes_on_and_writes_again(self):
+        """A real outage: Postgres stopped under a beating process logs one warning, the task keeps running, and
+        after the restart the next beats write the row again."""
+        data_dir = scratch_dir("orderstatus-heartbeat-pg-")
+        pg = EmbeddedPostgres(data_dir)
+        await asyncio.to_thread(pg.start)
+        restarted = None
+        try:
+            await asyncio.to_thread(migrate, pg.url)
+            pool = await create_pool(pg.url, size=1)
+            try:
+                with structlog.testing.capture_logs() as logs:
+                    async with heartbeating(pool, "console", progress_report(Progress(30.0)), 0.1) as beat:
+                        await wait_until(lambda: beat.beats >= 2, 10, "beats before the outage")
+                        await asyncio.to_thread(pg.stop)
+                        await wait_until(lambda: beat.failing, 15, "the beats to fail")
+                        written = beat.beats
+                        restarted = EmbeddedPostgres(data_dir, port=pg.port)
+                        await asyncio.to_thread(restarted.start)
+                        await wait_until(lambda: beat.beats >= written + 2, 30, "beats after the restart")
+                        row = (await rows_of(pool))[0]
+                        assert row.process_id == beat.who.process_id and row.status == "running"
+                warnings = [e for e in logs if e["event"].startswith("heartbeat not written")]
+                assert len(warnings) == 1
+                assert (await _status_of(pool, beat.who.process_id, "stopped")) is not None
+            finally:
+                await pool.close()
+        finally:
+            await asyncio.to_thread((restarted or pg).stop)
 
 
 async def _status_of(pool, process_id: str, status: str) -> heartbeats.ProcessRow | None:
