@@ -5,6 +5,8 @@
   visible until `commit`, and leaving the `async with` without one (or with an exception) drops it
   all. `tests/helpers/unit_of_work_contract.py` runs one suite against this fake and against
   `PostgresUnitOfWork`, so the fake cannot drift from the real thing unnoticed.
+* `FakeConsumer` is the in-memory `service.runtime.consumer.Consumer` the consume loop and the commit policy
+  run over in `tests/unit/test_consume_loop.py`.
 * `FakeProducer` stands in for the `AIOKafkaProducer` that `service.adapters.kafka.publishing.publish_all`
   (the outbox relay's sender) uses: it records what was acknowledged and can be told to fail.
 """
@@ -18,12 +20,14 @@ from dataclasses import dataclass, field
 
 from aiokafka.structs import RecordMetadata, TopicPartition
 
-from service.adapters.errors import RulesNotLoaded
+from service.adapters.errors import CommitRefused, RulesNotLoaded
 from service.contract.events import WireMessage
 from service.contract.orders_file import parse_orders
 from service.contract.rules_file import load_rules_file
+from service.domain.commands import SourceMessage
 from service.domain.events import StatusChanged
 from service.domain.model import OrderFacts, RuleSet
+from service.runtime.consumer import Partition
 from tests.helpers.database import SAMPLE_RULES, order_lines
 
 
@@ -221,3 +225,111 @@ class FakeProducer:
     async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                             headers: Sequence[tuple[str, bytes]] | None = None, **options):
         return await (await self.send(topic, value=value, key=key, headers=headers, **options))
+
+
+class FakeConsumer:
+    """`service.runtime.consumer.Consumer` in memory, one member of its group: each partition a log of
+    `SourceMessage`s, a position and a committed offset per partition. `start()` assigns every partition of the
+    subscribed topics (awaiting `on_assigned`); `rebalance_at_poll[n] = (revoked, assigned)` makes the n-th poll
+    rebalance first, awaiting the callbacks inside the poll as aiokafka does; `drained` is set by a poll that
+    finds nothing new; `refuse_commits` makes a commit raise `CommitRefused`. What was committed, in order, is in
+    `commits` (offsets, and whether a rebalance callback sent it)."""
+
+    def __init__(self) -> None:
+        self.logs: dict[Partition, list[SourceMessage]] = {}
+        self.positions: dict[Partition, int] = {}
+        self.committed: dict[Partition, int] = {}
+        self.commits: list[tuple[dict[Partition, int], bool]] = []
+        self.rebalance_at_poll: dict[int, tuple[set, set]] = {}
+        self.refuse_commits = False
+        self.polls = 0
+        self.drained = asyncio.Event()
+        self.stopped = False
+        self._assigned: set[Partition] = set()
+        self._paused: set[Partition] = set()
+        self._topics: list[str] = []
+        self._callbacks = None
+        self._in_rebalance = False
+
+    def append(self, topic: str, partition: int, value: bytes, key: bytes | None = None) -> SourceMessage:
+        log = self.logs.setdefault(Partition(topic, partition), [])
+        message = SourceMessage(topic, partition, len(log), key, value, ())
+        log.append(message)
+        return message
+
+    def subscribe(self, topics, on_assigned, on_revoked) -> None:
+        self._topics = list(topics)
+        self._callbacks = (on_assigned, on_revoked)
+
+    async def start(self) -> None:
+        await self._rebalance(set(), {tp for tp in self.logs if tp[0] in self._topics})
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def _rebalance(self, revoked: set, assigned: set) -> None:
+        on_assigned, on_revoked = self._callbacks
+        revoked, assigned = {Partition(*p) for p in revoked}, {Partition(*p) for p in assigned}
+        self._in_rebalance = True
+        try:
+            if revoked:
+                await on_revoked(set(revoked))
+                self._assigned -= revoked
+                self._paused -= revoked
+            if assigned:
+                self._assigned |= assigned
+                for tp in assigned:
+                    self.positions[tp] = self.committed.get(tp, 0)
+                await on_assigned(set(assigned))
+        finally:
+            self._in_rebalance = False
+
+    async def poll(self, timeout_s: float, max_records: int) -> list[SourceMessage]:
+        self.polls += 1
+        if self.polls in self.rebalance_at_poll:
+            await self._rebalance(*self.rebalance_at_poll[self.polls])
+        batch: list[SourceMessage] = []
+        for tp in sorted(self._assigned - self._paused):
+            log, start = self.logs.get(tp, []), self.positions[tp]
+            taken = log[start:start + max_records - len(batch)]
+            batch.extend(taken)
+            self.positions[tp] = start + len(taken)
+        if not batch:
+            self.drained.set()
+            await asyncio.sleep(0)  # a real poll waits up to timeout_s; here it only lets others run
+        return batch
+
+    def assignment(self) -> set:
+        return set(self._assigned)
+
+    def partitions_for(self, topic: str) -> set[int] | None:
+        return {p for t, p in self.logs if t == topic} or None
+
+    def highwater(self, partition) -> int | None:
+        assert Partition(*partition) in self._assigned, "Partition is not assigned"
+        return len(self.logs.get(Partition(*partition), []))
+
+    async def position(self, partition) -> int:
+        assert Partition(*partition) in self._assigned, "Partition is not assigned"
+        return self.positions[Partition(*partition)]
+
+    def seek(self, offsets) -> None:
+        for tp, offset in offsets.items():
+            assert Partition(*tp) in self._assigned, "Partition is not assigned"
+            self.positions[Partition(*tp)] = offset
+
+    async def commit(self, offsets) -> None:
+        if self.refuse_commits:
+            raise CommitRefused("the group rebalanced")
+        given = {Partition(*tp): offset for tp, offset in offsets.items()}
+        self.committed.update(given)
+        self.commits.append((given, self._in_rebalance))
+
+    def pause(self, partitions) -> None:
+        self._paused |= {Partition(*p) for p in partitions}
+
+    def resume(self, partitions) -> None:
+        self._paused -= {Partition(*p) for p in partitions}
+
+    def paused(self) -> set:
+        return set(self._paused)
