@@ -40,6 +40,7 @@ from service.contract.http import (
     WordbeeStatusChange,
 )
 from service.contract.keys import command_key
+from service.contract.outcome import Outcome
 from service.contract.validation import first_error, is_storable_text
 from service.domain.access import may_see_command, shown, viewer_of
 from service.domain.commands import InvalidCommand
@@ -196,7 +197,7 @@ class Gateway:
             if not may_see_command(viewer_of(principal), known["events"]):  # GET /commands/{id}'s check, every replay
                 raise Refusal(422, "idempotency_key_reused", "This Idempotency-Key was already used for a different "
                                                              "request; use a new key for a new request.")
-            return answer(known["events"])
+            return answer(Outcome(command_id, parsed.type, known["events"], final=True))
         key = command_key(command)  # DESIGN §5.3
         self.tail.expect(command_id, parsed.type)  # before publishing: the outcome cannot slip past
         try:
@@ -210,7 +211,7 @@ class Gateway:
             raise
         outcome = await self.tail.wait(command_id, self.wait_s)
         if outcome.final:
-            return answer(outcome.events)
+            return answer(outcome)
         return 202, {"command_id": command_id, "status": "accepted"}, {"Location": command_location(command_id)}
 
     async def _answer(self, request: web.Request, work) -> web.StreamResponse:

@@ -8,6 +8,7 @@ no or bad token 401."""
 from __future__ import annotations
 
 from service.contract.http import BrightpearlStatusChange, StoreFeederOverride, StoreFeederResult, WordbeeStatusChange
+from service.contract.outcome import Outcome
 from service.domain.model import Principal, Reason
 
 STATUS_BY_REASON: dict[str, int] = {
@@ -61,27 +62,21 @@ def error(reason: str, message: str) -> dict:
     return {"reason": reason, "message": message}
 
 
-def change_answer(events: list[dict]) -> tuple[int, dict]:
-    """A single change's outcome in the seeds' shape: `{}` when applied, else the error body."""
-    first = events[0]
-    if first.get("type") == "OrderStatusChanged":
+def change_answer(outcome: Outcome) -> tuple[int, dict]:
+    """A single change's final outcome in the seeds' shape: `{}` when applied, else the error body."""
+    refusal = outcome.refusal()
+    if refusal is None:
         return 200, {}
-    reason = str(first.get("reason"))
-    return STATUS_BY_REASON.get(reason, 422), error(reason, str(first.get("message")))
+    return STATUS_BY_REASON.get(refusal.reason, 422), error(refusal.reason, refusal.message)
 
 
-def override_answer(events: list[dict]) -> tuple[int, list[StoreFeederResult] | dict]:
-    """StoreFeeder's answer: 200 with a result per item in item order (`Error` our message, `Reason` our
-    code); a batch refused whole (too large, not authenticated, invalid) answers with its status."""
-    # the summary is keyed by the command id, its items by their orders: other partitions, so it may
-    # arrive before or after them; find it by type
-    summary = next((e for e in events if e.get("type") == "OrderStatusOverrideCompleted"), events[-1])
-    if summary.get("type") != "OrderStatusOverrideCompleted" or summary.get("reason"):
-        refusal = next((e for e in events if e.get("type") == "OrderStatusChangeRejected"), summary)
-        reason = str(refusal.get("reason") or summary.get("reason"))
-        return STATUS_BY_REASON.get(reason, 422), error(reason, str(refusal.get("message")))
-    return 200, [
-        StoreFeederResult(OrderNumber=r["order_id"], OrderStatus=r["status"], Success=r["success"],
-                          Error=r.get("error"), Reason=r.get("reason"))
-        for r in summary["results"]
-    ]
+def override_answer(outcome: Outcome) -> tuple[int, list[StoreFeederResult] | dict]:
+    """StoreFeeder's answer to a batch's final outcome: 200 with a result per item in item order (`Error` our
+    message, `Reason` our code); a batch refused whole (too large, not authenticated, invalid) answers with
+    its status."""
+    refusal = outcome.refusal()
+    if refusal is not None:
+        return STATUS_BY_REASON.get(refusal.reason, 422), error(refusal.reason, refusal.message)
+    return 200, [StoreFeederResult(OrderNumber=r.order_id, OrderStatus=r.status, Success=r.success, Error=r.error,
+                                   Reason=r.reason)
+                 for r in outcome.item_results()]

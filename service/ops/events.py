@@ -5,8 +5,8 @@ Events come from a topic anyone may write to, so every field is printed escaped 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
+from service.contract.outcome import Outcome
 from service.ops.printing import printable_text
 
 # exit codes of `send --wait`
@@ -67,42 +67,19 @@ def concerns(event: dict, order_id: int | None, event_type: str | None) -> bool:
     return isinstance(results, list) and any(isinstance(r, dict) and r.get("order_id") == order_id for r in results)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What `send --wait` makes of a command's events: applied, rejected (wholly or in part) or timed out."""
-
-    command_id: str
-    outcome: str  # applied | rejected | timeout
-    events: list[dict]
-
-    @property
-    def exit_code(self) -> int:
-        return {"applied": APPLIED, "rejected": REJECTED}.get(self.outcome, TIMED_OUT)
+EXIT_CODES = {"applied": APPLIED, "rejected": REJECTED, "timeout": TIMED_OUT}
 
 
-def verdict(command_id: str, events: list[dict], final: bool) -> Verdict:
-    """Applied when every change happened: the change event, or a batch summary with every item successful.
-    Any rejection (an invalid_command, a refused batch, one failed item) makes it rejected; no final event
-    in time is a timeout, whatever was seen before."""
-    if not final:
-        return Verdict(command_id, "timeout", events)
-    rejected = any(e.get("type") == "OrderStatusChangeRejected" for e in events) or any(
-        e.get("type") == "OrderStatusOverrideCompleted"
-        and (e.get("reason") or not all(isinstance(r, dict) and r.get("success") is True for r in e.get("results") or []))
-        for e in events)
-    return Verdict(command_id, "rejected" if rejected else "applied", events)
-
-
-def exit_code(verdicts: list[Verdict]) -> int:
-    """4 if any command timed out, else 3 if any was rejected, else 0."""
-    codes = {v.exit_code for v in verdicts}
+def exit_code(outcomes: list[Outcome]) -> int:
+    """4 if any command timed out, else 3 if any was rejected (wholly or in part), else 0 (`Outcome.verdict`)."""
+    codes = {EXIT_CODES[o.verdict] for o in outcomes}
     return TIMED_OUT if TIMED_OUT in codes else REJECTED if REJECTED in codes else APPLIED
 
 
-def outcome_lines(found: Verdict) -> list[str]:
+def outcome_lines(found: Outcome) -> list[str]:
     """`send --wait` on a terminal: one human line per outcome — `applied: order 1029 Confirmed -> Cancelled v3`,
     `rejected: transition_not_allowed — <message>`, a batch's items one line each, or the timeout."""
-    if found.outcome == "timeout" and not found.events:
+    if found.verdict == "timeout" and not found.events:
         return [f"timed out: no outcome for command {printable_text(found.command_id, 200)} yet"]
     lines = []
     for event in found.events:
@@ -128,6 +105,6 @@ def outcome_lines(found: Verdict) -> list[str]:
                                                                      if item.get("error") else ""))
         else:
             lines.append(describe(event))
-    if found.outcome == "timeout":
+    if found.verdict == "timeout":
         lines.append(f"timed out: no final outcome for command {printable_text(found.command_id, 200)}")
     return lines

@@ -8,9 +8,9 @@ import uuid
 
 from service.contract.commands import parse_command
 from service.contract.keys import command_key
+from service.contract.outcome import Outcome
 from service.domain.commands import InvalidCommand
 from service.ops.errors import OpsError
-from service.ops.events import Verdict, verdict
 
 
 def prepare_command(line: str, number: int, validate: bool) -> tuple[bytes, bytes, dict]:
@@ -44,7 +44,7 @@ async def send_commands(producer, topic: str, prepared: list[tuple[bytes, bytes,
 
 
 async def send_and_wait(producer, tail, topic: str, prepared: list[tuple[bytes, bytes, dict]],
-                        headers: list[tuple[str, bytes]], timeout: float) -> tuple[list[dict], list[Verdict]]:
+                        headers: list[tuple[str, bytes]], timeout: float) -> tuple[list[dict], list[Outcome]]:
     """`send --wait`: publish, then wait (all commands together, at most `timeout` seconds from the publish)
     for each command's outcome events on the events topic. `tail` (an `EventsTail`) must have started
     before this is called, so no outcome can slip past between the publish and the first read."""
@@ -52,8 +52,7 @@ async def send_and_wait(producer, tail, topic: str, prepared: list[tuple[bytes, 
         tail.expect(str(data["command_id"]), data.get("type"))
     sent = await send_commands(producer, topic, prepared, headers)
     deadline = time.monotonic() + timeout
-    verdicts = []
+    outcomes = []
     for _, _, data in prepared:
-        outcome = await tail.wait(str(data["command_id"]), max(deadline - time.monotonic(), 0.0))
-        verdicts.append(verdict(outcome.command_id, outcome.events, outcome.final))
-    return sent, verdicts
+        outcomes.append(await tail.wait(str(data["command_id"]), max(deadline - time.monotonic(), 0.0)))
+    return sent, outcomes

@@ -63,7 +63,7 @@ class TestNotesAndInternals:
         assert may_see_internal(viewer) is expected
 
     def test_a_client_sees_a_history_entry_redacted(self):
-        """A client: the actor's role only, no private note, no reservation refs or coupon codes; the entry untouched."""
+        """A client: the actor's role only, no private note, no reservation refs or coupon codes; entry untouched."""
         seen = shown(client(), ENTRY)
         assert seen == {"version": 3, "actor": {"role": "staff"}, "note": None,
                         "removed_reservations": [], "removed_coupons": []}

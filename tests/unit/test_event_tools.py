@@ -1,9 +1,10 @@
-"""`events tail` lines and `send --wait` verdicts (`service.ops.events`), without a broker."""
+"""`events tail` lines and `send --wait` outcomes and exit codes (`service.ops.events`), without a broker."""
 
 from __future__ import annotations
 
 import pytest
 
+from service.contract.outcome import Outcome
 from service.ops import events as ops
 
 CHANGED = {"type": "OrderStatusChanged", "event_id": "e1", "command_id": "c1", "order_id": 1029, "version": 4,
@@ -65,13 +66,13 @@ class TestVerdict:
     ])
     def test_outcome_and_exit_code(self, events, final, outcome, code):
         """0 applied, 3 rejected in whole or in part, 4 no final event in time."""
-        found = ops.verdict("c", events, final)
-        assert (found.outcome, found.exit_code) == (outcome, code)
+        found = Outcome("c", None, events, final)
+        assert (found.verdict, ops.exit_code([found])) == (outcome, code)
 
     def test_the_worst_outcome_decides_the_exit_code(self):
         """Any timeout makes 4, else any rejection 3, else 0."""
-        applied, rejected, late = (ops.verdict("c", [CHANGED], True), ops.verdict("c", [REJECTED], True),
-                                   ops.verdict("c", [], False))
+        applied, rejected, late = (Outcome("c", None, [CHANGED], True), Outcome("c", None, [REJECTED], True),
+                                   Outcome("c", None, [], False))
         assert ops.exit_code([applied, applied]) == 0
         assert ops.exit_code([applied, rejected]) == 3
         assert ops.exit_code([rejected, late, applied]) == 4
@@ -82,18 +83,19 @@ class TestOutcomeLines:
 
     def test_applied_rejected_batch_and_timeout_each_read_as_one_line(self):
         """applied: order N From -> To vV; rejected: reason — message; batch items one line each; a timeout says so."""
-        assert ops.outcome_lines(ops.verdict("c1", [CHANGED], True)) == [
+        assert ops.outcome_lines(Outcome("c1", None, [CHANGED], True)) == [
             "applied: order 1029 Confirmed -> CancelledByClient v4"]
-        assert ops.outcome_lines(ops.verdict("c2", [REJECTED], True)) == [
+        assert ops.outcome_lines(Outcome("c2", None, [REJECTED], True)) == [
             "rejected: cancel_has_payments — Order 1030 has payments. (order 1030)"]
-        assert ops.outcome_lines(ops.verdict("c3", [SUMMARY], True)) == [
+        assert ops.outcome_lines(Outcome("c3", None, [SUMMARY], True)) == [
             "applied: order 1 -> OnHold", "rejected: order_not_found — order 2 -> 21"]
         whole = {**SUMMARY, "results": [], "reason": "batch_too_large"}
-        assert ops.outcome_lines(ops.verdict("c3", [whole], True)) == [
+        assert ops.outcome_lines(Outcome("c3", None, [whole], True)) == [
             "rejected: batch_too_large — the whole batch was refused"]
-        assert ops.outcome_lines(ops.verdict("c4", [], False)) == ["timed out: no outcome for command c4 yet"]
+        assert ops.outcome_lines(Outcome("c4", None, [], False)) == ["timed out: no outcome for command c4 yet"]
 
     def test_fields_from_the_topic_are_escaped(self):
         """A hostile message cannot forge a second outcome line."""
-        [line] = ops.outcome_lines(ops.verdict("c2", [{**REJECTED, "message": "x\napplied: order 1 A -> B v1"}], True))
+        forged = {**REJECTED, "message": "x\napplied: order 1 A -> B v1"}
+        [line] = ops.outcome_lines(Outcome("c2", None, [forged], True))
         assert "\n" not in line

@@ -8,6 +8,7 @@ import pytest
 
 from service.contract.commands import parse_command
 from service.contract.http import BrightpearlStatusChange, StoreFeederOverride, WordbeeStatusChange
+from service.contract.outcome import Outcome
 from service.contract.openapi import openapi_document
 from service.domain.commands import ChangeOrderStatus, OverrideOrderStatuses
 from service.domain.model import Principal, Reason
@@ -15,6 +16,14 @@ from service.gateway import translate
 from service.gateway.docs import render_docs
 
 CLIENT = Principal("u-7", "client", "c-1", "Ann")
+
+
+def change(events: list[dict]) -> Outcome:
+    return Outcome("c", "ChangeOrderStatus", events, final=True)
+
+
+def batch(events: list[dict]) -> Outcome:
+    return Outcome("c", "OverrideOrderStatuses", events, final=True)
 
 
 class TestRequests:
@@ -60,23 +69,23 @@ class TestAnswers:
     def test_a_rejection_answers_its_status_and_error_body(self, reason, status):
         """A rejected change answers the mapped status with {reason, message}."""
         rejected = [{"type": "OrderStatusChangeRejected", "reason": reason, "message": "why"}]
-        assert translate.change_answer(rejected) == (status, {"reason": reason, "message": "why"})
+        assert translate.change_answer(change(rejected)) == (status, {"reason": reason, "message": "why"})
 
     def test_an_applied_change_answers_200_with_an_empty_object(self):
         """The seeds answer a successful change with {}."""
-        assert translate.change_answer([{"type": "OrderStatusChanged"}]) == (200, {})
+        assert translate.change_answer(change([{"type": "OrderStatusChanged"}])) == (200, {})
 
     def test_a_batch_answers_a_result_per_item_and_a_refused_batch_its_status(self):
         """StoreFeeder: 200 and a result per item; a batch refused whole answers its own status."""
         summary = {"type": "OrderStatusOverrideCompleted", "reason": None, "results": [
             {"order_id": 1, "status": "OnHold", "success": True, "reason": None, "error": None},
             {"order_id": 2, "status": 21, "success": False, "reason": "order_not_found", "error": "gone"}]}
-        status, results = translate.override_answer([summary])
+        status, results = translate.override_answer(batch([summary]))
         assert status == 200 and [(r.OrderNumber, r.Success, r.Reason, r.Error) for r in results] == [
             (1, True, None, None), (2, False, "order_not_found", "gone")]
         refused = [{"type": "OrderStatusChangeRejected", "reason": "batch_too_large", "message": "51 > 50"},
                    {"type": "OrderStatusOverrideCompleted", "reason": "batch_too_large", "results": []}]
-        assert translate.override_answer(refused) == (413, {"reason": "batch_too_large", "message": "51 > 50"})
+        assert translate.override_answer(batch(refused)) == (413, {"reason": "batch_too_large", "message": "51 > 50"})
 
 
     def test_the_summary_is_found_whatever_order_the_events_arrived_in(self):
@@ -84,7 +93,7 @@ class TestAnswers:
         summary = {"type": "OrderStatusOverrideCompleted", "reason": None, "results": [
             {"order_id": 9, "status": "OnHold", "success": False, "reason": "order_not_found", "error": "gone"}]}
         late_item = {"type": "OrderStatusChangeRejected", "reason": "order_not_found", "message": "gone"}
-        status, results = translate.override_answer([summary, late_item])
+        status, results = translate.override_answer(batch([summary, late_item]))
         assert status == 200 and results[0].Reason == "order_not_found"
 
 

@@ -3,38 +3,21 @@
 `EventsTail` reads the events topic without a consumer group (every reader sees every event, so any
 gateway replica or CLI can wait for any command), from the end as it was when it started, and hands
 each event to whoever waits for its command id. Start it BEFORE publishing the command, so the
-outcome cannot slip past between the publish and the first read."""
+outcome cannot slip past between the publish and the first read. What the events mean is the contract's
+`Outcome` (`service.contract.outcome`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
 from service.adapters.errors import TopicMissing
 from service.adapters.kafka.clients import consumer_of, learn_topic
+from service.contract.outcome import Outcome
 from service.adapters.kafka.config import KafkaSettings
-
-
-@dataclass
-class Outcome:
-    """The events of one command seen so far; `final` once its last event arrived."""
-
-    command_id: str
-    events: list[dict] = field(default_factory=list)
-    final: bool = False
-
-
-def is_final(command_type: str | None, event: dict) -> bool:
-    """Whether `event` is the last one its command produces: a ChangeOrderStatus has exactly one event;
-    an OverrideOrderStatuses ends with its OrderStatusOverrideCompleted summary, unless it was not even
-    a valid command (one invalid_command rejection, no summary)."""
-    if event.get("type") == "OrderStatusOverrideCompleted" or event.get("reason") == "invalid_command":
-        return True
-    return command_type != "OverrideOrderStatuses"
 
 
 class EventsTail:
@@ -44,7 +27,7 @@ class EventsTail:
         self._consumer = consumer_of(settings, group_id=None, enable_auto_commit=False,
                                      auto_offset_reset="earliest" if from_beginning else "latest",
                                      fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
-        self._waiting: dict[str, tuple[Outcome, str | None, asyncio.Event]] = {}
+        self._waiting: dict[str, tuple[Outcome, asyncio.Event]] = {}
         self._waiters: dict[str, int] = {}  # how many requests wait for each command id
         self._task: asyncio.Task | None = None
         self._started = False
@@ -86,7 +69,7 @@ class EventsTail:
     def expect(self, command_id: str, command_type: str | None) -> None:
         """Register interest in a command's events before it is published; every `expect` is ended by one
         `wait` or one `forget` (two requests may wait for one command: the entry stays until both are done)."""
-        self._waiting.setdefault(command_id, (Outcome(command_id), command_type, asyncio.Event()))
+        self._waiting.setdefault(command_id, (Outcome(command_id, command_type), asyncio.Event()))
         self._waiters[command_id] = self._waiters.get(command_id, 0) + 1
         if self._task is None:
             self._task = asyncio.create_task(self._dispatch(), name="events-tail")
@@ -102,7 +85,7 @@ class EventsTail:
 
     async def wait(self, command_id: str, timeout: float) -> Outcome:
         """The command's outcome once final, or what was seen by the deadline (final=False)."""
-        outcome, _, done = self._waiting[command_id]
+        outcome, done = self._waiting[command_id]
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except asyncio.TimeoutError:
@@ -129,14 +112,8 @@ class EventsTail:
             waiting = self._waiting.get(command_id)
             if waiting is None:
                 continue
-            outcome, command_type, done = waiting
-            outcome.events.append(event)
-            try:
-                final = is_final(command_type, event)
-            except Exception:  # a hostile event of the awaited command: it does not end the wait, nor the reader
-                final = False
-            if final:
-                outcome.final = True
+            outcome, done = waiting
+            if outcome.add(event):  # total: whatever a hostile event of the awaited command holds
                 done.set()
 
 

@@ -115,7 +115,7 @@ def _send_and_wait(settings: Settings, prepared, headers, timeout: float, as_jso
     for found in verdicts:
         for event in found.events:
             click.echo(json.dumps(event))
-        if found.outcome == "timeout":
+        if found.verdict == "timeout":
             click.echo(f"no outcome for command {found.command_id} within {timeout:g}s", err=True)
     return exit_code(verdicts)
 
