@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,8 @@ class ConsolePorts:
     # the Health page's data: {processes, lag, outbox, series}; None: not wired
     health: Callable[[], Awaitable[dict]] | None = None
     read_only: bool = False
-    extra: dict = field(default_factory=dict)
+    # readiness as the other processes report it: (ready, detail) for /readyz and /status; None: always ready
+    ready: Callable[[], tuple[bool, dict]] | None = None
 
 
 class Forbidden(Exception):
@@ -97,14 +98,15 @@ def _age(seconds) -> str:
 
 
 SECURITY_HEADERS = {
-    # every asset is the console's own; no inline script, no frames, no referrer (a sign-in code in a URL stays here)
+    # every asset is the console's own; no inline script, no frames; a referrer (a sign-in code in a URL) never
+    # leaves the console, while its own forms keep an Origin to check (no-referrer would send `Origin: null`)
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-PUBLIC = ("/sign-in", "/static/", "/healthz")
+PUBLIC = ("/sign-in", "/static/", "/healthz", "/readyz", "/status")
 
 
 class Console:
@@ -125,6 +127,8 @@ class Console:
         return [
             ("GET", "/", self.home),
             ("GET", "/healthz", self.healthz),
+            ("GET", "/readyz", self.readyz),
+            ("GET", "/status", self.status),
             ("GET", "/static/{name}", self.static),
             ("GET", "/sign-in", self.sign_in_page),
             ("POST", "/sign-in", self.sign_in),
@@ -197,6 +201,15 @@ class Console:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready, detail = self.ports.ready() if self.ports.ready is not None else (True, {})
+        return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
+
+    async def status(self, request: web.Request) -> web.Response:
+        """The probes' detail (no order data): the dev stack and monitors ask it as they ask the other processes."""
+        ready, detail = self.ports.ready() if self.ports.ready is not None else (True, {})
+        return web.json_response({"ready": ready, "read_only": self.ports.read_only, **detail}, dumps=_dumps)
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -437,6 +450,12 @@ class Console:
         before = request.query.get("before")
         entries = await store.audit_entries(self.pool, 100, int(before) if before and before.isdigit() else None)
         return self.page(request, "audit.html", {"entries": entries})
+
+
+def _dumps(data) -> str:
+    import json
+
+    return json.dumps(data, default=str)
 
 
 def _position(text) -> tuple[int, int] | None:

@@ -151,6 +151,13 @@ def _cli(env: dict, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "service.entrypoints.cli", *args], env=env, check=True)
 
 
+def console_link(env: dict, token: str, base_url: str) -> str:
+    """A one-time sign-in link of the console for the token's principal (`orderstatus console link`; the token
+    goes in on stdin, and only a code that is spent on first use goes into the URL)."""
+    return subprocess.run([sys.executable, "-m", "service.entrypoints.cli", "console", "link", "--base-url", base_url],
+                          env=env, input=token, capture_output=True, text=True, check=True).stdout.strip()
+
+
 class ParkedWatch:
     """Every few seconds, ask the worker's /status; say so once each time the number of parked rows grows."""
 
@@ -228,7 +235,7 @@ def describe_broker(broker: EmbeddedBroker | ApacheKafka) -> str:
 
 # the service's processes the dev stack runs, each with the port of its /readyz (a setting of DESIGN §3)
 PROCESSES = (("worker", "ORDERSTATUS_HTTP_PORT", 8080), ("notifier", "ORDERSTATUS_NOTIFIER_HTTP_PORT", 8081),
-             ("gateway", "ORDERSTATUS_GATEWAY_PORT", 8082))
+             ("gateway", "ORDERSTATUS_GATEWAY_PORT", 8082), ("console", "ORDERSTATUS_CONSOLE_PORT", 8083))
 
 # what a second shell needs for every CLI command (`orderstatus tokens issue` and `notifications resend`
 # included); the HTTP ports stay out, so a second worker started there does not collide with the first
@@ -382,6 +389,9 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off", broker_
         }
         url = {name: f"http://127.0.0.1:{env[variable]}" for name, variable, _ in PROCESSES}
         urls = {"WORKER_URL": url["worker"], "GATEWAY_URL": url["gateway"]}
+        links = {"a manager": console_link(env, tokens["MANAGER_TOKEN"], url["console"]),
+                 "staff": console_link(env, issue_token(private_key.read_bytes(), sub="s-1", role="staff",
+                                                        name="Sam (support)", **signing), url["console"])}
         fallbacks = ports.fallbacks()
         click.echo(
             f"\norderstatus dev is up (ready in {time.monotonic() - started_at:.1f} s):\n"
@@ -392,6 +402,7 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off", broker_
             f"(log: {logs}/worker.log)\n"
             f"  notifier     {url['notifier']}/readyz  (log: {logs}/notifier.log)\n"
             f"  gateway      {url['gateway']}/docs  {url['gateway']}/readyz  (log: {logs}/gateway.log)\n"
+            f"  console      {url['console']}/  (log: {logs}/console.log)\n"
             f"  actor auth   {actor_auth} (orderstatus dev --actor-auth required to enforce tokens)\n"
             + (f"  ports        not the usual: {'; '.join(fallbacks)}\n" if fallbacks else "")
             + "\nIn another shell, from this folder (tokens valid for a day; more with `orderstatus tokens issue`):\n"
@@ -400,7 +411,10 @@ def run_dev(data_dir: Path, demo: bool = False, actor_auth: str = "off", broker_
             "\"order_id\": 1029, \"status\": 21, \"actor\": {\"id\": \"u-7\", \"role\": \"client\", \"client_id\": \"c-1\"}}'\n"
             "  .venv/bin/orderstatus history 1029\n"
             "  curl -H \"Authorization: Bearer $MANAGER_TOKEN\" \"$WORKER_URL/orders/1029/history\"\n"
-            "\nCtrl-C stops everything.\n"
+            "\nSign in to the operator console (one-time links, valid 10 minutes; more with "
+            "`orderstatus console link < token-file`):\n"
+            + "".join(f"  as {who}: {link}\n" for who, link in links.items())
+            + "\nCtrl-C stops everything.\n"
         )
         stopping["raise"] = False
         if demo:

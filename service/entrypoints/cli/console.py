@@ -38,7 +38,7 @@ from service.ops.errors import OpsError
 from service.entrypoints.configs import consumer_lags as group_lags
 from service.queries.graph.svg import render_svg
 from service.runtime.auth import AuthConfigError, NotAuthenticated, TokenVerifier, bearer
-from service.runtime.health import Progress, bound_port, serve
+from service.runtime.health import Progress, bound_port, serve, watch_health
 from service.runtime.heartbeat import heartbeating, progress_report
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
@@ -175,8 +175,12 @@ def _health(settings: Settings, pool):
         series = {"commands processed": _sum(activity.commands), "status changes": activity.changes,
                   "rejections": _sum(activity.rejections), "dead letters": _sum(activity.dead_letters),
                   "emails": _sum(activity.emails)}
+        by_kind = {"commands processed": activity.commands, "rejections": activity.rejections,
+                   "dead letters": activity.dead_letters, "emails": activity.emails}
         return {"processes": processes, "lag": lags, "lag_error": lag_error,
-                "series": {name: list(zip(activity.minutes, values)) for name, values in series.items()}}
+                "series": {name: list(zip(activity.minutes, values)) for name, values in series.items()},
+                "breakdown": {name: {kind or "(none)": sum(values) for kind, values in counts.items() if sum(values)}
+                              for name, counts in by_kind.items()}}
 
     return health
 
@@ -216,11 +220,18 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
     ports = ConsolePorts(
         pool=pool, verify_token=token_check(verifier), diagram=render_svg, retry_outbox=unpark,
         resend=_resender(settings, pool), dead_letters=DeadLetters(settings, pool, producer),
-        health=_health(settings, pool), read_only=settings.console_read_only)
+        health=_health(settings, pool), read_only=settings.console_read_only, ready=progress.ready)
     runner = await serve(Console(ports).app(), settings.http_host, settings.console_port)
     log.info("console started", port=bound_port(runner), read_only=settings.console_read_only,
              dlq_index_group=indexer_group(settings))
     indexing = asyncio.create_task(indexer.run(stop), name="dead-letter-indexer")
+
+    async def database_probe() -> None:
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    probing = asyncio.create_task(watch_health(database_probe, producer.client.fetch_all_metadata, progress, stop),
+                                  name="health")
     try:
         async with heartbeating(pool, "console", progress_report(progress, indexer.owned)):
             if ready is not None:
@@ -232,8 +243,10 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
                 indexing.result()  # the indexer stopped on its own: its error ends the process
     finally:
         stop.set()
+        probing.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(indexing, 30)
+        await asyncio.gather(probing, return_exceptions=True)
         await runner.cleanup()
         await producer.stop()
         await pool.close()
