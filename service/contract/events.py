@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_json
 
 from service.contract.commands import BIGINT_MAX, INT_MAX
+from service.contract.headers import Header, Headers
 from service.contract.validation import first_error, is_storable_text
 from service.domain import events as domain
 from service.domain.model import Actor, Note, StatusLabel
@@ -119,9 +120,6 @@ class Topics:
     events: str
     dlq: str
     max_message_bytes: int = 1_048_576
-
-
-Headers = list[tuple[str, bytes | None]]  # Kafka header values are nullable
 
 
 @dataclass(frozen=True)
@@ -261,14 +259,14 @@ def dead_letter(letter: domain.DeadLetter, topic: str, max_bytes: int, tracepare
     limit are dropped, and the key and the value keep their first bytes, with `error.truncated: true`
     and `original.size` (the value's size) saying so."""
     source = letter.source
-    ours: Headers = [
+    ours: list[Header] = [
         ("error.reason", letter.reason.encode("utf-8", "replace")[:200]),
         ("error.message", letter.message.encode("utf-8", "replace")[:2000]),
         ("original.topic", source.topic.encode("utf-8", "replace")),
         ("original.partition", str(source.partition).encode()),
         ("original.offset", str(source.offset).encode()),
     ]
-    kept: Headers = []
+    kept: list[Header] = []
     room = max_bytes // ORIGINAL_HEADERS_SHARE
     for name, value in source.headers:
         cost = len(name.encode("utf-8", "replace")) + len(value or b"") + HEADER_OVERHEAD

@@ -9,15 +9,13 @@ other headers travel with it (an `actor-token`, a `traceparent`); the DLQ's own 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+from service.contract.headers import Header, Headers
 
 COUNT = "redrive.count"
 DLQ_OFFSET = "redrive.dlq-offset"
 DLQ_PARTITION = "redrive.dlq-partition"
-
-Headers = Sequence[tuple[str, bytes | None]]
-
 
 @dataclass(frozen=True)
 class Redrive:
@@ -61,7 +59,7 @@ def _is_bookkeeping(name: str) -> bool:
     return name.startswith(("error.", "original.", "redrive."))
 
 
-def redrive_headers(dead_letter_headers: Headers, dlq_partition: int, dlq_offset: int) -> list[tuple[str, bytes | None]]:
+def redrive_headers(dead_letter_headers: Headers, dlq_partition: int, dlq_offset: int) -> list[Header]:
     """The headers of the redriven copy of a dead letter: the original's own headers, then the redrive's."""
     previous = read_count(dead_letter_headers)
     kept = [(name, value) for name, value in dead_letter_headers if not _is_bookkeeping(name)]

@@ -7,6 +7,7 @@ import time
 import uuid
 
 from service.contract.commands import parse_command
+from service.contract.headers import Headers
 from service.contract.keys import command_key
 from service.contract.outcome import Outcome
 from service.domain.commands import InvalidCommand
@@ -31,7 +32,7 @@ def prepare_command(line: str, number: int, validate: bool) -> tuple[bytes, byte
 
 
 async def send_commands(producer, topic: str, prepared: list[tuple[bytes, bytes, dict]],
-                        headers: list[tuple[str, bytes]] = ()) -> list[dict]:
+                        headers: Headers = ()) -> list[dict]:
     """Publish in order (each with `headers`: the actor token) and wait for every acknowledgement;
     one line of where each went."""
     futures = [await producer.send(topic, value=v, key=k, headers=list(headers) or None) for k, v, _ in prepared]
@@ -44,7 +45,7 @@ async def send_commands(producer, topic: str, prepared: list[tuple[bytes, bytes,
 
 
 async def send_and_wait(producer, tail, topic: str, prepared: list[tuple[bytes, bytes, dict]],
-                        headers: list[tuple[str, bytes]], timeout: float) -> tuple[list[dict], list[Outcome]]:
+                        headers: Headers, timeout: float) -> tuple[list[dict], list[Outcome]]:
     """`send --wait`: publish, then wait (all commands together, at most `timeout` seconds from the publish)
     for each command's outcome events on the events topic. `tail` (an `EventsTail`) must have started
     before this is called, so no outcome can slip past between the publish and the first read."""

@@ -16,8 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service.adapters.kafka.clients import consumer_of, learn_topic
 from service.adapters.kafka.config import KafkaSettings
-
-Headers = tuple[tuple[str, bytes | None], ...]
+from service.contract.headers import Headers
 
 # polls that bring nothing before a partition that should have more records is given up on
 _EMPTY_POLLS = 10
