@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from service.contract.commands import BIGINT_MAX, INT_MAX
 from service.contract.headers import Header, Headers
+from service.contract.keys import message_key
 from service.contract.validation import first_error, is_storable_text
 from service.domain import events as domain
 from service.domain.model import Actor, Note, StatusLabel
@@ -208,9 +209,8 @@ def _wire_dict(event: domain.Event) -> dict:
 
 
 def event_key(event: domain.Event) -> str:
-    """DESIGN §6.1: keyed by order id; what concerns no single order by its command id."""
-    order_id = getattr(event, "order_id", None)
-    return str(order_id) if order_id is not None else event.command_id
+    """DESIGN §6.1: keyed by order id; what concerns no single order by its command id (`contract.keys`)."""
+    return message_key(getattr(event, "order_id", None), event.command_id).decode()
 
 
 TRACEPARENT = "traceparent"  # W3C trace context (DESIGN §11)
