@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from service.domain.events import OverrideResult
+
 CHANGED = "OrderStatusChanged"
 REJECTED = "OrderStatusChangeRejected"
 COMPLETED = "OrderStatusOverrideCompleted"
@@ -45,17 +47,6 @@ class Refusal:
 
     reason: str
     message: str
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    """One item of a batch's summary (`results[n]` of OrderStatusOverrideCompleted)."""
-
-    order_id: object
-    status: object
-    success: bool
-    reason: str | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -105,13 +96,14 @@ class Outcome:
             return None
         return Refusal(str(first.get("reason")), str(first.get("message")))
 
-    def item_results(self) -> list[ItemResult]:
-        """The summary's items in item order (empty without a summary); an item that is not an object is skipped."""
+    def item_results(self) -> list[OverrideResult]:
+        """The summary's items in item order (empty without a summary), as the domain's `OverrideResult` (read
+        as they are: an item that is not an object is skipped, `success` is true only when it says true)."""
         summary = self.summary()
         results = summary.get("results") if summary is not None else None
         if not isinstance(results, list):
             return []
-        return [ItemResult(order_id=r.get("order_id"), status=r.get("status"), success=r.get("success") is True,
+        return [OverrideResult(order_id=r.get("order_id"), status=r.get("status"), success=r.get("success") is True,
                            reason=r.get("reason"), error=r.get("error"))
                 for r in results if isinstance(r, Mapping)]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.contract.outcome import ItemResult, Outcome, Refusal, ends
+from service.contract.outcome import Outcome, Refusal, ends
+from service.domain.events import OverrideResult
 
 CHANGE, BATCH = "ChangeOrderStatus", "OverrideOrderStatuses"
 CHANGED = {"type": "OrderStatusChanged", "command_id": "c"}
@@ -46,7 +47,7 @@ class TestWhenTheEventsEnd:
         """Odd fields read as missing: add, verdict, refusal and item_results are total."""
         found = outcome(BATCH, hostile, {**SUMMARY, "results": [7, "x", ITEM_1]})
         assert found.final and found.verdict == "rejected"
-        assert found.refusal() is None and found.item_results() == [ItemResult(1, "OnHold", True)]
+        assert found.refusal() is None and found.item_results() == [OverrideResult(1, "OnHold", True)]
 
 
 class TestVerdict:
@@ -77,8 +78,8 @@ class TestRefusal:
         """A summary without a reason: no refusal, even with failed items; the items in item order."""
         found = outcome(BATCH, SUMMARY)
         assert found.refusal() is None
-        assert found.item_results() == [ItemResult(1, "OnHold", True),
-                                        ItemResult(2, 21, False, "order_not_found", "gone")]
+        assert found.item_results() == [OverrideResult(1, "OnHold", True),
+                                        OverrideResult(2, 21, False, "order_not_found", "gone")]
 
     def test_a_batch_refused_whole_takes_its_rejections_message(self):
         """batch_too_large: the refusal is the rejection event's reason and message, whichever came first."""
