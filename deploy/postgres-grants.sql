@@ -20,6 +20,9 @@ GRANT SELECT ON statuses, transitions, rules_meta, order_contacts TO orderstatus
 GRANT UPDATE (loaded_at) ON rules_meta TO orderstatus_worker;
 GRANT SELECT, DELETE ON idempotency_keys, sent_notifications TO orderstatus_worker;
 
+-- each consumer's position (issue 24), written in the transaction of the work it covers, read on assignment
+GRANT SELECT, INSERT, UPDATE ON consumer_positions TO orderstatus_worker;
+
 -- the notifier: reads an order's contacts, records each email (claim, finish, release)
 GRANT SELECT ON orders, order_contacts TO orderstatus_notifier;
 GRANT SELECT, INSERT, UPDATE, DELETE ON sent_notifications TO orderstatus_notifier;

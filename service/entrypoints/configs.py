@@ -33,7 +33,7 @@ def worker_config(settings: Settings, check_actor: ActorCheck = trust_the_comman
     return WorkerConfig(commands_topic=settings.commands_topic, batch=batch_config(settings, check_actor),
                         max_poll_records=settings.kafka_max_poll_records,
                         commit_interval_s=settings.kafka_commit_interval_ms / 1000,
-                        relay_lanes=relay_lanes(settings.database_pool_size))
+                        relay_lanes=relay_lanes(settings.database_pool_size), group=settings.worker_group)
 
 
 def notifier_config(settings: Settings) -> NotifierConfig:

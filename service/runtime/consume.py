@@ -38,8 +38,10 @@ class Strategy(Protocol):
 
 class ConsumeLoop:
     def __init__(self, consumer: Consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
-                 metrics: Metrics, commit_interval_s: float = 0.0) -> None:
+                 metrics: Metrics, commit_interval_s: float = 0.0,
+                 start_from: Callable[[set[Partition]], Awaitable[None]] | None = None) -> None:
         self.consumer = consumer
+        self.start_from = start_from  # the assignment hook: where a newly assigned partition starts (issue 24)
         self.topic = topic
         self.strategy = strategy
         self.retry = retry
@@ -51,7 +53,7 @@ class ConsumeLoop:
         self._lag_labels: set[tuple[str, str]] = set()
 
     async def start(self) -> None:
-        listener = CommitOnRevoke(self.offsets)
+        listener = CommitOnRevoke(self.offsets, self.start_from)
         self.consumer.subscribe([self.topic], on_assigned=listener.on_assigned, on_revoked=listener.on_revoked)
         async for attempt in self.retry("kafka"):
             with attempt:

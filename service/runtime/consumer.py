@@ -55,6 +55,9 @@ class Consumer(Protocol):
     async def position(self, partition: Partition) -> int:
         """The offset of the next message the consumer would return. `partition` must be assigned."""
 
+    async def committed_offset(self, partition: Partition) -> int | None:
+        """The group's committed offset of the partition (None: none committed)."""
+
     def seek(self, offsets: Mapping[Partition, int]) -> None:
         """Read each partition from the given offset on (assigned partitions only)."""
 

@@ -47,6 +47,12 @@ class Metrics:
             "orderstatus_consumer_lag", "Messages between the consumer's position and the partition's end",
             ["service", "topic", "partition"], registry=self.registry,
         )
+        # issue 24: messages a consumer reads again because the database's position was behind Kafka's commit
+        self.consumer_rewound = Counter(
+            "orderstatus_consumer_rewound_total", "Messages to be processed again because the database's position "
+            "was behind Kafka's committed offset at assignment (a failover lost commits)",
+            ["service", "topic", "partition"], registry=self.registry,
+        )
         self.rejections = Counter(
             "orderstatus_rejections_total", "OrderStatusChangeRejected events emitted (override items and "
             "invalid_command included), by reason", ["service", "reason"], registry=self.registry,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -94,8 +94,10 @@ class CommitOnRevoke:
     """The rebalance callbacks of the consume loop: commit what is done of the revoked partitions before
     they go (a commit after the rebalance would be refused)."""
 
-    def __init__(self, committer: OffsetCommitter) -> None:
+    def __init__(self, committer: OffsetCommitter,
+                 start_from: Callable[[set[Partition]], Awaitable[None]] | None = None) -> None:
         self.committer = committer
+        self.start_from = start_from  # where newly assigned partitions start (`positions.StartFromDatabase`)
 
     async def on_revoked(self, revoked: set[Partition]) -> None:
         await self.committer.commit(only=set(revoked))
@@ -103,3 +105,5 @@ class CommitOnRevoke:
 
     async def on_assigned(self, assigned: set[Partition]) -> None:
         log.info("partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+        if self.start_from is not None:
+            await self.start_from(assigned)

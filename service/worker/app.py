@@ -16,6 +16,7 @@ import structlog
 from service.adapters.kafka.publishing import partition_of
 from service.adapters.postgres.outbox_relay_store import PostgresOutboxStore
 from service.adapters.postgres.rules import RulesCache
+from service.adapters.postgres.positions import PostgresPositions
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.domain.commands import SourceMessage
 from service.domain.events import ChangeRejected
@@ -24,6 +25,7 @@ from service.runtime.consume import ConsumeLoop
 from service.runtime.consumer import Consumer
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
+from service.runtime.positions import StartFromDatabase
 from service.runtime.retry import OutageRetry
 from service.worker.config import BatchConfig, OrderShard, no_order_shard
 from service.worker.poison import process_isolating_poison
@@ -52,6 +54,8 @@ class WorkerConfig:
     max_poll_records: int
     commit_interval_s: float = 0.0
     relay_lanes: int = RELAY_LANES
+    # the consumer group, whose positions the batches write and assignments start from (issue 24); None: not kept
+    group: str | None = None
 
 
 class CommandStrategy:
@@ -64,12 +68,13 @@ class CommandStrategy:
         self.partition_count = partition_count
         self.max_records = config.max_poll_records
         self.config = config.batch
+        self.group = config.group
         self.pool = pool
         self.metrics = metrics
         self.rules_cache = RulesCache()
 
     def _uow(self) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self.pool, self.rules_cache)
+        return PostgresUnitOfWork(self.pool, self.rules_cache, self.group)
 
     def order_shards(self) -> OrderShard:
         """An order id -> the outbox shard of its events: the commands partition its key goes to (the
@@ -107,8 +112,10 @@ class CommandWorker:
         self.retry = retry
         strategy = CommandStrategy(config, pool, metrics, partition_count=lambda: self.loop.partition_count(),
                                    written=lambda shards: self.relay.notify(shards))
+        start_from = None if config.group is None else StartFromDatabase(
+            PostgresPositions(pool, config.group), consumer, retry, metrics).on_assigned
         self.loop = ConsumeLoop(consumer, config.commands_topic, strategy, retry, progress, metrics,
-                                config.commit_interval_s)
+                                config.commit_interval_s, start_from)
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(PostgresOutboxStore(pool), producer, metrics=metrics,
                                  owned_shards=self.loop.owned_partitions,

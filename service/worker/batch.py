@@ -9,7 +9,7 @@ gets fresh event ids."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -44,6 +44,16 @@ class BatchResult:
     duplicates: int
     skipped: int = 0  # messages not even the dead-letter path could record (logged, counted)
     shards: set[int] = field(default_factory=set)  # the outbox shards it wrote rows to: the relay's next work
+
+
+def next_positions(sources: Iterable[SourceMessage]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition): the offset after the last of these messages — the consumer's position once
+    their outcomes are durable, written in the same transaction (issue 24)."""
+    positions: dict[tuple[str, int], int] = {}
+    for source in sources:
+        where = (source.topic, source.partition)
+        positions[where] = max(source.offset + 1, positions.get(where, 0))
+    return positions
 
 
 def add_outcome(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None,
@@ -129,6 +139,7 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory: Callable[[], Un
             if p.redrive is not None:
                 uow.add(p.redrive.key(topics.dlq), f"redrive:{outcome.outcome}", [], [])
             outcomes.append(outcome)
+        uow.advance(next_positions(p.source for p in parsed))
         await uow.commit()
     return BatchResult(outcomes=outcomes, duplicates=len(parsed) - len(claimed.fresh), shards=shards)
 

@@ -13,7 +13,7 @@ import structlog
 from service.contract.redrive import Redrive
 from service.domain.commands import InvalidCommand, SourceMessage
 from service.runtime.faults import is_outage, is_timeout
-from service.worker.batch import BatchResult, add_outcome, process_batch
+from service.worker.batch import BatchResult, add_outcome, next_positions, process_batch
 from service.worker.claims import authenticate, parse
 from service.worker.config import BatchConfig
 from service.worker.handlers import Context, handle_invalid
@@ -93,6 +93,7 @@ async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factor
             outcomes.append(outcome)
         if redrive is not None and redrive.key(dlq) in new:
             uow.add(redrive.key(dlq), f"redrive:{outcomes[0].outcome}" if outcomes else "redrive:duplicate", [], [])
+        uow.advance(next_positions([source]))
         await uow.commit()
     return BatchResult(outcomes=outcomes, duplicates=0 if outcomes else 1, shards=shards)
 

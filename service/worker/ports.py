@@ -4,7 +4,7 @@ an in-memory fake in the service-layer tests (`tests/helpers/fakes.py`); both pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from service.contract.events import WireMessage
@@ -40,6 +40,10 @@ class UnitOfWork(Protocol):
     def add(self, command_id: str, outcome: str, changes: Sequence[StatusChanged],
             messages: Sequence[WireMessage]) -> None:
         """The outcome of a claimed key, the changes it makes and the outbox messages it sends."""
+
+    def advance(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        """Move the consumer's position in the database to these next offsets ((topic, partition) -> offset) with
+        this commit, never back: the database's record of the messages its work covers (issue 24)."""
 
     async def commit(self) -> None:
         """Make all of it durable and visible at once."""

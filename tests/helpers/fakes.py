@@ -55,6 +55,7 @@ class FakeDatabase:
     outbox: list[WireMessage] = field(default_factory=list)
     history: list[StatusChanged] = field(default_factory=list)
     refusals: dict[int, BaseException] = field(default_factory=dict)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)  # consumer_positions of the worker's group
     commits: int = 0
 
     @classmethod
@@ -92,6 +93,7 @@ class FakeUnitOfWork:
         self._outcomes: list[tuple[str, str]] = []
         self._changes: list[StatusChanged] = []
         self._messages: list[WireMessage] = []
+        self._positions: dict[tuple[str, int], int] = {}
         self._open = False
 
     async def __aenter__(self) -> "FakeUnitOfWork":
@@ -145,6 +147,11 @@ class FakeUnitOfWork:
         self._changes.extend(changes)
         self._messages.extend(messages)
 
+    def advance(self, next_offsets) -> None:
+        self._check_open()
+        for where, offset in next_offsets.items():
+            self._positions[where] = max(offset, self._positions.get(where, offset))
+
     async def commit(self) -> None:
         """All or nothing: refused orders and changes that do not follow an order's version raise first."""
         self._check_open()
@@ -168,8 +175,10 @@ class FakeUnitOfWork:
         for command_id, outcome in self._outcomes:
             if command_id in self.db.processed:
                 self.db.processed[command_id].outcome = outcome
+        for where, offset in self._positions.items():  # forward only, as the Postgres adapter
+            self.db.positions[where] = max(offset, self.db.positions.get(where, offset))
         self.db.commits += 1
-        self._claimed, self._outcomes, self._changes, self._messages = {}, [], [], []
+        self._claimed, self._outcomes, self._changes, self._messages, self._positions = {}, [], [], [], {}
         self._open = False  # one commit per unit of work, like the Postgres transaction
 
 
@@ -312,6 +321,9 @@ class FakeConsumer:
     async def position(self, partition) -> int:
         assert Partition(*partition) in self._assigned, "Partition is not assigned"
         return self.positions[Partition(*partition)]
+
+    async def committed_offset(self, partition) -> int | None:
+        return self.committed.get(Partition(*partition))
 
     def seek(self, offsets) -> None:
         for tp, offset in offsets.items():

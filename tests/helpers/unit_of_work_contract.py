@@ -62,6 +62,9 @@ class Backend(Protocol):
     async def history(self) -> list[tuple[int, int, str, uuid.UUID]]:
         """Every history note as (order id, version, command id, event id), by order and version."""
 
+    async def positions(self) -> dict[tuple[str, int], int]:
+        """The consumer's positions the units of work wrote: (topic, partition) -> next offset."""
+
 
 @dataclass
 class Prepared:
@@ -334,3 +337,26 @@ class UnitOfWorkContract:
         assert await seeded.order_versions() == {FREE: (CONFIRMED.id, 0), PAID: (CONFIRMED.id, 0)}
         assert await seeded.processed_outcomes() == {}
         assert (await seeded.outbox_messages(), await seeded.history()) == ([], [])
+
+    # ------------------------------------------------------------------ the consumer's position (issue 24)
+
+    async def test_positions_are_written_with_the_commit_and_only_with_it(self, seeded):
+        """`advance` moves the consumer's positions in the same commit as the work; without a commit, nowhere."""
+        async with seeded.unit_of_work() as uow:
+            await uow.claim([key("a")])
+            uow.advance({("commands", 0): 5})
+        assert await seeded.positions() == {}
+        async with seeded.unit_of_work() as uow:
+            await uow.claim([key("a")])
+            uow.advance({("commands", 0): 5, ("commands", 2): 1})
+            await uow.commit()
+        assert await seeded.positions() == {("commands", 0): 5, ("commands", 2): 1}
+        assert await seeded.processed_outcomes() == {"a": "pending"}
+
+    async def test_a_position_never_moves_back(self, seeded):
+        """A unit of work that covers older messages (a batch redone after a rebalance) leaves a later position."""
+        for offset in (9, 4):
+            async with seeded.unit_of_work() as uow:
+                uow.advance({("commands", 1): offset})
+                await uow.commit()
+        assert await seeded.positions() == {("commands", 1): 9}

@@ -40,7 +40,7 @@ class PostgresBackend:
         self.rules_cache = RulesCache()
 
     def unit_of_work(self) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self.pool, self.rules_cache)
+        return PostgresUnitOfWork(self.pool, self.rules_cache, group="contract-group")
 
     async def seed(self, orders: list[dict]) -> None:
         await seed_database(self.database_url, orders)
@@ -70,6 +70,11 @@ class PostgresBackend:
         rows = await self.pool.fetch("SELECT order_id, version, command_id, event_id FROM order_history "
                                      "ORDER BY order_id, version")
         return [(r["order_id"], r["version"], r["command_id"], uuid.UUID(str(r["event_id"]))) for r in rows]
+
+    async def positions(self) -> dict[tuple[str, int], int]:
+        rows = await self.pool.fetch("SELECT topic, partition, next_offset FROM consumer_positions "
+                                     "WHERE consumer_group = 'contract-group'")
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
 class TestPostgresUnitOfWork(UnitOfWorkContract):

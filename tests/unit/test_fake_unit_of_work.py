@@ -35,6 +35,9 @@ class FakeBackend:
     async def history(self) -> list[tuple[int, int, str, uuid.UUID]]:
         return sorted((c.order_id, c.version, c.command_id, c.event_id) for c in self.db.history)
 
+    async def positions(self) -> dict[tuple[str, int], int]:
+        return dict(self.db.positions)
+
 
 class TestFakeUnitOfWork(UnitOfWorkContract):
     """FakeUnitOfWork keeps the unit-of-work contract."""

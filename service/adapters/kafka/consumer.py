@@ -87,6 +87,9 @@ class KafkaConsumer:
     async def position(self, partition) -> int:
         return await self.client.position(TopicPartition(*partition))
 
+    async def committed_offset(self, partition) -> int | None:
+        return await self.client.committed(TopicPartition(*partition))
+
     def seek(self, offsets: Mapping) -> None:
         for partition, offset in offsets.items():
             self.client.seek(TopicPartition(*partition), offset)

@@ -7,10 +7,10 @@ note and the outbox rows. Nothing is visible until commit; a failure rolls all o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from service.adapters.errors import ClaimLost, RulesNotLoaded
-from service.adapters.postgres import orders, outbox, processed
+from service.adapters.postgres import orders, outbox, positions, processed
 from service.adapters.postgres.rules import RulesCache
 from service.contract.events import WireMessage
 from service.domain.events import StatusChanged
@@ -18,9 +18,11 @@ from service.domain.model import OrderFacts, RuleSet
 
 
 class PostgresUnitOfWork:
-    def __init__(self, pool, rules_cache: RulesCache) -> None:
+    def __init__(self, pool, rules_cache: RulesCache, group: str | None = None) -> None:
         self.pool = pool
         self.rules_cache = rules_cache
+        self.group = group  # the consumer group whose positions `advance` moves (issue 24)
+        self._positions: dict[tuple[str, int], int] = {}
         self.conn = None
         self._tx = None
         self._changes: list[StatusChanged] = []
@@ -78,6 +80,12 @@ class PostgresUnitOfWork:
         self._changes.extend(changes)
         self._messages.extend(messages)
 
+    def advance(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        """The consumer's position moves to these next offsets (topic, partition -> offset) in this commit:
+        the database's record of its progress is the work it holds (issue 24)."""
+        for where, offset in next_offsets.items():
+            self._positions[where] = max(offset, self._positions.get(where, offset))
+
     async def commit(self) -> None:
         records = [(command_id, kind, source, self._outcomes.get(command_id, "pending"))
                    for command_id, (kind, source) in self._claimed.items()]
@@ -88,5 +96,7 @@ class PostgresUnitOfWork:
             self.conn, [(i, outcome) for i, outcome in self._outcomes.items() if i not in self._claimed])
         await orders.apply_changes(self.conn, self._changes)
         await outbox.insert(self.conn, self._messages)
+        if self.group is not None:
+            await positions.advance(self.conn, self.group, self._positions)
         await self._tx.commit()
         self._tx = None

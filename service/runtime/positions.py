@@ -1,0 +1,74 @@
+"""Where a consumer starts on an assigned partition (issue 24, DESIGN §12 "Progress"): the database's
+position when it is behind Kafka's committed offset, Kafka's otherwise.
+
+Each consumer writes its position in the transaction of the work it covers, before it commits the offset to
+Kafka, so in normal running the database is at or ahead of Kafka. It is behind only when the database lost
+commits Kafka's offsets had already counted (a failover to an asynchronous standby, a restore from a backup):
+then the consumer starts from the database's position and the messages between are read, and decided, again
+— one log line and `orderstatus_consumer_rewound_total` say how many. Where Kafka is behind (a commit not
+sent before a crash, or an operator's `orderstatus replay`) its offset stands, as before; where the database
+has no position (before the first batch after the upgrade) Kafka's is used, and where Kafka has none the
+database's is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+import structlog
+
+from service.runtime.consumer import Consumer, Partition
+from service.runtime.metrics import Metrics
+from service.runtime.retry import OutageRetry
+
+log = structlog.get_logger("orderstatus.consuming")
+
+
+class PositionStore(Protocol):
+    async def read(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The database's next offset of each given partition that has one."""
+
+
+def starting_offsets(database: Mapping[Partition, int], kafka: Mapping[Partition, int | None],
+                     ) -> tuple[dict[Partition, int], dict[Partition, int]]:
+    """(the offsets to seek to, and per rewound partition how many messages will be processed again).
+    A partition absent from both is left to the consumer's own reset policy."""
+    seek: dict[Partition, int] = {}
+    rewound: dict[Partition, int] = {}
+    for partition, position in database.items():
+        committed = kafka.get(partition)
+        if committed is None:
+            seek[partition] = position
+        elif position < committed:
+            seek[partition] = position
+            rewound[partition] = committed - position
+    return seek, rewound
+
+
+class StartFromDatabase:
+    """The assignment hook of the consume loop: seek each newly assigned partition whose database position is
+    behind Kafka's committed offset back to it. An outage of the database is waited out here (the rebalance
+    waits with it): starting from Kafka's offset instead would skip what the database lost."""
+
+    def __init__(self, store: PositionStore, consumer: Consumer, retry: OutageRetry, metrics: Metrics) -> None:
+        self.store = store
+        self.consumer = consumer
+        self.retry = retry
+        self.metrics = metrics
+
+    async def on_assigned(self, assigned: set[Partition]) -> None:
+        if not assigned:
+            return
+        async for attempt in self.retry("postgres"):
+            with attempt:
+                found = await self.store.read(assigned)
+        self.retry.resumed()
+        database = {Partition(*where): offset for where, offset in found.items()}
+        kafka = {p: await self.consumer.committed_offset(p) for p in database}
+        seek, rewound = starting_offsets(database, kafka)
+        self.consumer.seek(seek)
+        for p, again in sorted(rewound.items()):
+            log.warning("the database is behind Kafka's committed offset: these messages will be processed again",
+                        topic=p.topic, partition=p.partition, database_offset=database[p], kafka_offset=kafka[p],
+                        again=again)
+            self.metrics.consumer_rewound.labels(self.metrics.service, p.topic, str(p.partition)).inc(again)

@@ -1,0 +1,87 @@
+"""The database as the source of truth for progress (issue 24): the batch's position is the offset after its
+messages, and an assigned partition starts from the database's position where it is behind Kafka's committed
+offset — counted and logged — and from Kafka's otherwise. Over the in-memory consumer; no broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+from service.domain.commands import SourceMessage
+from service.runtime.consume import ConsumeLoop
+from service.runtime.consumer import Partition
+from service.runtime.health import Progress
+from service.runtime.metrics import Metrics
+from service.runtime.positions import StartFromDatabase, starting_offsets
+from service.runtime.retry import OutageRetry
+from service.worker.batch import next_positions
+from tests.helpers.fakes import FakeConsumer
+from tests.unit.test_consume_loop import TOPIC, OneAtATime, run_until_drained, with_records
+
+P0, P1, P2, P3 = (Partition(TOPIC, n) for n in range(4))
+
+
+class FlakyStore:
+    """The database's positions; `outages` reads fail first, as while a standby is promoted."""
+
+    def __init__(self, positions: dict[tuple[str, int], int], outages: int = 0) -> None:
+        self.positions = positions
+        self.outages = outages
+        self.reads = 0
+
+    async def read(self, partitions):
+        self.reads += 1
+        if self.reads <= self.outages:
+            raise ConnectionRefusedError("the database is failing over")
+        return {p: o for p, o in self.positions.items() if p in set(partitions)}
+
+
+class TestNextPositions:
+    def test_each_partition_moves_past_its_last_message(self):
+        """Per partition, the offset after the highest message of the batch, whatever the order."""
+        sources = [SourceMessage("c", 0, 7, None, b""), SourceMessage("c", 1, 3, None, b""),
+                   SourceMessage("c", 0, 5, None, b"")]
+        assert next_positions(sources) == {("c", 0): 8, ("c", 1): 4}
+
+
+class TestStartingOffsets:
+    def test_the_database_behind_kafka_rewinds_and_says_by_how_much(self):
+        """Behind: seek to the database's position, N messages again. Ahead or equal: Kafka's offset stands
+        (a commit not sent before a crash, an operator's replay). No Kafka offset: the database's. No database
+        position: left alone."""
+        seek, rewound = starting_offsets({P0: 40, P1: 90, P2: 50, P3: 7}, {P0: 50, P1: 50, P2: 50, P3: None})
+        assert seek == {P0: 40, P3: 7}
+        assert rewound == {P0: 10}
+
+
+class TestStartFromDatabase:
+    async def test_a_partition_whose_database_position_is_behind_is_read_again_from_it(self):
+        """Kafka committed 5 of partition 0 but the database holds only 2: messages 2..4 are processed again,
+        counted in orderstatus_consumer_rewound_total; partition 1 (database ahead) starts at Kafka's offset."""
+        stop = asyncio.Event()
+        consumer = with_records({0: 6, 1: 3})
+        consumer.committed = {P0: 5, P1: 1}
+        metrics, progress = Metrics("test"), Progress(60)
+        retry = OutageRetry(0.001, 0.001, metrics, progress)
+        store = FlakyStore({(TOPIC, 0): 2, (TOPIC, 1): 3}, outages=2)
+        strategy = OneAtATime(stop)
+        loop = ConsumeLoop(consumer, TOPIC, strategy, retry, progress, metrics, 0.0,
+                           StartFromDatabase(store, consumer, retry, metrics).on_assigned)
+        await run_until_drained(loop, consumer, stop)
+        assert strategy.durable == [(0, 2), (0, 3), (0, 4), (0, 5), (1, 1), (1, 2)]
+        assert store.reads == 3  # the outage was waited out, not skipped
+        assert metrics.registry.get_sample_value(
+            "orderstatus_consumer_rewound_total", {"service": "test", "topic": TOPIC, "partition": "0"}) == 3
+        assert metrics.registry.get_sample_value(
+            "orderstatus_consumer_rewound_total", {"service": "test", "topic": TOPIC, "partition": "1"}) is None
+
+    async def test_without_the_hook_kafkas_offset_is_where_it_starts(self):
+        """Negative control: the same consumer without the hook skips what the database lost."""
+        stop = asyncio.Event()
+        consumer: FakeConsumer = with_records({0: 6})
+        consumer.committed = {P0: 5}
+        metrics, progress = Metrics("test"), Progress(60)
+        strategy = OneAtATime(stop)
+        loop = ConsumeLoop(consumer, TOPIC, strategy, OutageRetry(0.001, 0.001, metrics, progress), progress,
+                           metrics, 0.0)
+        await run_until_drained(loop, consumer, stop)
+        assert strategy.durable == [(0, 5)]
