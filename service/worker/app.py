@@ -18,6 +18,7 @@ from service.adapters.postgres.outbox_relay_store import PostgresOutboxStore
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.positions import PostgresPositions
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from service.contract.keys import order_key
 from service.domain.commands import SourceMessage
 from service.domain.events import ChangeRejected
 from service.runtime import tracing
@@ -82,7 +83,7 @@ class CommandStrategy:
         partitions = self.partition_count()
         if partitions is None:
             return no_order_shard
-        return lambda order_id: partition_of(str(order_id).encode(), partitions)
+        return lambda order_id: partition_of(order_key(order_id), partitions)  # DESIGN §5.3's key
 
     def units(self, batch: Sequence[SourceMessage]) -> Sequence[Sequence[SourceMessage]]:
         return [batch]
