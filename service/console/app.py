@@ -106,6 +106,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+PRINCIPAL = web.RequestKey("principal", object)  # the signed-in Principal (None on the public pages)
+SESSION = web.RequestKey("session_id", object)  # the session id of the cookie (str), for the CSRF token
 PUBLIC = ("/sign-in", "/static/", "/healthz", "/readyz", "/status")
 
 
@@ -150,7 +152,7 @@ class Console:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
-        request["principal"] = request["session_id"] = None
+        request[PRINCIPAL] = request[SESSION] = None
         if not request.path.startswith(PUBLIC):
             session_id = request.cookies.get(policy.COOKIE)
             found = await store.session(self.pool, session_id) if session_id else None
@@ -158,8 +160,7 @@ class Console:
                 if request.method == "GET":
                     raise web.HTTPSeeOther("/sign-in?" + urlencode({"next": request.path_qs}))
                 return self._refusal(request, 401, "sign in first")
-            request["principal"], request["session_id"] = found.principal, session_id
-            request["session_expires"] = found.expires_at
+            request[PRINCIPAL], request[SESSION] = found.principal, session_id
         try:
             response = await handler(request)
         except Forbidden as exc:
@@ -170,12 +171,12 @@ class Console:
 
     def _refusal(self, request: web.Request, status: int, why: str) -> web.Response:
         log.info("console request refused", status=status, path=request.path, why=why,
-                 sub=getattr(request.get("principal"), "sub", None))
+                 sub=getattr(request.get(PRINCIPAL), "sub", None))
         return self.page(request, "refused.html", {"why": why, "status": status}, status=status)
 
     def page(self, request: web.Request, template: str, context: dict, status: int = 200) -> web.Response:
-        principal: Principal | None = request.get("principal")
-        session_id = request.get("session_id")
+        principal: Principal | None = request.get(PRINCIPAL)
+        session_id = request.get(SESSION)
         base = {
             "principal": principal,
             "csrf": policy.csrf_token(session_id) if session_id else "",
@@ -189,8 +190,8 @@ class Console:
     async def _action_form(self, request: web.Request) -> tuple[Principal, Any]:
         """The form of an action, once its CSRF token, the role and the read-only switch said yes."""
         form = await request.post()
-        principal = request["principal"]
-        if not policy.csrf_ok(request["session_id"], form.get("csrf")):
+        principal = request[PRINCIPAL]
+        if not policy.csrf_ok(request[SESSION], form.get("csrf")):
             raise Forbidden("the form's CSRF token is missing or wrong: reload the page and try again")
         why = policy.why_not_act(principal.role, self.ports.read_only)
         if why:
@@ -265,9 +266,9 @@ class Console:
 
     async def sign_out(self, request: web.Request) -> web.Response:
         form = await request.post()
-        if not policy.csrf_ok(request["session_id"], form.get("csrf")):
+        if not policy.csrf_ok(request[SESSION], form.get("csrf")):
             raise Forbidden("the form's CSRF token is missing or wrong")
-        await store.end_session(self.pool, request["session_id"])
+        await store.end_session(self.pool, request[SESSION])
         response = web.HTTPSeeOther("/sign-in")
         response.del_cookie(policy.COOKIE, path="/")
         raise response
@@ -284,7 +285,7 @@ class Console:
     async def order(self, request: web.Request) -> web.Response:
         text = request.match_info["order_id"]
         order_id = int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         role = request.query.get("role") if request.query.get("role") in ROLES else "staff"
         async with self.pool.acquire() as conn:
             order = await orders_store.read_order(conn, order_id) if order_id else None
