@@ -3,10 +3,13 @@ against a console, worker and notifier running on the test's real Postgres and b
 through a one-time link, finds an order by a command id and reads its timeline and its rejection, and
 redrives a dead letter with the keyboard alone (preview, then confirmation) after the fix; staff and a
 read-only console see no action, and a POST staff forges is refused. Every page is saved as a screenshot
-in /tmp/console-*.png (the README's pictures)."""
+in /tmp/console-*.png (the README's pictures) and checked with axe-core: no serious or critical violation."""
 
 from __future__ import annotations
 
+import os
+
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, expect
 
 from service.entrypoints.cli.console import link_url, make_link
@@ -18,14 +21,26 @@ from tests.helpers.services import running_notifier, running_worker
 from tests.helpers.topics import TopicReader, events_for
 from tests.helpers.waiting import wait_until
 
-SHOTS = "/tmp/console-{}.png"
+# ORDERSTATUS_CONSOLE_SHOTS=docs/console refreshes the README's pictures
+SHOTS = os.path.join(os.environ.get("ORDERSTATUS_CONSOLE_SHOTS", "/tmp"), "console-{}.png")
+SERIOUS = ("serious", "critical")
 VIEWPORT = {"width": 1366, "height": 768}  # a laptop screen
+
+
+async def shot(page: Page, name: str, full_page: bool = False) -> None:
+    """Save the page as a screenshot and check it with axe-core: no serious or critical accessibility violation."""
+    await page.screenshot(path=SHOTS.format(name), full_page=full_page)
+    results = await Axe().run(page)
+    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]
+               if v["impact"] in SERIOUS]
+    assert serious == [], f"{name}: {serious}"
 
 
 async def sign_in_by_link(page: Page, settings, who: str) -> None:
     """Open a one-time link and press Enter on its (focused) button: the console's own sign-in, by keyboard."""
     await page.goto(link_url(settings, await make_link(settings, who)))
     await expect(page.get_by_role("button", name="Sign in")).to_be_focused()
+    await shot(page, "sign-in-link")
     await page.keyboard.press("Enter")
     await page.wait_for_url("**/orders")
 
@@ -57,7 +72,7 @@ async def test_a_manager_finds_an_order_and_redrives_a_dead_letter_with_the_keyb
             await events_for(events, {applied["command_id"], refused["command_id"]}, timeout=30)
             page = await browser.new_page(viewport=VIEWPORT)
             await sign_in_by_link(page, s, token("manager", name="Mia (ops)"))
-            await page.screenshot(path=SHOTS.format("search"))
+            await shot(page, "search")
 
             await page.keyboard.type(applied["command_id"])  # the search box has the focus
             await page.keyboard.press("Enter")
@@ -66,7 +81,7 @@ async def test_a_manager_finds_an_order_and_redrives_a_dead_letter_with_the_keyb
             await expect(timeline.locator("h3")).to_have_text("Confirmed → Ready to ship")
             await expect(timeline).to_contain_text("stock checked by hand")
             await expect(page.locator("#rejections + table")).to_contain_text("transition_not_allowed")
-            await page.screenshot(path=SHOTS.format("order"), full_page=True)
+            await shot(page, "order", full_page=True)
 
             row = f'input[name="position"][value="{letter.partition}:{letter.offset}"]'
 
@@ -75,29 +90,31 @@ async def test_a_manager_finds_an_order_and_redrives_a_dead_letter_with_the_keyb
                 return await page.locator(row).count() == 1
 
             await wait_until(listed, 30, "the dead letter to be indexed", interval=0.5)
-            await page.screenshot(path=SHOTS.format("dead-letters"))
+            await shot(page, "dead-letters")
             await page.focus(row)
             await page.keyboard.press("Space")
             await tab_to(page, "Preview redrive of the selected…")
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/dead-letters/redrive")
             await expect(page.get_by_role("status")).to_contain_text("1 of 1 would be sent back")
-            await page.screenshot(path=SHOTS.format("redrive-preview"))
+            await shot(page, "redrive-preview")
             assert await fetchval(s, "SELECT status_id FROM orders WHERE order_id = 1033") != 4
             await expect(page.get_by_role("button", name="Confirm: redrive 1 dead letter(s)")).to_be_focused()
             await page.keyboard.press("Enter")
             await expect(page.get_by_role("status")).to_contain_text("Done: 1 redriven, 0 skipped")
-            await page.screenshot(path=SHOTS.format("redrive-done"))
+            await shot(page, "redrive-done")
 
             await wait_until(lambda: _status_of(s, 1033, 4), 30, "the redriven override to apply")
             await page.goto(f"{base}/orders/1033")
             await expect(page.locator("h1")).to_contain_text("On hold")
             await page.goto(f"{base}/audit")
             await expect(page.locator("table")).to_contain_text("dlq.redrive")
-            await page.screenshot(path=SHOTS.format("audit"))
+            await shot(page, "audit")
+            await page.goto(f"{base}/dead-letters/{letter.partition}/{letter.offset}")
+            await shot(page, "dead-letter")
             for name in ("rules", "outbox", "health"):
                 await page.goto(f"{base}/{name}")
-                await page.screenshot(path=SHOTS.format(name), full_page=name != "rules")
+                await shot(page, name, full_page=name != "rules")
 
 
 async def test_staff_and_a_read_only_console_show_no_action(settings, tmp_path):
@@ -111,13 +128,14 @@ async def test_staff_and_a_read_only_console_show_no_action(settings, tmp_path):
         for path in ("/orders/1029", "/outbox", "/dead-letters"):
             await page.goto(base + path)
             await expect(page.locator("form[method=post]:not([action='/sign-out'])")).to_have_count(0)
-        await page.screenshot(path=SHOTS.format("staff-order"))
+        await shot(page, "staff-order")
         csrf = await page.locator('input[name="csrf"]').first.input_value()
         forged = await page.request.post(f"{base}/outbox/retry", form={"csrf": csrf, "id": "1", "step": "confirm"})
         assert forged.status == 403
 
         client = await browser.new_page(viewport=VIEWPORT)
         await client.goto(f"{base}/sign-in")
+        await shot(client, "sign-in")
         await client.fill("#token", token("client"))
         await client.keyboard.press("Tab")
         await client.keyboard.press("Enter")
