@@ -32,6 +32,17 @@ class ClaimLost(Exception):
     and the redo sees those ids as duplicates (part of the unit-of-work port's contract)."""
 
 
+class PositionGap(Exception):
+    """The database's position of a partition is behind the first message of the unit of work (issue 24): the
+    database lost commits this consumer made (a failover to a standby that was behind) and nothing of the unit
+    was committed. Read the partitions again from `positions` ((topic, partition) -> the database's next offset)
+    and decide those messages again (part of the unit-of-work port's contract)."""
+
+    def __init__(self, positions: dict[tuple[str, int], int]) -> None:
+        super().__init__(f"the database's positions are behind this consumer: {sorted(positions.items())}")
+        self.positions = positions
+
+
 class TopicNotCreated(Exception):
     """The broker refused to create a topic (a replication factor above the number of brokers, an invalid
     configuration, no authorisation): not an outage, retrying the same request fails the same way."""

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import structlog
 
+from service.adapters.errors import PositionGap
 from service.domain.commands import SourceMessage
 from service.runtime.consumer import Consumer, Partition
 from service.runtime.health import Progress
@@ -125,15 +126,40 @@ class ConsumeLoop:
             gauge.remove(service, topic, partition)
         self._lag_labels = current
 
+    def rewind(self, stored: dict[tuple[str, int], int], undone: Sequence[SourceMessage]) -> None:
+        """Seek back after a PositionGap (issue 24): each gapped partition to the database's position (the
+        messages from there to the unit's first one are decided again: logged and counted), every other
+        partition of the undone messages to the first of them; nothing of a gapped partition stays pending
+        for Kafka."""
+        seek: dict[Partition, int] = {}
+        for source in undone:
+            where = Partition(source.topic, source.partition)
+            seek[where] = min(source.offset, seek.get(where, source.offset))
+        for (topic, number), position in sorted(stored.items()):
+            where = Partition(topic, number)
+            again = max(seek.get(where, position) - position, 0)
+            log.warning("the database is behind this consumer (it lost commits): these messages will be processed "
+                        "again", topic=topic, partition=number, database_offset=position, again=again)
+            self.metrics.consumer_rewound.labels(self.metrics.service, topic, str(number)).inc(again)
+            seek[where] = position
+            self.offsets.pending.pop(where, None)
+        assigned = self.consumer.assignment()
+        self.consumer.seek({where: offset for where, offset in seek.items() if where in assigned})
+
     async def _make_durable(self, sources: list[SourceMessage], stop: asyncio.Event) -> bool:
         """Every unit durable and marked done, in order; False when a stop came first."""
         started = time.perf_counter()
-        for index, unit in enumerate(self.strategy.units(sources)):
+        units = self.strategy.units(sources)
+        for index, unit in enumerate(units):
             # the unit in hand is finished on SIGTERM; the ones after it are left for redelivery
             if index and stop.is_set():
                 return False
-            if not await self.retry.until_done(lambda: self.strategy.make_durable(unit), stop):
-                return False
+            try:
+                if not await self.retry.until_done(lambda: self.strategy.make_durable(unit), stop):
+                    return False
+            except PositionGap as gap:  # the database lost commits (a failover): read from its positions again
+                self.rewind(gap.positions, [s for later in units[index:] for s in later])
+                return True
             for source in unit:
                 self.offsets.done(Partition(source.topic, source.partition), source.offset)
         self.metrics.batch_seconds.labels(self.metrics.service).observe(time.perf_counter() - started)

@@ -56,6 +56,16 @@ def next_positions(sources: Iterable[SourceMessage]) -> dict[tuple[str, int], in
     return positions
 
 
+def first_positions(sources: Iterable[SourceMessage]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition): the offset of the first of these messages. A database position behind it is a
+    gap — commits the database lost — and the unit of work raises PositionGap instead of committing."""
+    positions: dict[tuple[str, int], int] = {}
+    for source in sources:
+        where = (source.topic, source.partition)
+        positions[where] = min(source.offset, positions.get(where, source.offset))
+    return positions
+
+
 def add_outcome(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None,
                 order_shard: OrderShard = no_order_shard) -> set[int]:
     """The outcome into the unit of work. Its messages go to an outbox shard, published by the worker that
@@ -139,7 +149,7 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory: Callable[[], Un
             if p.redrive is not None:
                 uow.add(p.redrive.key(topics.dlq), f"redrive:{outcome.outcome}", [], [])
             outcomes.append(outcome)
-        uow.advance(next_positions(p.source for p in parsed))
+        uow.advance(next_positions(p.source for p in parsed), first_positions(p.source for p in parsed))
         await uow.commit()
     return BatchResult(outcomes=outcomes, duplicates=len(parsed) - len(claimed.fresh), shards=shards)
 

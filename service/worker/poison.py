@@ -10,10 +10,11 @@ from datetime import datetime, timezone
 
 import structlog
 
+from service.adapters.errors import PositionGap
 from service.contract.redrive import Redrive
 from service.domain.commands import InvalidCommand, SourceMessage
 from service.runtime.faults import is_outage, is_timeout
-from service.worker.batch import BatchResult, add_outcome, next_positions, process_batch
+from service.worker.batch import BatchResult, add_outcome, first_positions, next_positions, process_batch
 from service.worker.claims import authenticate, parse
 from service.worker.config import BatchConfig
 from service.worker.handlers import Context, handle_invalid
@@ -31,7 +32,7 @@ async def process_isolating_poison(sources: Sequence[SourceMessage], uow_factory
     try:
         return await process_batch(sources, uow_factory, config)
     except Exception as exc:
-        if is_outage(exc):
+        if is_outage(exc) or isinstance(exc, PositionGap):  # not the message's fault
             raise
         log.warning("batch failed, isolating messages", error=repr(exc), size=len(sources))
     result = BatchResult(outcomes=[], duplicates=0)
@@ -50,7 +51,7 @@ async def _process_alone(source: SourceMessage, uow_factory: Callable[[], UnitOf
         try:
             return await process_batch([source], uow_factory, config)
         except Exception as exc:
-            if is_outage(exc):
+            if is_outage(exc) or isinstance(exc, PositionGap):
                 raise
             if is_timeout(exc) and attempt < config.timeout_tries:
                 log.warning("message timed out on its own, trying again", error=repr(exc), attempt=attempt,
@@ -64,7 +65,7 @@ async def _process_alone(source: SourceMessage, uow_factory: Callable[[], UnitOf
         redrive = authenticate(parse(source, config.limits), config.check_actor).redrive
         return await _dead_letter(source, poison, uow_factory, config, redrive)
     except Exception as exc:
-        if is_outage(exc):
+        if is_outage(exc) or isinstance(exc, PositionGap):  # not the message's fault
             raise
         # the last resort must not crash-loop the partition: record the skip if even that works, count it
         log.error("dead letter failed; message skipped", error=repr(exc), offset=source.offset,
@@ -93,7 +94,7 @@ async def _dead_letter(source: SourceMessage, poison: InvalidCommand, uow_factor
             outcomes.append(outcome)
         if redrive is not None and redrive.key(dlq) in new:
             uow.add(redrive.key(dlq), f"redrive:{outcomes[0].outcome}" if outcomes else "redrive:duplicate", [], [])
-        uow.advance(next_positions([source]))
+        uow.advance(next_positions([source]), first_positions([source]))
         await uow.commit()
     return BatchResult(outcomes=outcomes, duplicates=0 if outcomes else 1, shards=shards)
 
@@ -103,9 +104,10 @@ async def _record_skip(source: SourceMessage, uow_factory: Callable[[], UnitOfWo
         async with uow_factory() as uow:
             if await uow.claim([(f"@{source.position}", "skipped", source.position)]):
                 uow.add(f"@{source.position}", "skipped", [], [])
-                await uow.commit()
+            uow.advance(next_positions([source]))  # past it: the next message must not find a gap (issue 24)
+            await uow.commit()
     except Exception as exc:
-        if is_outage(exc):
+        if is_outage(exc) or isinstance(exc, PositionGap):  # not the message's fault
             raise
         log.error("skipped message could not be recorded either", error=repr(exc), offset=source.offset,
                   partition=source.partition)

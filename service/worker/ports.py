@@ -41,9 +41,12 @@ class UnitOfWork(Protocol):
             messages: Sequence[WireMessage]) -> None:
         """The outcome of a claimed key, the changes it makes and the outbox messages it sends."""
 
-    def advance(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+    def advance(self, next_offsets: Mapping[tuple[str, int], int],
+                first_offsets: Mapping[tuple[str, int], int] | None = None) -> None:
         """Move the consumer's position in the database to these next offsets ((topic, partition) -> offset) with
-        this commit, never back: the database's record of the messages its work covers (issue 24)."""
+        this commit, never back: the database's record of the messages its work covers (issue 24). With
+        `first_offsets` (the unit's first message per partition), `commit` raises PositionGap and commits nothing
+        when a stored position is behind one of them: the database lost commits the consumer had made."""
 
     async def commit(self) -> None:
         """Make all of it durable and visible at once."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from aiokafka.structs import RecordMetadata, TopicPartition
 
-from service.adapters.errors import CommitRefused, RulesNotLoaded
+from service.adapters.errors import CommitRefused, PositionGap, RulesNotLoaded
 from service.contract.events import WireMessage
 from service.contract.orders_file import parse_orders
 from service.contract.rules_file import load_rules_file
@@ -56,6 +56,8 @@ class FakeDatabase:
     history: list[StatusChanged] = field(default_factory=list)
     refusals: dict[int, BaseException] = field(default_factory=dict)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # consumer_positions of the worker's group
+    # the consumer group whose positions units of work keep, None: none kept (PostgresUnitOfWork without a group)
+    group: str | None = None
     commits: int = 0
 
     @classmethod
@@ -94,6 +96,7 @@ class FakeUnitOfWork:
         self._changes: list[StatusChanged] = []
         self._messages: list[WireMessage] = []
         self._positions: dict[tuple[str, int], int] = {}
+        self._firsts: dict[tuple[str, int], int] = {}
         self._open = False
 
     async def __aenter__(self) -> "FakeUnitOfWork":
@@ -147,14 +150,22 @@ class FakeUnitOfWork:
         self._changes.extend(changes)
         self._messages.extend(messages)
 
-    def advance(self, next_offsets) -> None:
+    def advance(self, next_offsets, first_offsets=None) -> None:
         self._check_open()
         for where, offset in next_offsets.items():
             self._positions[where] = max(offset, self._positions.get(where, offset))
+        for where, offset in (first_offsets or {}).items():
+            self._firsts[where] = min(offset, self._firsts.get(where, offset))
 
     async def commit(self) -> None:
         """All or nothing: refused orders and changes that do not follow an order's version raise first."""
         self._check_open()
+        if self.db.group is None:
+            self._positions, self._firsts = {}, {}
+        gaps = {where: self.db.positions[where] for where, first in self._firsts.items()
+                if where in self.db.positions and self.db.positions[where] < first}
+        if gaps:
+            raise PositionGap(gaps)
         orders = dict(self.db.orders)
         for change in self._changes:
             if change.order_id in self.db.refusals:
@@ -178,7 +189,8 @@ class FakeUnitOfWork:
         for where, offset in self._positions.items():  # forward only, as the Postgres adapter
             self.db.positions[where] = max(offset, self.db.positions.get(where, offset))
         self.db.commits += 1
-        self._claimed, self._outcomes, self._changes, self._messages, self._positions = {}, [], [], [], {}
+        self._claimed, self._outcomes, self._changes, self._messages, self._positions, self._firsts = (
+            {}, [], [], [], {}, {})
         self._open = False  # one commit per unit of work, like the Postgres transaction
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import pytest
 
-from service.adapters.errors import RulesNotLoaded
+from service.adapters.errors import PositionGap, RulesNotLoaded
 from service.contract.events import Topics, WireMessage, to_wire
 from service.contract.rules_file import load_rules_file
 from service.domain.events import ChangeRejected, StatusChanged, event_id_for
@@ -360,3 +360,22 @@ class UnitOfWorkContract:
                 uow.advance({("commands", 1): offset})
                 await uow.commit()
         assert await seeded.positions() == {("commands", 1): 9}
+
+    async def test_a_unit_that_starts_past_the_stored_position_commits_nothing_and_names_the_gap(self, seeded):
+        """The stored position is 5 but the unit starts at 8 (the database lost commits): PositionGap with the
+        stored position, and neither its claims nor its position are committed; from 5 on it commits."""
+        async with seeded.unit_of_work() as uow:
+            uow.advance({("commands", 0): 5})
+            await uow.commit()
+        with pytest.raises(PositionGap) as gap:
+            async with seeded.unit_of_work() as uow:
+                await uow.claim([key("a", 8)])
+                uow.advance({("commands", 0): 9}, {("commands", 0): 8})
+                await uow.commit()
+        assert gap.value.positions == {("commands", 0): 5}
+        assert await seeded.positions() == {("commands", 0): 5} and await seeded.processed_outcomes() == {}
+        async with seeded.unit_of_work() as uow:
+            await uow.claim([key("a", 5)])
+            uow.advance({("commands", 0): 9}, {("commands", 0): 5})
+            await uow.commit()
+        assert await seeded.positions() == {("commands", 0): 9} and await seeded.processed_outcomes() == {"a": "pending"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from service.adapters.errors import PositionGap
 from service.domain.commands import SourceMessage
 from service.runtime.consume import ConsumeLoop
 from service.runtime.consumer import Partition
@@ -85,3 +86,39 @@ class TestStartFromDatabase:
                            metrics, 0.0)
         await run_until_drained(loop, consumer, stop)
         assert strategy.durable == [(0, 5)]
+
+
+class GapCheckingStrategy(OneAtATime):
+    """Each message its own unit over a database of positions, checked as the unit of work checks them: a unit
+    that starts past its partition's stored position raises PositionGap and is not durable."""
+
+    def __init__(self, stop: asyncio.Event, positions: dict[tuple[str, int], int]) -> None:
+        super().__init__(stop)
+        self.positions = positions
+
+    async def make_durable(self, unit) -> None:
+        (m,) = unit
+        stored = self.positions.get((m.topic, m.partition))
+        if stored is not None and stored < m.offset:
+            self.tries.append((m.partition, m.offset))
+            raise PositionGap({(m.topic, m.partition): stored})
+        await super().make_durable(unit)
+        self.positions[(m.topic, m.partition)] = m.offset + 1
+
+
+class TestGapWhileRunning:
+    async def test_a_gap_found_by_a_unit_rewinds_the_running_consumer_to_the_database_position(self):
+        """The database lost commits while the consumer ran (it is at 5, the database at 2): the unit at 5 finds
+        the gap, nothing of it is durable, the consumer reads 2..5 again and counts 3 messages rewound."""
+        stop = asyncio.Event()
+        consumer = with_records({0: 6})
+        consumer.committed = {P0: 5}
+        metrics, progress = Metrics("test"), Progress(60)
+        strategy = GapCheckingStrategy(stop, {(TOPIC, 0): 2})
+        loop = ConsumeLoop(consumer, TOPIC, strategy, OutageRetry(0.001, 0.001, metrics, progress), progress,
+                           metrics, 0.0)
+        await run_until_drained(loop, consumer, stop)
+        assert strategy.tries[0] == (0, 5) and strategy.durable == [(0, 2), (0, 3), (0, 4), (0, 5)]
+        assert consumer.committed == {P0: 6}
+        assert metrics.registry.get_sample_value(
+            "orderstatus_consumer_rewound_total", {"service": "test", "topic": TOPIC, "partition": "0"}) == 3

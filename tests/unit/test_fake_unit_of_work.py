@@ -15,7 +15,7 @@ class FakeBackend:
     """The fake database seen through the contract's reader."""
 
     def __init__(self) -> None:
-        self.db = FakeDatabase()
+        self.db = FakeDatabase(group="contract-group")
 
     def unit_of_work(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self.db)

@@ -18,20 +18,35 @@ import asyncpg
 Positions = Mapping[tuple[str, int], int]
 
 
-async def advance(conn: asyncpg.Connection, group: str, positions: Positions) -> None:
-    """Move the group's positions forward to the given next offsets (in the caller's transaction)."""
+async def advance(conn: asyncpg.Connection, group: str, positions: Positions,
+                  first_offsets: Positions | None = None) -> dict[tuple[str, int], int]:
+    """Move the group's positions forward to the given next offsets (in the caller's transaction) — unless a
+    stored position is behind the unit's first offset of its partition (`first_offsets`): then nothing is
+    written and the gaps are returned, (topic, partition) -> the stored position. One statement either way."""
     if not positions:
-        return
+        return {}
+    firsts = first_offsets or {}
     items = sorted(positions.items())  # one lock order for every writer of the group's rows
-    await conn.execute(
+    rows = await conn.fetch(
         """
-        INSERT INTO consumer_positions (consumer_group, topic, partition, next_offset)
-        SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
-        ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-            SET next_offset = greatest(consumer_positions.next_offset, EXCLUDED.next_offset), updated_at = now()
+        WITH u AS (SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[]) AS u(t, p, o, f)),
+        gap AS (
+            SELECT c.topic, c.partition, c.next_offset FROM consumer_positions c
+            JOIN u ON c.consumer_group = $1 AND c.topic = u.t AND c.partition = u.p
+            WHERE c.next_offset < u.f
+        ),
+        moved AS (
+            INSERT INTO consumer_positions (consumer_group, topic, partition, next_offset)
+            SELECT $1, t, p, o FROM u WHERE NOT EXISTS (SELECT 1 FROM gap)
+            ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+                SET next_offset = greatest(consumer_positions.next_offset, EXCLUDED.next_offset), updated_at = now()
+        )
+        SELECT topic, partition, next_offset FROM gap
         """,
         group, [t for (t, _), _ in items], [p for (_, p), _ in items], [o for _, o in items],
+        [firsts.get(where) for where, _ in items],
     )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
 async def read(conn: asyncpg.Connection, group: str, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:

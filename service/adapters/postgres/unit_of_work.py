@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from service.adapters.errors import ClaimLost, RulesNotLoaded
+from service.adapters.errors import ClaimLost, PositionGap, RulesNotLoaded
 from service.adapters.postgres import orders, outbox, positions, processed
 from service.adapters.postgres.rules import RulesCache
 from service.contract.events import WireMessage
@@ -23,6 +23,7 @@ class PostgresUnitOfWork:
         self.rules_cache = rules_cache
         self.group = group  # the consumer group whose positions `advance` moves (issue 24)
         self._positions: dict[tuple[str, int], int] = {}
+        self._firsts: dict[tuple[str, int], int] = {}
         self.conn = None
         self._tx = None
         self._changes: list[StatusChanged] = []
@@ -80,11 +81,15 @@ class PostgresUnitOfWork:
         self._changes.extend(changes)
         self._messages.extend(messages)
 
-    def advance(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+    def advance(self, next_offsets: Mapping[tuple[str, int], int],
+                first_offsets: Mapping[tuple[str, int], int] | None = None) -> None:
         """The consumer's position moves to these next offsets (topic, partition -> offset) in this commit:
-        the database's record of its progress is the work it holds (issue 24)."""
+        the database's record of its progress is the work it holds (issue 24); a stored position behind
+        `first_offsets` makes `commit` raise PositionGap."""
         for where, offset in next_offsets.items():
             self._positions[where] = max(offset, self._positions.get(where, offset))
+        for where, offset in (first_offsets or {}).items():
+            self._firsts[where] = min(offset, self._firsts.get(where, offset))
 
     async def commit(self) -> None:
         records = [(command_id, kind, source, self._outcomes.get(command_id, "pending"))
@@ -97,6 +102,8 @@ class PostgresUnitOfWork:
         await orders.apply_changes(self.conn, self._changes)
         await outbox.insert(self.conn, self._messages)
         if self.group is not None:
-            await positions.advance(self.conn, self.group, self._positions)
+            gaps = await positions.advance(self.conn, self.group, self._positions, self._firsts)
+            if gaps:
+                raise PositionGap(gaps)  # rolled back by __aexit__
         await self._tx.commit()
         self._tx = None
