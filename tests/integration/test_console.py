@@ -264,3 +264,46 @@ async def _emails_recorded(settings) -> bool:
 
 async def _console_beat(settings) -> bool:
     return await fetchval(settings, "SELECT count(*) FROM process_heartbeats WHERE kind = 'console'") >= 1
+
+
+class TestMoreActions:
+    async def test_a_manager_resends_a_changes_emails_through_the_resend_use_case(self, settings, tmp_path, mailbox):
+        """The resend preview lists what was sent and sends nothing; the confirmation sends each contact the
+        email once more (attempt 2, as `notifications resend` does) and the audit records it."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        applied = change(1029, "ReadyToShip")
+        async with running_worker(s), running_notifier(s), TopicReader(s, s.events_topic) as events:
+            await produce(s, [applied])
+            [event] = await events_for(events, {applied["command_id"]}, timeout=30)
+            await wait_until(lambda: _emails_recorded(s), 30, "the emails to be recorded")
+        sent_before = len(mailbox.mailbox.messages)
+        async with running_console(s) as base, ConsoleClient(base) as manager:
+            await manager.sign_in(token("manager"))
+            csrf = await manager.csrf("/orders/1029")
+            form = {"csrf": csrf, "event_id": event["event_id"], "order_id": "1029"}
+            status, page = await manager.post("/emails/resend", form)
+            assert status == 200 and "Confirm: resend" in page and "ann@example.com: sent (attempt 1" in page
+            assert len(mailbox.mailbox.messages) == sent_before
+            status, page = await manager.post("/emails/resend", {**form, "step": "confirm"})
+            assert status == 200 and "ann@example.com: sent (attempt 2)" in page
+        assert len(mailbox.mailbox.messages) == sent_before + 2
+        assert [tuple(r) for r in await audit_rows(s)] == [("manager-1", "manager", "email.resend", event["event_id"],
+                                                            2, "ok")]
+
+    async def test_a_dead_letter_is_shown_in_full_with_its_bytes_escaped_and_its_token_hidden(self, settings,
+                                                                                              tmp_path):
+        """A record that is not JSON, with control and non-UTF-8 bytes and an actor token header: its page shows
+        the bytes escaped (\\x01, \\xff), the reason, never the token, and says why it cannot be redriven."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_worker(s), TopicReader(s, s.dlq_topic) as dlq:
+            await produce(s, [b"not json \x01\xff <b>"], key="1030", headers=[("actor-token", b"secret-token")])
+            await dlq.wait_for(lambda _: dlq.records, timeout=30, what="the dead letter")
+        [letter] = dlq.records
+        async with running_console(s) as base, ConsoleClient(base) as staff:
+            await staff.sign_in(token("staff"))
+            status, page = await staff.get(f"/dead-letters/{letter.partition}/{letter.offset}")
+        assert status == 200 and "error.reason: not_json" in page
+        assert "not json \\x01\\xff &lt;b&gt;" in page and "<b>" not in page.split("<pre", 1)[1].split("</pre>")[0]
+        assert "secret-token" not in page and "actor-token: (redacted, 12 bytes)" in page
