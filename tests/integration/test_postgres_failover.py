@@ -7,11 +7,32 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+import json
+import time
+import urllib.request
+
 from service.adapters.postgres.connection import connect, create_pool, writable_server
-from service.devkit.embedded import scratch_dir
+from service.devkit.embedded import free_port, scratch_dir
 from service.runtime.faults import is_outage
+from tests.helpers.cli import settings_env
+from tests.helpers.command_chains import (
+    alternating,
+    assert_exactly_once,
+    chain_orders,
+    processed_count,
+    wait_outbox_drained,
+    wait_processed,
+)
+from tests.helpers.database import on_database, seed
+from tests.helpers.offsets import committed_offsets
 from tests.helpers.postgres_standby import ReplicatedPostgres
+from tests.helpers.processes import ServiceProcess, fast_group_env
+from tests.helpers.producing import produce
+from tests.helpers.topics import TopicReader, events_for
 from tests.helpers.waiting import wait_until
+
+ORDER_IDS = [7001, 7002, 7003, 7004]
+PER_PHASE = 10  # commands per order in each phase: before the hold, while held, after the failover
 
 
 @pytest.fixture
@@ -110,3 +131,100 @@ class TestFollowingThePrimary:
             assert await writable_server(conn) == _server(pair.primary.port)
         finally:
             await conn.close()
+
+
+# ------------------------------------------------------------------------ a worker through a failover
+
+
+def readiness(port: int) -> dict:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as refused:  # 503: not ready, same body
+        return json.loads(refused.read())
+    except OSError:
+        return {}
+
+
+async def committed_total(settings) -> int:
+    found = await committed_offsets(settings, settings.worker_group, settings.commands_topic)
+    return sum(offset or 0 for offset in found.values())
+
+
+async def through_a_failover(settings, pair: ReplicatedPostgres, *, hold: bool) -> dict:
+    """A worker process on the multi-host URL; commands before, during and after the primary is killed -9 and
+    the standby promoted (held behind first when `hold`). Asserts every command applied exactly once on the
+    surviving database with its events, and returns what was measured."""
+    db = on_database(settings, pair.url)
+    await seed(db, chain_orders(ORDER_IDS))
+    phases = [alternating(ORDER_IDS, PER_PHASE, start=PER_PHASE * n) for n in range(3)]
+    port = free_port()
+    env = {**fast_group_env(settings_env(db)), "ORDERSTATUS_HTTP_PORT": str(port),
+           "ORDERSTATUS_KAFKA_MAX_POLL_RECORDS": "5"}
+    worker = ServiceProcess("worker", env, "failover")
+    try:
+        async with TopicReader(db, db.events_topic) as reader:
+            await worker.wait_assigned()
+            done = 0
+            for n, phase in enumerate(phases[:2]):
+                if n == 1 and hold:
+                    pair.hold_standby()
+                await produce(db, phase)
+                done += len(phase)
+                await wait_processed(db, done, timeout=45)
+                await wait_outbox_drained(db, timeout=30)
+                await events_for(reader, {c["command_id"] for c in phase})
+                await wait_until(lambda: _equals(committed_total(db), done), 30, "Kafka offsets committed")
+            assert readiness(port).get("database_server") == f"127.0.0.1:{pair.primary.port}"
+            pair.kill_primary()
+            killed = time.monotonic()
+            if hold:
+                pair.release_standby()
+            pair.promote()
+            surviving = await processed_count(db)
+            await produce(db, phases[2])
+
+            def ready_on_the_standby() -> bool:
+                body = readiness(port)
+                return body.get("ready") is True and body.get("database_server") == f"127.0.0.1:{pair.standby.port}"
+
+            await wait_until(ready_on_the_standby, 60, "the worker ready on the promoted standby", interval=0.1)
+            pause_s = time.monotonic() - killed
+            everything = [c for phase in phases for c in phase]
+            await wait_processed(db, len(everything), timeout=60)
+            await wait_outbox_drained(db, timeout=30)
+            await events_for(reader, {c["command_id"] for c in everything}, timeout=45)
+            assert await worker.terminate() == 0, worker.tail()
+            await reader.poll()
+            events = [v for v in reader.values() if v.get("command_id")]
+        await assert_exactly_once(db, everything, events)
+        rewinds = [line for line in worker.log_lines() if str(line.get("event", "")).startswith("the database is behind")]
+        return {"lost": 2 * len(phases[0]) - surviving, "rewound": sum(line.get("again", 0) for line in rewinds),
+                "pause_s": pause_s, "events": len(events), "commands": len(everything)}
+    finally:
+        worker.close()
+
+
+async def _equals(value, expected) -> bool:
+    return await value == expected
+
+
+class TestWorkerThroughAFailover:
+    async def test_synchronous_standby_loses_nothing_and_applies_each_command_once(self, settings, synchronous_pair):
+        """Synchronous replication: the promoted standby has every commit, nothing is rewound, every command is
+        applied exactly once with versions 1..N, and the topic holds one event per command."""
+        measured = await through_a_failover(settings, synchronous_pair, hold=False)
+        print(f"synchronous failover: {measured}")
+        assert measured["lost"] == 0 and measured["rewound"] == 0
+        assert measured["events"] == measured["commands"]
+
+    async def test_asynchronous_standby_held_behind_rewinds_and_decides_the_lost_commands_again(
+            self, settings, asynchronous_pair):
+        """Asynchronous replication with the standby stopped before the last commands: the new primary lost
+        them; the worker reads them again from the database's position (logged, counted: exactly the lost
+        ones), each command is applied exactly once on the surviving database, and every event on the topic
+        agrees with it (a re-emitted event has the same id and the same content)."""
+        measured = await through_a_failover(settings, asynchronous_pair, hold=True)
+        print(f"asynchronous failover: {measured}")
+        assert measured["lost"] == len(ORDER_IDS) * PER_PHASE
+        assert measured["rewound"] == measured["lost"]
