@@ -12,6 +12,7 @@ preview → confirmation → result, and is recorded in `console_audit` (who, wh
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,6 +59,8 @@ class ConsolePorts:
     read_only: bool = False
     # readiness as the other processes report it: (ready, detail) for /readyz and /status; None: always ready
     ready: Callable[[], tuple[bool, dict]] | None = None
+    # events one command may have (the worker's max_batch_items + 2): how a command id is searched by its event ids
+    max_events: int = 52
 
 
 class Forbidden(Exception):
@@ -152,6 +155,16 @@ class Console:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
+        started = time.perf_counter()
+        try:
+            response = await self._guarded(request, handler)
+        except web.HTTPException as exc:  # a redirect or a 404 is a response too
+            _headers(exc, started)
+            raise
+        _headers(response, started)
+        return response
+
+    async def _guarded(self, request: web.Request, handler):
         request[PRINCIPAL] = request[SESSION] = None
         if not request.path.startswith(PUBLIC):
             session_id = request.cookies.get(policy.COOKIE)
@@ -165,8 +178,6 @@ class Console:
             response = await handler(request)
         except Forbidden as exc:
             response = self._refusal(request, 403, str(exc))
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
         return response
 
     def _refusal(self, request: web.Request, status: int, why: str) -> web.Response:
@@ -277,7 +288,7 @@ class Console:
 
     async def orders(self, request: web.Request) -> web.Response:
         query = request.query.get("q", "").strip()[:300]
-        found = await store.find_orders(self.pool, query) if query else []
+        found = await store.find_orders(self.pool, query, max_events=self.ports.max_events) if query else []
         if len(found) == 1:
             raise web.HTTPSeeOther(f"/orders/{found[0]}")
         return self.page(request, "orders.html", {"q": query, "found": found})
@@ -451,6 +462,13 @@ class Console:
         before = request.query.get("before")
         entries = await store.audit_entries(self.pool, 100, int(before) if before and before.isdigit() else None)
         return self.page(request, "audit.html", {"entries": entries})
+
+
+def _headers(response: web.StreamResponse, started: float) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    # the server time of the request, for the browser's network panel and the timings in the README
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
 
 
 def _dumps(data) -> str:

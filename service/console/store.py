@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from service.console.policy import digest, new_secret
+from service.domain.events import event_id_for
 from service.domain.model import Principal
 
 LINK_TTL = timedelta(minutes=10)  # a one-time sign-in link is good for this long (and once)
@@ -82,29 +83,31 @@ async def audit_entries(pool, limit: int = 200, before: int | None = None) -> li
 
 # ---- the Order page ----
 
-async def find_orders(pool, text: str, limit: int = 50) -> list[int]:
-    """Order ids for a search: an order id, a command id, an event id (changes and rejections) or a client id."""
+async def find_orders(pool, text: str, limit: int = 50, max_events: int = 52) -> list[int]:
+    """Order ids for a search: an order id, a command id, an event id (changes and rejections) or a client id.
+
+    A command's events have deterministic ids (`event_id_for(command_id, n)`, n < `max_events`), so a command
+    id is looked up through the history's unique event id index; the outbox (a rejection never reaches the
+    history) is asked only when the history has none."""
     text = text.strip()
     found: list[int] = []
     if text.isascii() and text.isdigit() and len(text) < 19:
         if await pool.fetchval("SELECT 1 FROM orders WHERE order_id = $1", int(text)):
             found.append(int(text))
+    event_ids = [event_id_for(text, n) for n in range(max_events)] if 0 < len(text) <= 200 else []
     try:
-        event_id = UUID(text)
+        event_ids.append(UUID(text))  # an event id (a command id is often a UUID too: both are looked up)
     except ValueError:
-        event_id = None
-    if event_id is not None:
-        found += [r["order_id"] for r in await pool.fetch(
-            "SELECT order_id FROM order_history WHERE event_id = $1 UNION "
-            "SELECT order_id FROM outbox WHERE event_id = $1 AND order_id IS NOT NULL", event_id)]
-    found += [r["order_id"] for r in await pool.fetch(
-        "SELECT DISTINCT order_id FROM order_history WHERE command_id = $1", text)]
+        pass
+    if event_ids:
+        rows = await pool.fetch("SELECT DISTINCT order_id FROM order_history WHERE event_id = ANY($1::uuid[])",
+                                event_ids)
+        if not rows:
+            rows = await pool.fetch("SELECT DISTINCT order_id FROM outbox WHERE event_id = ANY($1::uuid[]) "
+                                    "AND order_id IS NOT NULL", event_ids)
+        found += sorted(r["order_id"] for r in rows)
     found += [r["order_id"] for r in await pool.fetch(
         "SELECT order_id FROM orders WHERE client_id = $1 ORDER BY order_id LIMIT $2", text, limit)]
-    if not found:  # a rejected command never reaches the history: its event in the outbox names the order
-        found += [r["order_id"] for r in await pool.fetch(
-            "SELECT DISTINCT order_id FROM outbox WHERE event_type = 'OrderStatusChangeRejected' AND order_id IS NOT NULL "
-            "AND convert_from(payload, 'UTF8')::jsonb ->> 'command_id' = $1 LIMIT $2", text, limit)]
     return list(dict.fromkeys(found))[:limit]
 
 

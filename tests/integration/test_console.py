@@ -146,7 +146,8 @@ class TestPages:
             self, settings, tmp_path, mailbox):
         """After a change with a private note and a refused command through the worker (and the notifier's
         emails), the order page, found by the command id, shows the change newest first with its actor,
-        note, ids and emails, the rejection with reason and message, and R13's next statuses per role."""
+        note, ids and emails, the rejection with reason and message, and R13's next statuses per role; the order
+        is found by either command id and by either event id, an unknown id finds nothing."""
         s = console_settings(settings, tmp_path)
         await seed(s)
         applied = change(1029, "ReadyToShip", note={"text": "stock checked by hand", "is_public": False},
@@ -154,12 +155,16 @@ class TestPages:
         refused = change(1029, "Completed")
         async with running_worker(s), running_notifier(s), TopicReader(s, s.events_topic) as events:
             await produce(s, [applied, refused])
-            await events_for(events, {applied["command_id"], refused["command_id"]}, timeout=30)
+            outcomes = await events_for(events, {applied["command_id"], refused["command_id"]}, timeout=30)
             await wait_until(lambda: _emails_recorded(s), 30, "the emails to be recorded")
             async with running_console(s) as base, ConsoleClient(base) as client:
                 await client.sign_in(token("staff"))
-                status, _ = await client.get(f"/orders?q={applied['command_id']}")
-                assert status == 303
+                # by the change's command id, its event id, and the refused command's id (its rejection event)
+                for q in [applied["command_id"], refused["command_id"]] + [e["event_id"] for e in outcomes]:
+                    async with client.http.get(f"{base}/orders", params={"q": q}, allow_redirects=False) as found:
+                        assert (found.status, found.headers.get("Location")) == (303, "/orders/1029"), q
+                status, nothing = await client.get(f"/orders?q={uuid.uuid4()}")
+                assert status == 200 and "Nothing matches" in nothing
                 status, page = await client.get("/orders/1029")
                 assert status == 200
                 assert "Confirmed → Ready to ship" in page and "stock checked by hand" in page
@@ -256,6 +261,26 @@ class TestPages:
             status, page = await staff.get("/health")
             assert status == 200 and "<td>console</td>" in page
             assert page.count('class="chart"') == 5
+
+
+class TestHeaders:
+    async def test_every_page_carries_the_security_headers_and_its_server_time(self, settings, tmp_path):
+        """Each page, the sign-in page and a redirect: a same-origin-only CSP, nosniff, no caching of pages, and
+        Server-Timing with the request's server time."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_console(s) as base, ConsoleClient(base) as staff:
+            await staff.sign_in(token("staff"))
+            timings = {}
+            for path in ("/sign-in", "/orders", "/orders?q=c-1", "/orders/1029", "/rules", "/outbox", "/dead-letters",
+                         "/health", "/audit"):
+                async with staff.http.get(base + path, allow_redirects=False) as response:
+                    await response.read()
+                    headers = response.headers
+                assert headers["Content-Security-Policy"].startswith("default-src 'self'"), path
+                assert headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store", path
+                timings[path] = float(re.fullmatch(r"app;dur=([0-9.]+)", headers["Server-Timing"]).group(1))
+            print("console server time (ms):", timings)
 
 
 async def _emails_recorded(settings) -> bool:

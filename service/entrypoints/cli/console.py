@@ -220,7 +220,8 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
     ports = ConsolePorts(
         pool=pool, verify_token=token_check(verifier), diagram=render_svg, retry_outbox=unpark,
         resend=_resender(settings, pool), dead_letters=DeadLetters(settings, pool, producer),
-        health=_health(settings, pool), read_only=settings.console_read_only, ready=progress.ready)
+        health=_health(settings, pool), read_only=settings.console_read_only, ready=progress.ready,
+        max_events=settings.max_batch_items + 2)
     runner = await serve(Console(ports).app(), settings.http_host, settings.console_port)
     log.info("console started", port=bound_port(runner), read_only=settings.console_read_only,
              dlq_index_group=indexer_group(settings))

@@ -8,6 +8,7 @@
 * `console_sign_in_links`: a one-time sign-in link (`orderstatus console link`, `make dev`): the SHA-256 of
   its code and the principal of the token it was made from; it is deleted when exchanged for a session, and
   it is good for a few minutes only.
+* `orders (client_id)`: the Order page's search by client id.
 
 Revision ID: 0010
 Revises: 0009
@@ -60,6 +61,7 @@ STATEMENTS = [
         expires_at       timestamptz NOT NULL
     )
     """,
+    "CREATE INDEX orders_client_id ON orders (client_id)",
 ]
 
 
@@ -69,6 +71,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX orders_client_id")
     op.execute("DROP TABLE console_sign_in_links")
     op.execute("DROP TABLE console_sessions")
     op.execute("DROP TABLE console_audit")
