@@ -36,6 +36,7 @@ from service.runtime.auth import NotAuthenticated
 log = structlog.get_logger("orderstatus.console")
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
+TIMELINE_MAX = 200  # the newest changes an Order page shows (an order's history can be long; the CLI has all)
 MAX_SELECTED = 10_000  # dead letters one redrive may name (a filter beyond it is refused: narrow it)
 
 
@@ -300,7 +301,8 @@ class Console:
         role = request.query.get("role") if request.query.get("role") in ROLES else "staff"
         async with self.pool.acquire() as conn:
             order = await orders_store.read_order(conn, order_id) if order_id else None
-            found = await views.history(conn, order_id, viewer_of(principal)) if order else None
+            found = (await views.history(conn, order_id, viewer_of(principal), limit=TIMELINE_MAX,
+                                         after_version=max(order.version - TIMELINE_MAX, 0)) if order else None)
             if order is None or found is None:
                 return self.page(request, "orders.html", {"q": text, "found": [], "missing": True}, status=404)
             rules = await fetch_rules(conn)
@@ -318,7 +320,7 @@ class Console:
                                                                                for h in found["history"]]
         diagram = self.ports.diagram(rules, order.order_type) if rules else ""
         return self.page(request, "order.html", {
-            "order": order, "status": found["status"], "timeline": timeline,
+            "order": order, "status": found["status"], "timeline": timeline, "timeline_max": TIMELINE_MAX,
             "contacts": await store.contacts(self.pool, order_id),
             "rejections": await store.rejections(self.pool, order_id), "allowed": allowed, "role": role,
             "roles": ROLES, "diagram": diagram, "visited": [p for p in path if p is not None],

@@ -57,7 +57,8 @@ async def tab_to(page: Page, name: str, limit: int = 40) -> None:
 async def test_a_manager_finds_an_order_and_redrives_a_dead_letter_with_the_keyboard(settings, tmp_path):
     """Sign in by one-time link; search a command id; the timeline shows the change and the rejection; the
     dead letter listed by the index is selected with Space, previewed and confirmed with Enter; the order
-    then shows the status the redriven command set, and the audit page the action."""
+    then shows the status the redriven command set; a parked outbox row is retried the same way; the audit
+    page lists both actions."""
     s = console_settings(settings, tmp_path)
     await seed(s)
     applied = change(1029, "ReadyToShip", note={"text": "stock checked by hand", "is_public": False})
@@ -107,12 +108,29 @@ async def test_a_manager_finds_an_order_and_redrives_a_dead_letter_with_the_keyb
             await wait_until(lambda: _status_of(s, 1033, 4), 30, "the redriven override to apply")
             await page.goto(f"{base}/orders/1033")
             await expect(page.locator("h1")).to_contain_text("On hold")
+            row_id = await fetchval(
+                s, "INSERT INTO outbox (event_id, event_type, topic, message_key, payload, order_id, parked_at, "
+                   "park_reason) VALUES (gen_random_uuid(), 'OrderStatusChanged', $1, '1029', '{}', 1029, now(), "
+                   "'MessageSizeTooLargeError: the broker refused 1.2 MB') RETURNING id", s.events_topic)
+            await page.goto(f"{base}/outbox")
+            await shot(page, "outbox")
+            await page.focus(f'input[name="id"][value="{row_id}"]')
+            await page.keyboard.press("Space")
+            await tab_to(page, "Preview retry of the selected rows…")
+            await page.keyboard.press("Enter")
+            await expect(page.get_by_role("button", name="Confirm: retry 1 row(s)")).to_be_focused()
+            await shot(page, "outbox-retry-preview")
+            await page.keyboard.press("Enter")
+            await expect(page.get_by_role("status")).to_contain_text(f"Released 1 row(s): {row_id}")
+            assert await fetchval(s, "SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL") == 0
+
             await page.goto(f"{base}/audit")
             await expect(page.locator("table")).to_contain_text("dlq.redrive")
+            await expect(page.locator("table")).to_contain_text("outbox.retry")
             await shot(page, "audit")
             await page.goto(f"{base}/dead-letters/{letter.partition}/{letter.offset}")
             await shot(page, "dead-letter")
-            for name in ("rules", "outbox", "health"):
+            for name in ("rules", "health"):
                 await page.goto(f"{base}/{name}")
                 await shot(page, name, full_page=name != "rules")
 
@@ -128,7 +146,7 @@ async def test_staff_and_a_read_only_console_show_no_action(settings, tmp_path):
         for path in ("/orders/1029", "/outbox", "/dead-letters"):
             await page.goto(base + path)
             await expect(page.locator("form[method=post]:not([action='/sign-out'])")).to_have_count(0)
-        await shot(page, "staff-order")
+        await shot(page, "staff-dead-letters")
         csrf = await page.locator('input[name="csrf"]').first.input_value()
         forged = await page.request.post(f"{base}/outbox/retry", form={"csrf": csrf, "id": "1", "step": "confirm"})
         assert forged.status == 403
