@@ -50,6 +50,28 @@ class TestSignIn:
             status, page = await client.get("/orders")
             assert status == 200 and "Mia · <strong>manager</strong>" in page
 
+    async def test_a_session_ends_with_its_token_and_at_sign_out(self, settings, tmp_path):
+        """A session made from a token that expires in seconds is refused once it has (the page redirects to
+        the sign-in page); signing out deletes the session row and the old cookie no longer opens a page."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_console(s) as base, ConsoleClient(base) as short, ConsoleClient(base) as leaving:
+            await short.sign_in(token("staff", ttl=timedelta(seconds=3)))
+            assert (await short.get("/orders"))[0] == 200
+
+            async def expired() -> bool:
+                return (await short.get("/orders"))[0] == 303
+
+            await wait_until(expired, 20, "the short session to expire", interval=0.5)
+            await leaving.sign_in(token("manager", sub="manager-7"))
+            cookie = next(c.value for c in leaving.http.cookie_jar if c.key == "orderstatus_console")
+            status, _ = await leaving.post("/sign-out", {"csrf": await leaving.csrf()})
+            assert status == 303
+            assert await fetchval(s, "SELECT count(*) FROM console_sessions WHERE sub = 'manager-7'") == 0
+            async with ConsoleClient(base) as replay:
+                replay.http.cookie_jar.update_cookies({"orderstatus_console": cookie})
+                assert (await replay.get("/orders"))[0] == 303
+
     async def test_a_client_token_a_forged_one_and_no_session_are_kept_out(self, settings, tmp_path):
         """A client's token is refused (403), a token signed by another key is refused (401), and a page without
         a session redirects to the sign-in page (a POST without one is 401)."""
