@@ -21,7 +21,7 @@ GRANT UPDATE (loaded_at) ON rules_meta TO orderstatus_worker;
 GRANT SELECT, DELETE ON idempotency_keys, sent_notifications TO orderstatus_worker;
 
 -- each consumer's position (issue 24), written in the transaction of the work it covers, read on assignment
-GRANT SELECT, INSERT, UPDATE ON consumer_positions TO orderstatus_worker;
+GRANT SELECT, INSERT, UPDATE ON consumer_positions TO orderstatus_worker, orderstatus_notifier;
 
 -- the notifier: reads an order's contacts, records each email (claim, finish, release)
 GRANT SELECT ON orders, order_contacts TO orderstatus_notifier;

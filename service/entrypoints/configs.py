@@ -40,7 +40,8 @@ def notifier_config(settings: Settings) -> NotifierConfig:
     return NotifierConfig(events_topic=settings.events_topic, mail_from=settings.mail_from,
                           max_message_bytes=settings.max_message_bytes,
                           max_poll_records=settings.kafka_max_poll_records,
-                          commit_interval_s=settings.kafka_commit_interval_ms / 1000)
+                          commit_interval_s=settings.kafka_commit_interval_ms / 1000,
+                          group=settings.notifier_group)
 
 
 def consumer_groups(settings: Settings) -> KafkaConsumerGroups:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from service.adapters.postgres.positions import PostgresPositions
 from service.adapters.smtp import Mailer
 from service.domain.commands import SourceMessage
 from service.notifier.handlers import EventHandler
@@ -20,6 +21,7 @@ from service.runtime.consumer import Consumer
 from service.runtime.faults import StatementTimedOut, is_outage, is_timeout
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
+from service.runtime.positions import StartFromDatabase
 from service.runtime.retry import OutageRetry
 
 log = structlog.get_logger("orderstatus.notifier")
@@ -47,6 +49,9 @@ class NotifierConfig:
     max_message_bytes: int
     max_poll_records: int
     commit_interval_s: float = 0.0
+    # the consumer group, whose positions are written after each batch and read on assignment (issue 24);
+    # None: not kept
+    group: str | None = None
 
 
 class EventStrategy:
@@ -80,8 +85,12 @@ class Notifier:
                  progress: Progress, retry: OutageRetry) -> None:
         self.mailer = mailer
         handler = EventHandler(pool, mailer, config.mail_from, metrics, retry, config.max_message_bytes)
+        positions = None if config.group is None else PostgresPositions(pool, config.group)
         self.loop = ConsumeLoop(consumer, config.events_topic, EventStrategy(config, handler, metrics), retry,
-                                progress, metrics, config.commit_interval_s)
+                                progress, metrics, config.commit_interval_s,
+                                None if positions is None else StartFromDatabase(positions, consumer, retry,
+                                                                                 metrics).on_assigned,
+                                None if positions is None else positions.advance)
 
     async def status(self) -> dict:
         return {"lag": await self.loop.lag()}

@@ -37,12 +37,19 @@ class Strategy(Protocol):
         """Process the unit until its outcome is durable; outages propagate to be retried."""
 
 
+# (next offsets, first offsets) of a durable batch, per (topic, partition) -> written, or PositionGap
+RecordPositions = Callable[[dict[tuple[str, int], int], dict[tuple[str, int], int]], Awaitable[None]]
+
+
 class ConsumeLoop:
     def __init__(self, consumer: Consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
                  metrics: Metrics, commit_interval_s: float = 0.0,
-                 start_from: Callable[[set[Partition]], Awaitable[None]] | None = None) -> None:
+                 start_from: Callable[[set[Partition]], Awaitable[None]] | None = None,
+                 record_positions: RecordPositions | None = None) -> None:
         self.consumer = consumer
         self.start_from = start_from  # the assignment hook: where a newly assigned partition starts (issue 24)
+        # a consumer whose units are not one transaction writes its positions after each batch (the notifier)
+        self.record_positions = record_positions
         self.topic = topic
         self.strategy = strategy
         self.retry = retry
@@ -150,17 +157,40 @@ class ConsumeLoop:
         """Every unit durable and marked done, in order; False when a stop came first."""
         started = time.perf_counter()
         units = self.strategy.units(sources)
+        durable: list[SourceMessage] = []
         for index, unit in enumerate(units):
             # the unit in hand is finished on SIGTERM; the ones after it are left for redelivery
             if index and stop.is_set():
+                await self._positions_of(durable, stop)
                 return False
             try:
                 if not await self.retry.until_done(lambda: self.strategy.make_durable(unit), stop):
+                    await self._positions_of(durable, stop)
                     return False
             except PositionGap as gap:  # the database lost commits (a failover): read from its positions again
                 self.rewind(gap.positions, [s for later in units[index:] for s in later])
                 return True
             for source in unit:
                 self.offsets.done(Partition(source.topic, source.partition), source.offset)
+            durable.extend(unit)
+        if not await self._positions_of(durable, stop):
+            return False
         self.metrics.batch_seconds.labels(self.metrics.service).observe(time.perf_counter() - started)
         return True
+
+    async def _positions_of(self, durable: list[SourceMessage], stop: asyncio.Event) -> bool:
+        """With `record_positions`: write the positions past the durable messages (before their offsets go to
+        Kafka); on PositionGap rewind their partitions. False when a stop came first."""
+        if self.record_positions is None or not durable:
+            return True
+        nexts: dict[tuple[str, int], int] = {}
+        firsts: dict[tuple[str, int], int] = {}
+        for source in durable:
+            where = (source.topic, source.partition)
+            nexts[where] = max(source.offset + 1, nexts.get(where, 0))
+            firsts[where] = min(source.offset, firsts.get(where, source.offset))
+        try:
+            return await self.retry.until_done(lambda: self.record_positions(nexts, firsts), stop)
+        except PositionGap as gap:
+            self.rewind(gap.positions, [s for s in durable if (s.topic, s.partition) in gap.positions])
+            return True

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 
 import asyncpg
 
+from service.adapters.errors import PositionGap
+
 # (topic, partition) -> the offset of the next message to read
 Positions = Mapping[tuple[str, int], int]
 
@@ -63,7 +65,8 @@ async def read(conn: asyncpg.Connection, group: str, partitions: Iterable[tuple[
 
 
 class PostgresPositions:
-    """The consume loop's `PositionStore` on a pool: where each assigned partition starts (issue 24)."""
+    """The consume loop's `PositionStore` on a pool: where each assigned partition starts (issue 24), and the
+    positions of a consumer that writes them after its batch."""
 
     def __init__(self, pool, group: str) -> None:
         self.pool = pool
@@ -72,3 +75,13 @@ class PostgresPositions:
     async def read(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         async with self.pool.acquire() as conn:
             return await read(conn, self.group, partitions)
+
+    async def advance(self, next_offsets: Positions, first_offsets: Positions) -> None:
+        """Move the positions after a batch whose records were written in their own transactions (the notifier:
+        its sent-notification records, each committed before this): replication keeps commit order, so a
+        database that has this position has those records. Raises PositionGap (nothing written) when a stored
+        position is behind the batch's first offset: the database lost records."""
+        async with self.pool.acquire() as conn:
+            gaps = await advance(conn, self.group, next_offsets, first_offsets)
+        if gaps:
+            raise PositionGap(gaps)
