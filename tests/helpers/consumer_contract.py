@@ -114,8 +114,8 @@ class ConsumerContract:
             await joined.consumer.stop()
 
     async def test_the_next_member_of_the_group_starts_at_the_committed_offsets(self, backend):
-        """A commit of (partition 0: 2, partition 1: 0) after reading everything: a new member reads partition 0
-        from offset 2 and partition 1 from the start."""
+        """A commit of (partition 0: 2, partition 1: 0) after reading everything is the group's committed offsets, and
+        a new member reads partition 0 from offset 2 and partition 1 from the start."""
         await backend.produce(0, [b"a", b"b", b"c"])
         await backend.produce(1, [b"d", b"e"])
         first = await join(backend)
@@ -123,6 +123,7 @@ class ConsumerContract:
             await first.poll_until(lambda j: len(j.records) >= 5)
             zero, one = sorted(both(backend.topic))
             await first.consumer.commit({zero: 2, one: 0})
+            assert (await first.consumer.committed_offset(zero), await first.consumer.committed_offset(one)) == (2, 0)
         finally:
             await first.consumer.stop()
         second = await join(backend)
