@@ -13,6 +13,7 @@ from aiohttp import web
 
 from service.adapters.kafka.clients import make_consumer, make_producer
 from service.adapters.kafka.consumer import KafkaConsumer
+from service.adapters.kafka.published import KafkaPublishedEvents
 from service.adapters.kafka.replies import EventsTail
 from service.adapters.postgres.connection import create_pool, writable_server
 from service.adapters.smtp import Mailer
@@ -134,7 +135,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
     verifier = token_verifier(settings)
     consumer = KafkaConsumer(make_consumer(settings, settings.worker_group))
     worker = CommandWorker(worker_config(settings, ActorCheck(settings.actor_auth, verifier)), pool, producer,
-                           consumer, process.metrics, process.progress, process.retry)
+                           consumer, process.metrics, process.progress, process.retry,
+                           KafkaPublishedEvents(settings, settings.events_topic))
     read_api = read_routes(pool, None if verifier is None else partial(bearer, verifier=verifier),
                            token_required=settings.actor_auth == "required", open_reads=settings.read_api_open)
     # DESIGN §11: the read API on its own port when asked, else beside the probes

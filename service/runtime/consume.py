@@ -45,11 +45,13 @@ class ConsumeLoop:
     def __init__(self, consumer: Consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
                  metrics: Metrics, commit_interval_s: float = 0.0,
                  start_from: Callable[[set[Partition]], Awaitable[None]] | None = None,
-                 record_positions: RecordPositions | None = None) -> None:
+                 record_positions: RecordPositions | None = None,
+                 on_rewind: Callable[[dict[tuple[str, int], tuple[int, int]]], None] | None = None) -> None:
         self.consumer = consumer
         self.start_from = start_from  # the assignment hook: where a newly assigned partition starts (issue 24)
         # a consumer whose units are not one transaction writes its positions after each batch (the notifier)
         self.record_positions = record_positions
+        self.on_rewind = on_rewind  # told each rewound partition's window (database position, where it had got)
         self.topic = topic
         self.strategy = strategy
         self.retry = retry
@@ -142,6 +144,9 @@ class ConsumeLoop:
         for source in undone:
             where = Partition(source.topic, source.partition)
             seek[where] = min(source.offset, seek.get(where, source.offset))
+        if self.on_rewind is not None:
+            self.on_rewind({(t, n): (position, seek.get(Partition(t, n), position))
+                            for (t, n), position in stored.items()})
         for (topic, number), position in sorted(stored.items()):
             where = Partition(topic, number)
             again = max(seek.get(where, position) - position, 0)

@@ -53,6 +53,10 @@ class Metrics:
             "was behind Kafka's committed offset at assignment (a failover lost commits)",
             ["service", "topic", "partition"], registry=self.registry,
         )
+        self.redecided_conflicts = Counter(
+            "orderstatus_redecided_conflicts_total", "Events decided again after a rewind whose content differs from "
+            "the event of the same id already on the events topic (issue 24)", ["service"], registry=self.registry,
+        )
         self.rejections = Counter(
             "orderstatus_rejections_total", "OrderStatusChangeRejected events emitted (override items and "
             "invalid_command included), by reason", ["service", "reason"], registry=self.registry,

@@ -29,6 +29,7 @@ from service.runtime.metrics import Metrics
 from service.runtime.positions import StartFromDatabase
 from service.runtime.retry import OutageRetry
 from service.worker.config import BatchConfig, OrderShard, no_order_shard
+from service.worker.redecided import PublishedEvents, RedecidedCheck
 from service.worker.poison import process_isolating_poison
 from service.worker.relay import OutboxRelay
 
@@ -64,12 +65,14 @@ class CommandStrategy:
 
     def __init__(self, config: WorkerConfig, pool, metrics: Metrics,
                  partition_count: Callable[[], int | None] = lambda: None,
-                 written: Callable[[set[int]], None] = lambda shards: None) -> None:
+                 written: Callable[[set[int]], None] = lambda shards: None,
+                 published: PublishedEvents | None = None) -> None:
         self.written = written  # told the outbox shards each durable unit wrote to (the relay's next work)
         self.partition_count = partition_count
         self.max_records = config.max_poll_records
         self.config = config.batch
         self.group = config.group
+        self.redecided = RedecidedCheck(published, config.batch.topics, metrics)
         self.pool = pool
         self.metrics = metrics
         self.rules_cache = RulesCache()
@@ -101,6 +104,7 @@ class CommandStrategy:
                 if isinstance(event, ChangeRejected):
                     self.metrics.rejections.labels("worker", event.reason).inc()
         self.written(result.shards)
+        self.redecided.note(unit, result.outcomes)  # after a rewind: compared with the events topic (issue 24)
         if result.duplicates:
             self.metrics.messages.labels("worker", "duplicate").inc(result.duplicates)
         if result.skipped:
@@ -109,14 +113,15 @@ class CommandStrategy:
 
 class CommandWorker:
     def __init__(self, config: WorkerConfig, pool, producer, consumer: Consumer, metrics: Metrics, progress: Progress,
-                 retry: OutageRetry) -> None:
+                 retry: OutageRetry, published: PublishedEvents | None = None) -> None:
         self.retry = retry
         strategy = CommandStrategy(config, pool, metrics, partition_count=lambda: self.loop.partition_count(),
-                                   written=lambda shards: self.relay.notify(shards))
+                                   written=lambda shards: self.relay.notify(shards), published=published)
         start_from = None if config.group is None else StartFromDatabase(
             PostgresPositions(pool, config.group), consumer, retry, metrics).on_assigned
         self.loop = ConsumeLoop(consumer, config.commands_topic, strategy, retry, progress, metrics,
-                                config.commit_interval_s, start_from)
+                                config.commit_interval_s, start_from, on_rewind=strategy.redecided.rewound)
+        self.redecided = strategy.redecided
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(PostgresOutboxStore(pool), producer, metrics=metrics,
                                  owned_shards=self.loop.owned_partitions,
@@ -129,6 +134,7 @@ class CommandWorker:
             "outbox": {"unpublished": stats.backlog, "oldest_unpublished_age_s": stats.oldest_age_s,
                        "parked": stats.parked},
             "lag": await self.loop.lag(),
+            "decided_again": self.redecided.status(),  # after a failover's rewind (issue 24)
         }
 
     async def run(self, stop: asyncio.Event) -> None:
