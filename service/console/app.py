@@ -403,8 +403,11 @@ class Console:
             raise Forbidden("dead letters are not wired in this console")
         mode = form.get("mode", "selected")
         filters = self._dlq_filters(form)
-        if mode == "filter":
-            positions = await self.ports.dead_letters.matching(filters, MAX_SELECTED + 1)
+        if mode == "filter":  # the preview resolves the filter; its confirmation names exactly those letters
+            try:
+                positions = await self.ports.dead_letters.matching(filters, MAX_SELECTED + 1)
+            except ValueError as exc:
+                return self._refusal(request, 422, str(exc))
             if len(positions) > MAX_SELECTED:
                 return self._refusal(request, 422, f"more than {MAX_SELECTED} dead letters match: narrow the filter")
         else:
