@@ -90,7 +90,8 @@ class Notifier:
                                 progress, metrics, config.commit_interval_s,
                                 None if positions is None else StartFromDatabase(positions, consumer, retry,
                                                                                  metrics).on_assigned,
-                                None if positions is None else positions.advance)
+                                None if positions is None else positions.advance,
+                                bridge_gap=None if positions is None else positions.bridge)
 
     async def status(self) -> dict:
         return {"lag": await self.loop.lag()}

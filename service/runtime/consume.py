@@ -46,12 +46,15 @@ class ConsumeLoop:
                  metrics: Metrics, commit_interval_s: float = 0.0,
                  start_from: Callable[[set[Partition]], Awaitable[None]] | None = None,
                  record_positions: RecordPositions | None = None,
-                 on_rewind: Callable[[dict[tuple[str, int], tuple[int, int]]], None] | None = None) -> None:
+                 on_rewind: Callable[[dict[tuple[str, int], tuple[int, int]]], None] | None = None,
+                 bridge_gap: Callable[[dict[tuple[str, int], int]], Awaitable[None]] | None = None) -> None:
         self.consumer = consumer
         self.start_from = start_from  # the assignment hook: where a newly assigned partition starts (issue 24)
         # a consumer whose units are not one transaction writes its positions after each batch (the notifier)
         self.record_positions = record_positions
         self.on_rewind = on_rewind  # told each rewound partition's window (database position, where it had got)
+        self.bridge_gap = bridge_gap  # moves positions past offsets that hold no records (see `rewind`)
+        self._gaps: dict[Partition, tuple[int, int]] = {}  # the last gap rewound per partition (position, first)
         self.topic = topic
         self.strategy = strategy
         self.retry = retry
@@ -135,24 +138,38 @@ class ConsumeLoop:
             gauge.remove(service, topic, partition)
         self._lag_labels = current
 
-    def rewind(self, stored: dict[tuple[str, int], int], undone: Sequence[SourceMessage]) -> None:
+    async def rewind(self, stored: dict[tuple[str, int], int], undone: Sequence[SourceMessage]) -> None:
         """Seek back after a PositionGap (issue 24): each gapped partition to the database's position (the
         messages from there to the unit's first one are decided again: logged and counted), every other
         partition of the undone messages to the first of them; nothing of a gapped partition stays pending
-        for Kafka."""
+        for Kafka. The same gap found again right after a rewind to it holds no records (a transactional
+        producer's markers, records retention removed): the position is moved past it (`bridge_gap`) and the
+        unit read again, instead of rewinding for ever."""
         seek: dict[Partition, int] = {}
         for source in undone:
             where = Partition(source.topic, source.partition)
             seek[where] = min(source.offset, seek.get(where, source.offset))
-        if self.on_rewind is not None:
-            self.on_rewind({(t, n): (position, seek.get(Partition(t, n), position))
-                            for (t, n), position in stored.items()})
-        for (topic, number), position in sorted(stored.items()):
-            where = Partition(topic, number)
+        gaps = {Partition(*where): position for where, position in stored.items()}
+        empty = {where: seek[where] for where, position in gaps.items()
+                 if where in seek and self._gaps.get(where) == (position, seek[where])}
+        if empty and self.bridge_gap is not None:
+            for where, first in sorted(empty.items()):
+                log.warning("no records between the database's position and the next record: the position moves "
+                            "past them", topic=where.topic, partition=where.partition, database_offset=gaps[where],
+                            next_offset=first)
+                del gaps[where]
+                self._gaps.pop(where, None)
+            async for attempt in self.retry("postgres"):
+                with attempt:
+                    await self.bridge_gap({(w.topic, w.partition): first for w, first in empty.items()})
+        if self.on_rewind is not None and gaps:
+            self.on_rewind({(w.topic, w.partition): (position, seek.get(w, position)) for w, position in gaps.items()})
+        for where, position in sorted(gaps.items()):
             again = max(seek.get(where, position) - position, 0)
             log.warning("the database is behind this consumer (it lost commits): these messages will be processed "
-                        "again", topic=topic, partition=number, database_offset=position, again=again)
-            self.metrics.consumer_rewound.labels(self.metrics.service, topic, str(number)).inc(again)
+                        "again", topic=where.topic, partition=where.partition, database_offset=position, again=again)
+            self.metrics.consumer_rewound.labels(self.metrics.service, where.topic, str(where.partition)).inc(again)
+            self._gaps[where] = (position, seek.get(where, position))
             seek[where] = position
             self.offsets.pending.pop(where, None)
         assigned = self.consumer.assignment()
@@ -173,7 +190,7 @@ class ConsumeLoop:
                     await self._positions_of(durable, stop)
                     return False
             except PositionGap as gap:  # the database lost commits (a failover): read from its positions again
-                self.rewind(gap.positions, [s for later in units[index:] for s in later])
+                await self.rewind(gap.positions, [s for later in units[index:] for s in later])
                 return True
             for source in unit:
                 self.offsets.done(Partition(source.topic, source.partition), source.offset)
@@ -197,5 +214,5 @@ class ConsumeLoop:
         try:
             return await self.retry.until_done(lambda: self.record_positions(nexts, firsts), stop)
         except PositionGap as gap:
-            self.rewind(gap.positions, [s for s in durable if (s.topic, s.partition) in gap.positions])
+            await self.rewind(gap.positions, [s for s in durable if (s.topic, s.partition) in gap.positions])
             return True

@@ -117,10 +117,13 @@ class CommandWorker:
         self.retry = retry
         strategy = CommandStrategy(config, pool, metrics, partition_count=lambda: self.loop.partition_count(),
                                    written=lambda shards: self.relay.notify(shards), published=published)
-        start_from = None if config.group is None else StartFromDatabase(
-            PostgresPositions(pool, config.group), consumer, retry, metrics).on_assigned
+        positions = None if config.group is None else PostgresPositions(pool, config.group)
         self.loop = ConsumeLoop(consumer, config.commands_topic, strategy, retry, progress, metrics,
-                                config.commit_interval_s, start_from, on_rewind=strategy.redecided.rewound)
+                                config.commit_interval_s,
+                                None if positions is None else StartFromDatabase(positions, consumer, retry,
+                                                                                 metrics).on_assigned,
+                                on_rewind=strategy.redecided.rewound,
+                                bridge_gap=None if positions is None else positions.bridge)
         self.redecided = strategy.redecided
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(PostgresOutboxStore(pool), producer, metrics=metrics,

@@ -122,3 +122,36 @@ class TestGapWhileRunning:
         assert consumer.committed == {P0: 6}
         assert metrics.registry.get_sample_value(
             "orderstatus_consumer_rewound_total", {"service": "test", "topic": TOPIC, "partition": "0"}) == 3
+
+
+class ConsumerSkippingMarkers(FakeConsumer):
+    """Offsets in `markers` hold no records (a transactional producer's commit markers): never returned."""
+
+    def __init__(self, markers: set[int]) -> None:
+        super().__init__()
+        self.markers = markers
+
+    async def poll(self, timeout_s: float, max_records: int):
+        return [m for m in await super().poll(timeout_s, max_records) if m.offset not in self.markers]
+
+
+class TestGapWithoutRecords:
+    async def test_a_gap_that_holds_no_records_is_bridged_not_rewound_for_ever(self):
+        """The database is at 2 and offsets 2-3 are markers: the first gap rewinds to 2, the same gap comes
+        back (no record between), so the position is moved to 4 and messages 4 and 5 are processed once."""
+        stop = asyncio.Event()
+        consumer = ConsumerSkippingMarkers({2, 3})
+        for n in range(6):
+            consumer.append(TOPIC, 0, f"0-{n}".encode())
+        consumer.committed = {P0: 2}
+        metrics, progress = Metrics("test"), Progress(60)
+        strategy = GapCheckingStrategy(stop, {(TOPIC, 0): 2})
+
+        async def bridge(positions) -> None:
+            strategy.positions.update(positions)
+
+        loop = ConsumeLoop(consumer, TOPIC, strategy, OutageRetry(0.001, 0.001, metrics, progress), progress,
+                           metrics, 0.0, bridge_gap=bridge)
+        await run_until_drained(loop, consumer, stop)
+        assert strategy.tries[:2] == [(0, 4), (0, 4)] and strategy.durable == [(0, 4), (0, 5)]
+        assert strategy.positions == {(TOPIC, 0): 6} and consumer.committed == {P0: 6}

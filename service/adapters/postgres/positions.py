@@ -85,3 +85,8 @@ class PostgresPositions:
             gaps = await advance(conn, self.group, next_offsets, first_offsets)
         if gaps:
             raise PositionGap(gaps)
+
+    async def bridge(self, next_offsets: Positions) -> None:
+        """Move positions forward past offsets that hold no records (never back, no gap check)."""
+        async with self.pool.acquire() as conn:
+            await advance(conn, self.group, next_offsets)
