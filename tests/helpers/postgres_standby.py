@@ -123,10 +123,14 @@ class ReplicatedPostgres:
             time.sleep(0.1)
         raise InfrastructureError("the standby was not promoted")
 
-    def fence_primary(self) -> None:
+    def fence_primary(self, end_sessions: bool = False) -> None:
         """Make the old primary refuse writes while it still runs (what a fencing agent does): every
-        transaction from now on is read-only, in the sessions already open too."""
+        transaction from now on is read-only, in the sessions already open too; with `end_sessions` the
+        sessions open now are ended as well (a transaction begun before the fence could still write)."""
         self._sql(self.primary_url, "ALTER SYSTEM SET default_transaction_read_only = on", "SELECT pg_reload_conf()")
+        if end_sessions:
+            self._sql(self.primary_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
 
     def stop(self) -> None:
         for server in (getattr(self, "standby", None), getattr(self, "primary", None)):

@@ -14,6 +14,8 @@ import urllib.request
 from collections import Counter
 
 from service.adapters.postgres.connection import connect, create_pool, writable_server
+from service.adapters.postgres.rules import RulesCache
+from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.notifier.rendering import EVENT_ID_HEADER
 from service.devkit.embedded import free_port, scratch_dir
 from service.runtime.faults import is_outage
@@ -26,7 +28,7 @@ from tests.helpers.command_chains import (
     wait_outbox_drained,
     wait_processed,
 )
-from tests.helpers.database import on_database, seed
+from tests.helpers.database import on_database, seed, seed_database
 from tests.helpers.offsets import committed_offsets
 from tests.helpers.postgres_standby import ReplicatedPostgres
 from tests.helpers.processes import ServiceProcess, fast_group_env
@@ -116,6 +118,33 @@ class TestFollowingThePrimary:
                 reader = await connect(url)
                 try:
                     assert await reader.fetchval("SELECT count(*) FROM fence_probe") == 0
+                finally:
+                    await reader.close()
+        finally:
+            await pool.close()
+
+    async def test_a_workers_unit_of_work_open_on_the_old_primary_commits_nothing(self, synchronous_pair):
+        """A worker's transaction begun on the primary, which is then fenced (sessions ended) after the standby's
+        promotion: its commit fails as an outage (retried on the new primary), and neither server holds any of
+        it."""
+        pair = synchronous_pair
+        await seed_database(pair.url, chain_orders(ORDER_IDS))
+        pool = await create_pool(pair.url, size=1)
+        try:
+            uow = PostgresUnitOfWork(pool, RulesCache(), group="fenced")
+            with pytest.raises(Exception) as failed:
+                async with uow:
+                    assert await uow.claim([("fenced-1", "ChangeOrderStatus", "commands:0:0")]) == {"fenced-1"}
+                    uow.advance({("commands", 0): 1})
+                    pair.promote()
+                    pair.fence_primary(end_sessions=True)
+                    await uow.commit()
+            assert is_outage(failed.value), repr(failed.value)
+            for url in (pair.primary_url, pair.standby_url):
+                reader = await connect(url)
+                try:
+                    assert await reader.fetchval("SELECT count(*) FROM processed_commands") == 0
+                    assert await reader.fetchval("SELECT count(*) FROM consumer_positions") == 0
                 finally:
                     await reader.close()
         finally:
