@@ -21,7 +21,7 @@ from service.runtime.consumer import Consumer
 from service.runtime.faults import StatementTimedOut, is_outage, is_timeout
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
-from service.runtime.positions import StartFromDatabase
+from service.runtime.positions import DatabasePositions
 from service.runtime.retry import OutageRetry
 
 log = structlog.get_logger("orderstatus.notifier")
@@ -88,10 +88,8 @@ class Notifier:
         positions = None if config.group is None else PostgresPositions(pool, config.group)
         self.loop = ConsumeLoop(consumer, config.events_topic, EventStrategy(config, handler, metrics), retry,
                                 progress, metrics, config.commit_interval_s,
-                                None if positions is None else StartFromDatabase(positions, consumer, retry,
-                                                                                 metrics).on_assigned,
-                                None if positions is None else positions.advance,
-                                bridge_gap=None if positions is None else positions.bridge)
+                                None if positions is None else DatabasePositions(positions, consumer, retry, metrics,
+                                                                                 written_by_loop=True))
 
     async def status(self) -> dict:
         return {"lag": await self.loop.lag()}

@@ -22,6 +22,7 @@ from service.runtime.consumer import Consumer, Partition
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
 from service.runtime.offsets import CommitOnRevoke, OffsetCommitter
+from service.runtime.positions import DatabasePositions
 from service.runtime.retry import OutageRetry
 
 log = structlog.get_logger("orderstatus.consume")
@@ -37,23 +38,14 @@ class Strategy(Protocol):
         """Process the unit until its outcome is durable; outages propagate to be retried."""
 
 
-# (next offsets, first offsets) of a durable batch, per (topic, partition) -> written, or PositionGap
-RecordPositions = Callable[[dict[tuple[str, int], int], dict[tuple[str, int], int]], Awaitable[None]]
-
-
 class ConsumeLoop:
     def __init__(self, consumer: Consumer, topic: str, strategy: Strategy, retry: OutageRetry, progress: Progress,
                  metrics: Metrics, commit_interval_s: float = 0.0,
-                 start_from: Callable[[set[Partition]], Awaitable[None]] | None = None,
-                 record_positions: RecordPositions | None = None,
-                 on_rewind: Callable[[dict[tuple[str, int], tuple[int, int]]], None] | None = None,
-                 bridge_gap: Callable[[dict[tuple[str, int], int]], Awaitable[None]] | None = None) -> None:
+                 positions: DatabasePositions | None = None,
+                 on_rewind: Callable[[dict[tuple[str, int], tuple[int, int]]], None] | None = None) -> None:
         self.consumer = consumer
-        self.start_from = start_from  # the assignment hook: where a newly assigned partition starts (issue 24)
-        # a consumer whose units are not one transaction writes its positions after each batch (the notifier)
-        self.record_positions = record_positions
+        self.positions = positions  # where an assigned partition starts, who writes positions (issue 24)
         self.on_rewind = on_rewind  # told each rewound partition's window (database position, where it had got)
-        self.bridge_gap = bridge_gap  # moves positions past offsets that hold no records (see `rewind`)
         self._gaps: dict[Partition, tuple[int, int]] = {}  # the last gap rewound per partition (position, first)
         self.topic = topic
         self.strategy = strategy
@@ -66,7 +58,7 @@ class ConsumeLoop:
         self._lag_labels: set[tuple[str, str]] = set()
 
     async def start(self) -> None:
-        listener = CommitOnRevoke(self.offsets, self.start_from)
+        listener = CommitOnRevoke(self.offsets, None if self.positions is None else self.positions.on_assigned)
         self.consumer.subscribe([self.topic], on_assigned=listener.on_assigned, on_revoked=listener.on_revoked)
         async for attempt in self.retry("kafka"):
             with attempt:
@@ -143,7 +135,7 @@ class ConsumeLoop:
         messages from there to the unit's first one are decided again: logged and counted), every other
         partition of the undone messages to the first of them; nothing of a gapped partition stays pending
         for Kafka. The same gap found again right after a rewind to it holds no records (a transactional
-        producer's markers, records retention removed): the position is moved past it (`bridge_gap`) and the
+        producer's markers, records retention removed): the position is moved past it (`store.bridge`) and the
         unit read again, instead of rewinding for ever."""
         seek: dict[Partition, int] = {}
         for source in undone:
@@ -152,7 +144,7 @@ class ConsumeLoop:
         gaps = {Partition(*where): position for where, position in stored.items()}
         empty = {where: seek[where] for where, position in gaps.items()
                  if where in seek and self._gaps.get(where) == (position, seek[where])}
-        if empty and self.bridge_gap is not None:
+        if empty and self.positions is not None:
             for where, first in sorted(empty.items()):
                 log.warning("no records between the database's position and the next record: the position moves "
                             "past them", topic=where.topic, partition=where.partition, database_offset=gaps[where],
@@ -161,7 +153,7 @@ class ConsumeLoop:
                 self._gaps.pop(where, None)
             async for attempt in self.retry("postgres"):
                 with attempt:
-                    await self.bridge_gap({(w.topic, w.partition): first for w, first in empty.items()})
+                    await self.positions.store.bridge({(w.topic, w.partition): first for w, first in empty.items()})
         if self.on_rewind is not None and gaps:
             self.on_rewind({(w.topic, w.partition): (position, seek.get(w, position)) for w, position in gaps.items()})
         for where, position in sorted(gaps.items()):
@@ -201,9 +193,9 @@ class ConsumeLoop:
         return True
 
     async def _positions_of(self, durable: list[SourceMessage], stop: asyncio.Event) -> bool:
-        """With `record_positions`: write the positions past the durable messages (before their offsets go to
+        """With positions written by the loop: write them past the durable messages (before their offsets go to
         Kafka); on PositionGap rewind their partitions. False when a stop came first."""
-        if self.record_positions is None or not durable:
+        if self.positions is None or not self.positions.written_by_loop or not durable:
             return True
         nexts: dict[tuple[str, int], int] = {}
         firsts: dict[tuple[str, int], int] = {}
@@ -212,7 +204,7 @@ class ConsumeLoop:
             nexts[where] = max(source.offset + 1, nexts.get(where, 0))
             firsts[where] = min(source.offset, firsts.get(where, source.offset))
         try:
-            return await self.retry.until_done(lambda: self.record_positions(nexts, firsts), stop)
+            return await self.retry.until_done(lambda: self.positions.store.advance(nexts, firsts), stop)
         except PositionGap as gap:
             await self.rewind(gap.positions, [s for s in durable if (s.topic, s.partition) in gap.positions])
             return True

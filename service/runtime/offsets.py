@@ -97,7 +97,7 @@ class CommitOnRevoke:
     def __init__(self, committer: OffsetCommitter,
                  start_from: Callable[[set[Partition]], Awaitable[None]] | None = None) -> None:
         self.committer = committer
-        self.start_from = start_from  # where newly assigned partitions start (`positions.StartFromDatabase`)
+        self.start_from = start_from  # where newly assigned partitions start (`positions.DatabasePositions`)
 
     async def on_revoked(self, revoked: set[Partition]) -> None:
         await self.committer.commit(only=set(revoked))

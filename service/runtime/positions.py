@@ -28,6 +28,14 @@ class PositionStore(Protocol):
     async def read(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The database's next offset of each given partition that has one."""
 
+    async def advance(self, next_offsets: Mapping[tuple[str, int], int],
+                      first_offsets: Mapping[tuple[str, int], int]) -> None:
+        """Move the positions forward after a batch; PositionGap (nothing written) when one is behind the
+        batch's first offset of its partition."""
+
+    async def bridge(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        """Move the positions forward past offsets that hold no records (no gap check)."""
+
 
 def starting_offsets(database: Mapping[Partition, int], kafka: Mapping[Partition, int | None],
                      ) -> tuple[dict[Partition, int], dict[Partition, int]]:
@@ -45,16 +53,21 @@ def starting_offsets(database: Mapping[Partition, int], kafka: Mapping[Partition
     return seek, rewound
 
 
-class StartFromDatabase:
-    """The assignment hook of the consume loop: seek each newly assigned partition whose database position is
-    behind Kafka's committed offset back to it. An outage of the database is waited out here (the rebalance
-    waits with it): starting from Kafka's offset instead would skip what the database lost."""
+class DatabasePositions:
+    """The consume loop's policy for the database's positions. On assignment it seeks each partition whose
+    database position is behind Kafka's committed offset back to it (a database outage is waited out here, the
+    rebalance waiting with it: starting from Kafka's offset instead would skip what the database lost). The
+    positions are written by the consumer's units of work (the worker), or, `written_by_loop`, by the loop after
+    each batch (the notifier, whose records are not one transaction). `store.bridge` moves a position past
+    offsets that hold no records (see `ConsumeLoop.rewind`)."""
 
-    def __init__(self, store: PositionStore, consumer: Consumer, retry: OutageRetry, metrics: Metrics) -> None:
+    def __init__(self, store: PositionStore, consumer: Consumer, retry: OutageRetry, metrics: Metrics,
+                 written_by_loop: bool = False) -> None:
         self.store = store
         self.consumer = consumer
         self.retry = retry
         self.metrics = metrics
+        self.written_by_loop = written_by_loop
 
     async def on_assigned(self, assigned: set[Partition]) -> None:
         if not assigned:

@@ -26,7 +26,7 @@ from service.runtime.consume import ConsumeLoop
 from service.runtime.consumer import Consumer
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
-from service.runtime.positions import StartFromDatabase
+from service.runtime.positions import DatabasePositions
 from service.runtime.retry import OutageRetry
 from service.worker.config import BatchConfig, OrderShard, no_order_shard
 from service.worker.redecided import PublishedEvents, RedecidedCheck
@@ -120,10 +120,8 @@ class CommandWorker:
         positions = None if config.group is None else PostgresPositions(pool, config.group)
         self.loop = ConsumeLoop(consumer, config.commands_topic, strategy, retry, progress, metrics,
                                 config.commit_interval_s,
-                                None if positions is None else StartFromDatabase(positions, consumer, retry,
-                                                                                 metrics).on_assigned,
-                                on_rewind=strategy.redecided.rewound,
-                                bridge_gap=None if positions is None else positions.bridge)
+                                None if positions is None else DatabasePositions(positions, consumer, retry, metrics),
+                                on_rewind=strategy.redecided.rewound)
         self.redecided = strategy.redecided
         # the relay publishes the outbox shards of the partitions this worker owns (scale-out)
         self.relay = OutboxRelay(PostgresOutboxStore(pool), producer, metrics=metrics,

@@ -12,7 +12,7 @@ from service.runtime.consume import ConsumeLoop
 from service.runtime.consumer import Partition
 from service.runtime.health import Progress
 from service.runtime.metrics import Metrics
-from service.runtime.positions import StartFromDatabase, starting_offsets
+from service.runtime.positions import DatabasePositions, starting_offsets
 from service.runtime.retry import OutageRetry
 from service.worker.batch import next_positions
 from tests.helpers.fakes import FakeConsumer
@@ -34,6 +34,12 @@ class FlakyStore:
         if self.reads <= self.outages:
             raise ConnectionRefusedError("the database is failing over")
         return {p: o for p, o in self.positions.items() if p in set(partitions)}
+
+    async def advance(self, next_offsets, first_offsets) -> None:
+        raise AssertionError("the worker's positions are written by its units of work")
+
+    async def bridge(self, next_offsets) -> None:
+        self.positions.update(next_offsets)
 
 
 class TestNextPositions:
@@ -66,7 +72,7 @@ class TestStartFromDatabase:
         store = FlakyStore({(TOPIC, 0): 2, (TOPIC, 1): 3}, outages=2)
         strategy = OneAtATime(stop)
         loop = ConsumeLoop(consumer, TOPIC, strategy, retry, progress, metrics, 0.0,
-                           StartFromDatabase(store, consumer, retry, metrics).on_assigned)
+                           DatabasePositions(store, consumer, retry, metrics))
         await run_until_drained(loop, consumer, stop)
         assert strategy.durable == [(0, 2), (0, 3), (0, 4), (0, 5), (1, 1), (1, 2)]
         assert store.reads == 3  # the outage was waited out, not skipped
@@ -145,13 +151,12 @@ class TestGapWithoutRecords:
             consumer.append(TOPIC, 0, f"0-{n}".encode())
         consumer.committed = {P0: 2}
         metrics, progress = Metrics("test"), Progress(60)
-        strategy = GapCheckingStrategy(stop, {(TOPIC, 0): 2})
-
-        async def bridge(positions) -> None:
-            strategy.positions.update(positions)
-
-        loop = ConsumeLoop(consumer, TOPIC, strategy, OutageRetry(0.001, 0.001, metrics, progress), progress,
-                           metrics, 0.0, bridge_gap=bridge)
+        store = FlakyStore({})
+        strategy = GapCheckingStrategy(stop, store.positions)  # one dict: the units' writes and the store's
+        retry = OutageRetry(0.001, 0.001, metrics, progress)
+        store.positions[(TOPIC, 0)] = 2
+        loop = ConsumeLoop(consumer, TOPIC, strategy, retry, progress, metrics, 0.0,
+                           DatabasePositions(store, consumer, retry, metrics))
         await run_until_drained(loop, consumer, stop)
         assert strategy.tries[:2] == [(0, 4), (0, 4)] and strategy.durable == [(0, 4), (0, 5)]
         assert strategy.positions == {(TOPIC, 0): 6} and consumer.committed == {P0: 6}
