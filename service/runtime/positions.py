@@ -7,8 +7,11 @@ commits Kafka's offsets had already counted (a failover to an asynchronous stand
 then the consumer starts from the database's position and the messages between are read, and decided, again
 — one log line and `orderstatus_consumer_rewound_total` say how many. Where Kafka is behind (a commit not
 sent before a crash, or an operator's `orderstatus replay`) its offset stands, as before; where the database
-has no position (before the first batch after the upgrade) Kafka's is used, and where Kafka has none the
-database's is."""
+has no position (before the first batch after the upgrade) Kafka's is used. Where Kafka has no committed
+offset the consumer's reset policy (earliest) stands, whatever the database holds: the group's offsets of a
+topic go only with the topic (deleted and made again, or a broker that keeps its log in memory, as the dev
+stack's), and a position from the topic's earlier life would skip the new one's first messages; reading from
+the start instead only meets duplicates, which the consumers drop."""
 
 from __future__ import annotations
 
@@ -40,14 +43,12 @@ class PositionStore(Protocol):
 def starting_offsets(database: Mapping[Partition, int], kafka: Mapping[Partition, int | None],
                      ) -> tuple[dict[Partition, int], dict[Partition, int]]:
     """(the offsets to seek to, and per rewound partition how many messages will be processed again).
-    A partition absent from both is left to the consumer's own reset policy."""
+    A partition that Kafka or the database has no offset of is left where the consumer puts it."""
     seek: dict[Partition, int] = {}
     rewound: dict[Partition, int] = {}
     for partition, position in database.items():
         committed = kafka.get(partition)
-        if committed is None:
-            seek[partition] = position
-        elif position < committed:
+        if committed is not None and position < committed:
             seek[partition] = position
             rewound[partition] = committed - position
     return seek, rewound
