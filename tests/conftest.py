@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +29,25 @@ from tests.helpers.cli import settings_env
 from tests.helpers.database import SAMPLE_ORDERS, SAMPLE_RULES
 
 BACKEND = os.environ.get("ORDERSTATUS_TEST_BACKEND", "embedded")
+
+
+def pytest_configure(config):
+    """Every scratch directory of the run (Postgres data, brokers' logs, process logs) under one folder of its own,
+    removed when the run ends: a run leaves gigabytes of them otherwise, and repeated runs filled a disk.
+    `ORDERSTATUS_KEEP_TEST_DIRS=1` keeps the folder to read after a failure."""
+    config._orderstatus_scratch = tempfile.mkdtemp(prefix="orderstatus-tests-")
+    tempfile.tempdir = config._orderstatus_scratch
+
+
+def pytest_unconfigure(config):
+    scratch = getattr(config, "_orderstatus_scratch", None)
+    if scratch is None:
+        return
+    tempfile.tempdir = None
+    if os.environ.get("ORDERSTATUS_KEEP_TEST_DIRS"):
+        print(f"\ntest scratch directories kept in {scratch}")
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _with_database(url: str, name: str) -> str:
