@@ -98,3 +98,31 @@ async def release(pool: asyncpg.Pool, event_id: UUID, recipient: str, attempt: i
         "DELETE FROM sent_notifications WHERE event_id = $1 AND recipient = $2 AND attempt = $3 AND status = $4",
         event_id, recipient, attempt, SENDING,
     )
+
+
+class PostgresNotificationStore:
+    """The functions above over one pool, as the notifier's `NotificationStore` port
+    (`service/notifier/ports.py`); it passes `tests/helpers/notification_store_contract.py`."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def recorded_recipients(self, event_id: UUID) -> dict[str, str]:
+        return await recorded_recipients(self.pool, event_id)
+
+    async def claim_first(self, event_id: UUID, recipient: str, status: str = SENDING,
+                          reason: str | None = None) -> int | None:
+        return await claim_first(self.pool, event_id, recipient, status, reason)
+
+    async def claim_next(self, event_id: UUID, recipient: str, status: str = SENDING,
+                         reason: str | None = None) -> int:
+        return await claim_next(self.pool, event_id, recipient, status, reason)
+
+    async def finish(self, event_id: UUID, recipient: str, attempt: int, status: str, reason: str | None) -> None:
+        await finish(self.pool, event_id, recipient, attempt, status, reason)
+
+    async def note_in_doubt(self, event_id: UUID, recipient: str, attempt: int, reason: str) -> None:
+        await note_in_doubt(self.pool, event_id, recipient, attempt, reason)
+
+    async def release(self, event_id: UUID, recipient: str, attempt: int) -> None:
+        await release(self.pool, event_id, recipient, attempt)
