@@ -11,6 +11,7 @@ from service.adapters.postgres.rules import fetch_rules, replace_rules
 from service.contract.rules_file import RulesFileError, load_rules_file
 from service.domain.model import RuleSet
 from service.entrypoints.cli.common import UserError, with_conn
+from service.queries.graph.dot import render_dot
 from service.queries.graph.mermaid import render_mermaid
 from service.queries.graph.svg import render_svg
 from service.runtime.settings import Settings
@@ -56,16 +57,17 @@ def rules_load(settings: Settings, file: str) -> None:
 
 @rules.command("graph")
 @click.option("--order-type", "order_type", default=None, help="Draw one order type only.")
-@click.option("--format", "fmt", type=click.Choice(["mermaid", "svg"]), default="mermaid", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "svg"]), default="mermaid", show_default=True,
+              help="dot is Graphviz text, for `dot -Tsvg` where Graphviz is installed.")
 @click.option("-o", "output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
 @click.option("--file", "rules_file", type=click.Path(dir_okay=False), default=None, help="Draw a rules file instead of the loaded rules.")
 @click.pass_obj
 def rules_graph(settings: Settings, order_type: str | None, fmt: str, output: str | None, rules_file: str | None) -> None:
-    """Draw the state machine as Mermaid or SVG."""
+    """Draw the state machine as Mermaid, Graphviz DOT or SVG."""
     ruleset = read_rules(rules_file) if rules_file else with_conn(settings, stored_rules)
     if order_type is not None and order_type not in ruleset.order_types:
         raise UserError(f"unknown order type {order_type!r} (known: {', '.join(sorted(ruleset.order_types))})")
-    text = render_mermaid(ruleset, order_type) if fmt == "mermaid" else render_svg(ruleset, order_type)
+    text = {"mermaid": render_mermaid, "dot": render_dot, "svg": render_svg}[fmt](ruleset, order_type)
     if output:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
