@@ -18,6 +18,7 @@ from service.worker.batch import process_batch
 from service.worker.config import BatchConfig
 from tests.helpers.commands import change
 from tests.helpers.database import seed_database
+from tests.helpers.lock_waits import wait_for_lock_wait
 from tests.helpers.unit_of_work_contract import (
     CONFIRMED,
     FREE,
@@ -138,8 +139,9 @@ async def test_a_batch_that_loses_a_claim_is_redone_and_finds_the_duplicate(data
             source = SourceMessage("order-status.commands", 0, 3, b"11", value, (), None)
             topics = Topics("order-status.events", "order-status.dlq")
             batch = asyncio.create_task(process_batch([source], uow_factory, BatchConfig(topics, 50)))
-            await asyncio.sleep(0.5)
-            assert not batch.done()  # it saw no record, decided, and waits on the unique key at commit
+            # it saw no record, decided, and waits on the unique key at commit
+            await wait_for_lock_wait(pool, what="the batch waiting on the racing record's unique key")
+            assert not batch.done()
         result = await asyncio.wait_for(batch, 10)
         assert calls == 2
         assert (result.outcomes, result.duplicates) == ([], 1)

@@ -11,6 +11,7 @@ import pytest
 from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from tests.helpers.lock_waits import wait_for_lock_wait
 
 
 @pytest.fixture
@@ -70,8 +71,8 @@ async def test_two_racing_take_overs_never_both_win(pool, first_commits, second_
         second = uow(pool)
         async with second:
             racing = asyncio.create_task(second.take_over_invalid([("was-invalid", "ChangeOrderStatus", "cmd:2:4")]))
-            await asyncio.sleep(0.3)
-            assert not racing.done()  # blocked on the first one's row lock
+            await wait_for_lock_wait(pool, what="the second take-over waiting on the first one's row lock")
+            assert not racing.done()
             if first_commits:
                 first.add("was-invalid", "applied", [], [])
                 await first.commit()

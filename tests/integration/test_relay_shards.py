@@ -18,6 +18,7 @@ from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
 from service.worker.relay import OutboxRelay
 from tests.helpers.fakes import FakeProducer
+from tests.helpers.lock_waits import wait_for_lock_wait
 from tests.helpers.waiting import wait_until
 
 
@@ -165,8 +166,8 @@ async def test_a_shards_writers_commit_in_id_order_so_the_cursor_never_passes_a_
             await outbox.insert(first, [message(1, 0)])
             second = asyncio.create_task(insert(pool, [message(2, 0)]))
             await insert(pool, [message(3, 1)])
-            await asyncio.sleep(0.3)
-            assert not second.done()  # waiting on shard 0's write lock
+            await wait_for_lock_wait(pool, what="the second writer of shard 0 waiting on its write lock")
+            assert not second.done()
             await relay.drain()
             assert [s.value for s in producer.sent] == [b"event 3"]
             await transaction.commit()
