@@ -1,7 +1,11 @@
-"""The port the notifier records its deliveries through: Postgres in production
-(`adapters/postgres/notifications.PostgresNotificationStore`), an in-memory fake in the tests
-(`tests/helpers/fake_notifications.py`); both pass one contract suite
-(`tests/helpers/notification_store_contract.py`)."""
+"""The notifier's ports, each with a fake in the tests and one contract suite the fake and the real adapter both
+pass (eventsourcing's per-backend test case):
+
+* `NotificationStore`, the records of its deliveries: Postgres in production
+  (`adapters/postgres/notifications.PostgresNotificationStore`), `tests/helpers/fake_notifications.py` in the
+  tests; contract `tests/helpers/notification_store_contract.py`.
+* `MailTransport`, the SMTP server in two stages: aiosmtplib in production (`adapters/smtp.Mailer`),
+  `tests/helpers/fake_mailer.py` in the tests; contract `tests/helpers/mailer_contract.py`."""
 
 from __future__ import annotations
 
@@ -32,3 +36,23 @@ class NotificationStore(Protocol):
 
     async def release(self, event_id: UUID, recipient: str, attempt: int) -> None:
         """Drop a claim still `sending` whose message the server certainly did not take."""
+
+
+class MailTransport(Protocol):
+    """One recipient's message in the two stages delivery needs (`notifier/delivery.py`): `open_envelope`
+    cannot deliver anything, `send_data` is where the server may accept the message.
+
+    Failures are `adapters.smtp`'s: Refused (5xx, for good), SmtpUnavailable (certainly not accepted; its
+    RecipientDeferred is a 4xx about one address), OutcomeUnknown (the message may or may not have arrived)."""
+
+    async def open_envelope(self, recipient: str) -> None:
+        """MAIL FROM and RCPT TO for one recipient."""
+
+    async def send_data(self, content: bytes) -> str:
+        """DATA for the open envelope; returns the server's acceptance reply."""
+
+    async def reset(self) -> None:
+        """Abandon the open envelope, keeping the connection when it still works."""
+
+    async def close(self) -> None:
+        """End the connection politely; the next envelope opens a new one."""
