@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import jinja2
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.adapters.postgres import orders as orders_store
 from service.adapters.postgres import views
@@ -32,6 +33,7 @@ from service.console import policy, store
 from service.domain.access import viewer_of
 from service.domain.model import ROLES, Actor, Principal
 from service.runtime.auth import NotAuthenticated
+from service.runtime.health import request_metrics
 
 log = structlog.get_logger("orderstatus.console")
 HERE = Path(__file__).resolve().parent
@@ -62,6 +64,10 @@ class ConsolePorts:
     ready: Callable[[], tuple[bool, dict]] | None = None
     # events one command may have (the worker's max_batch_items + 2): how a command id is searched by its event ids
     max_events: int = 52
+    # the process's metrics (service/runtime/metrics.py): requests counted and timed, /metrics; None: neither
+    metrics: Any = None
+    # the session cookie is Secure always (ORDERSTATUS_CONSOLE_SECURE_COOKIE=true), not only over HTTPS
+    secure_cookie: bool = False
 
 
 class Forbidden(Exception):
@@ -112,7 +118,8 @@ SECURITY_HEADERS = {
 }
 PRINCIPAL = web.RequestKey("principal", object)  # the signed-in Principal (None on the public pages)
 SESSION = web.RequestKey("session_id", object)  # the session id of the cookie (str), for the CSRF token
-PUBLIC = ("/sign-in", "/static/", "/healthz", "/readyz", "/status")
+PUBLIC = ("/sign-in", "/static/", "/healthz", "/readyz", "/status", "/metrics")
+OPS_PATHS = ("/healthz", "/readyz", "/status", "/metrics")  # on the ops port alone when there is one
 
 
 class Console:
@@ -123,10 +130,22 @@ class Console:
 
     # ---- plumbing ----
 
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=1_048_576)
+    def app(self, ops: bool = True) -> web.Application:
+        """The console's pages; with `ops` also the probes, /status and /metrics (False: they are on `ops_app`)."""
+        counting = [request_metrics(self.ports.metrics)] if self.ports.metrics is not None else []
+        app = web.Application(middlewares=[*counting, self._middleware], client_max_size=1_048_576)
         for method, path, handler in self.routes():
-            app.router.add_route(method, path, handler)
+            if ops or path not in OPS_PATHS:
+                app.router.add_route(method, path, handler)
+        return app
+
+    def ops_app(self) -> web.Application:
+        """/healthz, /readyz, /status and /metrics alone, for ORDERSTATUS_CONSOLE_OPS_PORT (never the ingress)."""
+        counting = [request_metrics(self.ports.metrics)] if self.ports.metrics is not None else []
+        app = web.Application(middlewares=counting)
+        for method, path, handler in self.routes():
+            if path in OPS_PATHS:
+                app.router.add_route(method, path, handler)
         return app
 
     def routes(self) -> list[tuple[str, str, Callable]]:
@@ -135,6 +154,7 @@ class Console:
             ("GET", "/healthz", self.healthz),
             ("GET", "/readyz", self.readyz),
             ("GET", "/status", self.status),
+            ("GET", "/metrics", self.metrics),
             ("GET", "/static/{name}", self.static),
             ("GET", "/sign-in", self.sign_in_page),
             ("POST", "/sign-in", self.sign_in),
@@ -224,6 +244,12 @@ class Console:
         ready, detail = self.ports.ready() if self.ports.ready is not None else (True, {})
         return web.json_response({"ready": ready, "read_only": self.ports.read_only, **detail}, dumps=_dumps)
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self.ports.metrics is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=generate_latest(self.ports.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         path = STATIC / name
@@ -273,7 +299,9 @@ class Console:
         log.info("console sign-in", sub=principal.sub, role=principal.role)
         response = web.HTTPSeeOther(next_path)
         max_age = int((expires - datetime.now(timezone.utc)).total_seconds())
-        response.set_cookie(policy.COOKIE, session_id, **policy.cookie_options(request.secure, max_age))
+        # Secure over HTTPS, or always when configured (behind a TLS-terminating ingress; X-Forwarded-Proto unread)
+        secure = request.secure or self.ports.secure_cookie
+        response.set_cookie(policy.COOKIE, session_id, **policy.cookie_options(secure, max_age))
         raise response
 
     async def sign_out(self, request: web.Request) -> web.Response:

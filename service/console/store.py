@@ -45,6 +45,18 @@ async def end_session(pool, session_id: str) -> None:
     await pool.execute("DELETE FROM console_sessions WHERE id_sha256 = $1 OR expires_at < now()", digest(session_id))
 
 
+async def purge_expired(pool, limit: int = 1000) -> int:
+    """Delete at most `limit` expired sessions and as many expired sign-in links (bounded: a backlog goes over
+    several calls, each a short statement); returns how many rows went."""
+    sessions = await pool.fetchval(
+        "WITH gone AS (DELETE FROM console_sessions WHERE id_sha256 IN (SELECT id_sha256 FROM console_sessions "
+        "WHERE expires_at < now() LIMIT $1) RETURNING 1) SELECT count(*) FROM gone", limit)
+    links = await pool.fetchval(
+        "WITH gone AS (DELETE FROM console_sign_in_links WHERE code_sha256 IN (SELECT code_sha256 "
+        "FROM console_sign_in_links WHERE expires_at < now() LIMIT $1) RETURNING 1) SELECT count(*) FROM gone", limit)
+    return sessions + links
+
+
 async def create_link(pool, principal: Principal, session_expires: datetime, ttl: timedelta = LINK_TTL) -> str:
     """A one-time sign-in code for this principal (the token it came from is not kept)."""
     code = new_secret()

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     # DESIGN §12: the operator console (`orderstatus console`); read-only removes every action for everyone
     console_port: int = 8083
     console_read_only: bool = False
+    # the console's /healthz, /readyz, /metrics and /status on this port and not on ORDERSTATUS_CONSOLE_PORT (which
+    # the ingress exposes); unset: all on the console port (dev, tests) — as ORDERSTATUS_GATEWAY_OPS_PORT
+    console_ops_port: int | None = None
+    # the session cookie's Secure flag: auto = when the request came over HTTPS; true = always (behind an ingress
+    # that terminates TLS the console sees plain HTTP; X-Forwarded-Proto is not trusted)
+    console_secure_cookie: Literal["auto", "true"] = "auto"
 
     max_batch_items: int = Field(50, ge=1)
     # DESIGN §11: a value above max_message_bytes is dead-lettered unparsed (and no output we write may

@@ -354,3 +354,90 @@ class TestMoreActions:
         assert status == 200 and "error.reason: not_json" in page
         assert "not json \\x01\\xff &lt;b&gt;" in page and "<b>" not in page.split("<pre", 1)[1].split("</pre>")[0]
         assert "secret-token" not in page and "actor-token: (redacted, 12 bytes)" in page
+
+
+def _requests_counted(metrics_text: str, route: str, status: str) -> float:
+    """orderstatus_http_requests_total of the console for GET `route` answered with `status` (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(metrics_text)
+               for sample in family.samples
+               if sample.name == "orderstatus_http_requests_total"
+               and sample.labels == {"service": "console", "method": "GET", "route": route, "status": status})
+
+
+class TestOperations:
+    async def test_with_an_ops_port_the_probes_status_and_metrics_leave_the_public_port(self, settings, tmp_path):
+        """ORDERSTATUS_CONSOLE_OPS_PORT: /status, /readyz, /healthz and /metrics answer 404 on the console's port
+        and 200 on the ops port, while the pages stay on the console's port."""
+        from service.devkit.embedded import free_port
+
+        s = console_settings(settings, tmp_path, console_ops_port=free_port())
+        await seed(s)
+        ops_base = f"http://127.0.0.1:{s.console_ops_port}"
+        async with running_console(s) as base, ConsoleClient(base) as public, ConsoleClient(ops_base) as ops:
+            for path in ("/status", "/readyz", "/healthz", "/metrics"):
+                assert (await public.get(path))[0] == 404, path
+            status, body = await ops.get("/status")
+            assert status == 200 and '"read_only": false' in body
+            assert (await ops.get("/readyz"))[0] == 200 and (await ops.get("/healthz"))[0] == 200
+            assert (await ops.get("/metrics"))[0] == 200
+            assert (await ops.get("/orders"))[0] == 404
+            await public.sign_in(token("staff"))
+            assert (await public.get("/orders"))[0] == 200
+
+    async def test_metrics_count_the_console_requests_by_route_and_status(self, settings, tmp_path):
+        """/metrics on the console's port (no ops port): a page load is counted under its route template and
+        status (an order page under /orders/{order_id}), a redirect to the sign-in page under 303."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_console(s) as base, ConsoleClient(base) as staff:
+            _, before = await staff.get("/metrics")
+            assert _requests_counted(before, "/orders", "200") == 0
+            assert (await staff.get("/orders"))[0] == 303
+            await staff.sign_in(token("staff"))
+            assert (await staff.get("/orders"))[0] == 200
+            assert (await staff.get("/orders/1029"))[0] == 200
+            status, after = await staff.get("/metrics")
+        assert status == 200
+        assert _requests_counted(after, "/orders", "303") == 1 and _requests_counted(after, "/orders", "200") == 1
+        assert _requests_counted(after, "/orders/{order_id}", "200") == 1
+        assert 'orderstatus_http_request_seconds_count{method="GET",route="/orders",service="console"} 2.0' in after
+        assert 'orderstatus_ready{service="console"} 1.0' in after
+
+    async def test_the_secure_cookie_setting_forces_secure_over_plain_http(self, settings, tmp_path):
+        """ORDERSTATUS_CONSOLE_SECURE_COOKIE=true: the session cookie is Secure although the request came over
+        plain HTTP (behind an ingress that terminates TLS); an X-Forwarded-Proto header alone changes nothing."""
+        forced = console_settings(settings, tmp_path, console_secure_cookie="true")
+        await seed(forced)
+        async with running_console(forced) as base, ConsoleClient(base) as client:
+            response = await client.sign_in(token("staff"))
+            assert response.status == 303 and "Secure" in response.headers["Set-Cookie"]
+        auto = console_settings(settings, tmp_path)
+        async with running_console(auto) as base, ConsoleClient(base) as client:
+            async with client.http.post(f"{base}/sign-in", data={"token": token("staff"), "next": "/orders"},
+                                        headers={"X-Forwarded-Proto": "https"}, allow_redirects=False) as response:
+                await response.read()
+            assert response.status == 303 and "Secure" not in response.headers["Set-Cookie"]
+
+    async def test_expired_sessions_and_sign_in_links_are_purged_in_the_background(self, settings, tmp_path):
+        """Rows past their expiry in console_sessions and console_sign_in_links are deleted by the running console
+        without anyone signing out; a session and a link still valid are kept."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        for name, expires in (("old", "now() - interval '1 minute'"), ("live", "now() + interval '1 hour'")):
+            await fetchval(s, "INSERT INTO console_sessions (id_sha256, sub, role, name, client_id, expires_at) "
+                              f"VALUES ($1, $2, 'staff', NULL, NULL, {expires}) RETURNING 1", f"{name}-hash", name)
+            await fetchval(s, "INSERT INTO console_sign_in_links (code_sha256, sub, role, name, client_id, "
+                              f"session_expires, expires_at) VALUES ($1, $2, 'staff', NULL, NULL, "
+                              f"now() + interval '1 hour', {expires}) RETURNING 1", f"{name}-code", name)
+
+        async def purged() -> bool:
+            return (await fetchval(s, "SELECT count(*) FROM console_sessions WHERE sub = 'old'") == 0
+                    and await fetchval(s, "SELECT count(*) FROM console_sign_in_links WHERE sub = 'old'") == 0)
+
+        assert not await purged()
+        async with running_console(s):
+            await wait_until(purged, 30, "the expired session and link to be purged", interval=0.2)
+        assert [r["sub"] for r in await fetch(s, "SELECT sub FROM console_sessions")] == ["live"]
+        assert [r["sub"] for r in await fetch(s, "SELECT sub FROM console_sign_in_links")] == ["live"]

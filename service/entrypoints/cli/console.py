@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import partial
@@ -47,6 +48,8 @@ from service.runtime.signals import run_until_signalled
 
 log = structlog.get_logger("orderstatus.console")
 MAX_BYTES_SHOWN = 16_384  # of a letter's key, value and each header on its page
+PURGE_EVERY_S = 60.0  # expired sessions and sign-in links are deleted at start-up and this often
+PURGE_BATCH = 1000  # rows of each table one purge deletes at most (a backlog goes over several rounds)
 
 
 def verifier_of(settings: Settings) -> TokenVerifier:
@@ -221,9 +224,16 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
         pool=pool, verify_token=token_check(verifier), diagram=render_svg, retry_outbox=unpark,
         resend=_resender(settings, pool), dead_letters=DeadLetters(settings, pool, producer),
         health=_health(settings, pool), read_only=settings.console_read_only, ready=progress.ready,
-        max_events=settings.max_batch_items + 2)
-    runner = await serve(Console(ports).app(), settings.http_host, settings.console_port)
-    log.info("console started", port=bound_port(runner), read_only=settings.console_read_only,
+        max_events=settings.max_batch_items + 2, metrics=metrics,
+        secure_cookie=settings.console_secure_cookie == "true")
+    # orderstatus_ready: what /readyz would answer, evaluated at every scrape (as runtime.health.start_http does)
+    metrics.ready.labels(metrics.service).set_function(lambda: 1.0 if progress.ready()[0] else 0.0)
+    app = Console(ports)
+    runner = await serve(app.app(ops=settings.console_ops_port is None), settings.http_host, settings.console_port)
+    ops = (None if settings.console_ops_port is None
+           else await serve(app.ops_app(), settings.http_host, settings.console_ops_port))
+    log.info("console started", port=bound_port(runner), ops_port=None if ops is None else bound_port(ops),
+             read_only=settings.console_read_only, secure_cookie=settings.console_secure_cookie,
              dlq_index_group=indexer_group(settings))
     indexing = asyncio.create_task(indexer.run(stop), name="dead-letter-indexer")
 
@@ -237,7 +247,11 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
         async with heartbeating(pool, "console", progress_report(progress, indexer.owned)):
             if ready is not None:
                 ready.set()
+            purged_at = None
             while not stop.is_set() and not indexing.done():
+                if purged_at is None or time.monotonic() - purged_at >= PURGE_EVERY_S:
+                    purged_at = time.monotonic()
+                    await _purge(pool)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
             if indexing.done() and not stop.is_set():
@@ -249,10 +263,24 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
             await asyncio.wait_for(indexing, 30)
         await asyncio.gather(probing, return_exceptions=True)
         await runner.cleanup()
+        if ops is not None:
+            await ops.cleanup()
         await producer.stop()
         await pool.close()
         log.info("console stopped")
     return 0
+
+
+async def _purge(pool) -> None:
+    """Delete expired sessions and sign-in links, a bounded batch of each; a failure waits for the next round
+    (a session past its expiry is refused anyway: the purge only keeps the tables small)."""
+    try:
+        gone = await console_store.purge_expired(pool, PURGE_BATCH)
+    except Exception as exc:  # the database away: the health watch reports it, the next round tries again
+        log.warning("console purge failed", error=f"{type(exc).__name__}: {exc}")
+        return
+    if gone:
+        log.info("console purged expired sessions and sign-in links", rows=gone)
 
 
 async def make_link(settings: Settings, token: str) -> str:
