@@ -5,7 +5,6 @@ value, headers); `parse_status_changed` reads an `OrderStatusChanged` back for t
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -16,6 +15,7 @@ from pydantic_core import to_json
 
 from service.contract.commands import BIGINT_MAX, INT_MAX
 from service.contract.headers import Header, Headers
+from service.contract.json_text import parse_json
 from service.contract.keys import message_key
 from service.contract.validation import first_error, is_storable_text
 from service.domain import events as domain
@@ -309,7 +309,7 @@ def parse_status_changed(value: bytes | None, max_bytes: int = 1_048_576) -> dom
 
 def _status_changed(value: bytes | None) -> domain.StatusChanged | None:
     try:
-        data = json.loads(value) if value is not None else None
+        data = parse_json(value) if value is not None else None
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, an integer too long
         raise Unparseable(f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
@@ -337,7 +337,7 @@ def _status_changed(value: bytes | None) -> domain.StatusChanged | None:
 def event_type_of(value: bytes) -> str | None:
     """The `type` of a stored event, for operator messages."""
     try:
-        data = json.loads(value)
+        data = parse_json(value)
     except (ValueError, RecursionError):
         return None
     return data.get("type") if isinstance(data, dict) else None

@@ -39,6 +39,7 @@ from service.contract.http import (
     StoreFeederResult,
     WordbeeStatusChange,
 )
+from service.contract.json_text import parse_json
 from service.contract.keys import command_key
 from service.contract.outcome import Outcome
 from service.contract.validation import first_error, is_storable_text
@@ -279,7 +280,7 @@ class Gateway:
     async def _json(self, request: web.Request):
         body = await self._body(request)
         try:
-            return json.loads(body)
+            return parse_json(body)
         except (ValueError, RecursionError):
             raise Refusal(422, "invalid_command", "the body is not JSON") from None
 

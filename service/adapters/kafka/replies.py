@@ -9,13 +9,13 @@ outcome cannot slip past between the publish and the first read. What the events
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 from aiokafka import TopicPartition
 
 from service.adapters.errors import TopicMissing
 from service.adapters.kafka.clients import consumer_of, learn_topic
+from service.contract.json_text import parse_json
 from service.contract.outcome import Outcome
 from service.adapters.kafka.config import KafkaSettings
 
@@ -119,7 +119,7 @@ class EventsTail:
 
 def _json_object(value: bytes | None) -> dict | None:
     try:
-        data = json.loads(value) if value is not None else None
+        data = parse_json(value) if value is not None else None
     except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
