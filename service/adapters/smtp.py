@@ -130,22 +130,15 @@ class Mailer:
         for may_retry in (True, False):
             kept_alive = self._smtp is not None and self._smtp.is_connected
             smtp = await self._connected()
+            at_recipient = False
             try:
                 await smtp.mail(self.settings.mail_from)
-            except aiosmtplib.SMTPResponseException as exc:
-                await self.reset()
-                raise _classify(exc) from exc
-            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
-                self.drop()
-                if kept_alive and may_retry:
-                    continue  # a kept-alive connection the server closed while idle: reconnect once
-                raise SmtpUnavailable(f"connection lost before DATA: {exc}") from exc
-            try:
+                at_recipient = True
                 await smtp.rcpt(recipient)
                 return
             except aiosmtplib.SMTPResponseException as exc:
                 await self.reset()
-                if 400 <= exc.code < 500:  # about this address only: other recipients still flow
+                if at_recipient and 400 <= exc.code < 500:  # about this address only: other recipients still flow
                     raise RecipientDeferred(_reply(exc)) from exc
                 raise _classify(exc) from exc
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
