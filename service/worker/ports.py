@@ -1,10 +1,15 @@
-"""The port the worker's batch writes through: Postgres in production (`adapters/postgres/unit_of_work.py`),
-an in-memory fake in the service-layer tests (`tests/helpers/fakes.py`); both pass one contract suite
-(`tests/helpers/unit_of_work_contract.py`)."""
+"""The worker's ports, each with a fake in the tests and one contract suite the fake and the real adapter both
+pass (eventsourcing's per-backend test case):
+
+* `UnitOfWork`, what the batch writes through: Postgres in production (`adapters/postgres/unit_of_work.py`),
+  `tests/helpers/fakes.FakeUnitOfWork` in the tests; contract `tests/helpers/unit_of_work_contract.py`.
+* `Producer`, what the relay publishes the outbox through (and the dead-letter redrive resends through):
+  aiokafka in production (`adapters/kafka/clients.make_producer`), `tests/helpers/fakes.FakeProducer` in the
+  tests; contract `tests/helpers/producer_contract.py`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from service.contract.events import WireMessage
@@ -50,3 +55,34 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None:
         """Make all of it durable and visible at once."""
+
+
+class Acknowledgement(Protocol):
+    """Where the broker put an acknowledged message (aiokafka's `RecordMetadata` has these)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+class Producer(Protocol):
+    """The slice of a Kafka producer the relay and the redrive use: `send` hands the message over and returns an
+    awaitable that resolves with the broker's acknowledgement (or raises its refusal); messages sent to one
+    partition are acknowledged in the order they were sent."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   headers: Sequence[tuple[str, bytes]] | None = None) -> Awaitable[Acknowledgement]:
+        """Queue the message; await the result for the acknowledgement."""
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                            headers: Sequence[tuple[str, bytes]] | None = None) -> Acknowledgement:
+        """Send and wait for the acknowledgement."""

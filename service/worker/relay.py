@@ -26,6 +26,7 @@ from service.adapters.errors import AccessRefused
 from service.domain.outbox import OutboxStats
 from service.runtime.metrics import Metrics
 from service.runtime.retry import OutageRetry
+from service.worker.ports import Producer
 from service.worker.relay_metrics import record_error, record_round, record_stats
 from service.worker.relay_round import publish_round
 from service.worker.relay_store import OutboxStore
@@ -37,8 +38,8 @@ class Round(NamedTuple):
 
 
 class OutboxRelay:
-    def __init__(self, store: OutboxStore, producer, *, batch_size: int = 1000, metrics: Metrics | None = None,
-                 stats_every_s: float = 5.0, owned_shards: Callable[[], Iterable[int]] = lambda: (0,),
+    def __init__(self, store: OutboxStore, producer: Producer, *, batch_size: int = 1000,
+                 metrics: Metrics | None = None, stats_every_s: float = 5.0, owned_shards: Callable[[], Iterable[int]] = lambda: (0,),
                  sweep_every_s: float = 10.0, concurrency: int = 1, round_bytes: int = 8 * 1_048_576) -> None:
         self.store = store
         self.round_bytes = round_bytes  # payload bytes one round holds at most (plus one row): bounded memory

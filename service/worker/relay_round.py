@@ -20,6 +20,7 @@ from service.adapters.kafka.publishing import SENT, publish_each
 from service.domain.outbox import HeldLines, Parking, StoredMessage
 from service.runtime import tracing
 from service.runtime.faults import is_outage
+from service.worker.ports import Producer
 from service.worker.relay_store import OutboxStore
 
 Result = str | BaseException | None  # SENT, the refusal, or None: not sent
@@ -105,7 +106,7 @@ class RoundReport:
         return next((r for r in self.results if isinstance(r, AccessRefused)), None)
 
 
-async def publish_round(store: OutboxStore, producer, shards: Sequence[int], limit: int,
+async def publish_round(store: OutboxStore, producer: Producer, shards: Sequence[int], limit: int,
                         max_bytes: int) -> RoundReport | None:
     """Publish one round of the shards (those another relay does not hold) and record it; None when other
     relays hold every one of them. The round is recorded even when an outage stopped it (see `outage`)."""
