@@ -51,6 +51,8 @@ EGRESS_PORTS = {
     "console": {53, 5432, 9093, 587},  # SMTP: an operator's email resend is sent from the console
 }
 GATEWAY_OPS_PORT = 8083  # the gateway's /healthz, /readyz, /metrics, /status (issue 23)
+CONSOLE_OPS_PORT = 8084  # the console's, apart from its pages (issue 21)
+OPS_PORTS = {"gateway": GATEWAY_OPS_PORT, "console": CONSOLE_OPS_PORT}
 HTTP_PORTS = {"worker": 8080, "notifier": 8081, "gateway": 8082, "console": 8083}
 PUBLIC_FACES = ("gateway", "console")  # ingress to their HTTP port from outside the namespace (the ingress controller)
 AUTHENTICATED = ("worker", "gateway", "console")
@@ -462,7 +464,7 @@ class TestTransportSecurity:
         container = _main(DEPLOYMENTS[name])
         assert _env(container)["ORDERSTATUS_HTTP_HOST"] == "0.0.0.0"
         assert [p["containerPort"] for p in container["ports"]] == [HTTP_PORTS[name]] + (
-            [GATEWAY_OPS_PORT] if name == "gateway" else [])
+            [OPS_PORTS[name]] if name in OPS_PORTS else [])
 
     def test_each_workload_runs_its_command(self):
         """`orderstatus migrate|worker|notifier|gateway|console`, the gateway on ORDERSTATUS_GATEWAY_PORT 8082, the
@@ -573,8 +575,8 @@ class TestNetworkPolicies:
 
     @pytest.mark.parametrize("workload", WORKLOAD_PARAMS)
     def test_ingress_only_to_the_gateway_port_and_metrics_from_monitoring(self, workload):
-        """The gateway accepts its port; worker and notifier only Prometheus from `monitoring`; migrate nothing;
-        the console its one port (pages, probes and /status), from the ingress controller."""
+        """The gateway and the console accept their public port, and Prometheus from `monitoring` on their ops
+        port; worker and notifier only Prometheus from `monitoring`; migrate nothing."""
         name = _component(workload)
         rules = [rule for policy in _policies_for(workload) for rule in policy["spec"].get("ingress", [])]
         if name == "migrate":
@@ -582,29 +584,32 @@ class TestNetworkPolicies:
             return
         assert all(rule.get("ports") for rule in rules), "an ingress rule without ports allows all"
         monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-        if name == "console":
-            assert [{p["port"] for p in rule["ports"]} for rule in rules] == [{HTTP_PORTS[name]}]
-            return
         if name not in PUBLIC_FACES:
             assert {p["port"] for rule in rules for p in rule["ports"]} == {HTTP_PORTS[name]}
             assert all(rule.get("from") == [monitoring] for rule in rules)
             return
-        # the gateway: its seed APIs' port from anywhere, its ops port (metrics, status) from monitoring only
+        # the gateway (console): its seed APIs' (pages') port from anywhere, its ops port from monitoring only
         public = [rule for rule in rules if not rule.get("from")]
         assert {p["port"] for rule in public for p in rule["ports"]} == {HTTP_PORTS[name]}
         assert all(rule.get("from") == [monitoring] for rule in rules if rule not in public)
-        assert {p["port"] for rule in rules if rule not in public for p in rule["ports"]} == {GATEWAY_OPS_PORT}
+        assert {p["port"] for rule in rules if rule not in public for p in rule["ports"]} == {OPS_PORTS[name]}
 
-    def test_the_gateway_service_exposes_only_the_seed_apis(self):
-        """/metrics, /status and the probes are on the ops port, which the public Service does not expose."""
-        container = _main(DEPLOYMENTS["gateway"])
-        assert _env(container)["ORDERSTATUS_GATEWAY_OPS_PORT"] == str(GATEWAY_OPS_PORT)
+    @pytest.mark.parametrize("name", list(OPS_PORTS))
+    def test_the_public_service_exposes_only_the_seed_apis_or_the_pages(self, name):
+        """/metrics, /status and the probes of the gateway and the console are on their ops port, which the
+        public Service does not expose."""
+        container = _main(DEPLOYMENTS[name])
+        assert _env(container)[f"ORDERSTATUS_{name.upper()}_OPS_PORT"] == str(OPS_PORTS[name])
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"http": HTTP_PORTS["gateway"], "ops": GATEWAY_OPS_PORT}
+        assert ports == {"http": HTTP_PORTS[name], "ops": OPS_PORTS[name]}
         for probe in ("livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"]["port"] == "ops"
-        (service,) = [s for s in _of_kind("Service") if s["metadata"]["name"] == "orderstatus-gateway"]
-        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(HTTP_PORTS["gateway"], "http")]
+        (service,) = [s for s in _of_kind("Service") if s["metadata"]["name"] == f"orderstatus-{name}"]
+        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(HTTP_PORTS[name], "http")]
+
+    def test_the_console_cookie_is_secure_behind_the_tls_terminating_ingress(self):
+        """The pod sees plain HTTP from the ingress: ORDERSTATUS_CONSOLE_SECURE_COOKIE=true keeps the cookie Secure."""
+        assert _env(_main(DEPLOYMENTS["console"]))["ORDERSTATUS_CONSOLE_SECURE_COOKIE"] == "true"
 
     @pytest.mark.parametrize("workload", [pytest.param(d, id=n) for n, d in DEPLOYMENTS.items()])
     def test_every_deployment_has_a_disruption_budget(self, workload):
