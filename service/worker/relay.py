@@ -39,7 +39,8 @@ class Round(NamedTuple):
 
 class OutboxRelay:
     def __init__(self, store: OutboxStore, producer: Producer, *, batch_size: int = 1000,
-                 metrics: Metrics | None = None, stats_every_s: float = 5.0, owned_shards: Callable[[], Iterable[int]] = lambda: (0,),
+                 metrics: Metrics | None = None, stats_every_s: float = 5.0,
+                 owned_shards: Callable[[], Iterable[int]] = lambda: (0,),
                  sweep_every_s: float = 10.0, concurrency: int = 1, round_bytes: int = 8 * 1_048_576) -> None:
         self.store = store
         self.round_bytes = round_bytes  # payload bytes one round holds at most (plus one row): bounded memory
