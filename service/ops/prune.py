@@ -13,7 +13,6 @@ messages forever, and a topic whose retention the broker does not report (unless
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -21,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 import structlog
 
 from service.adapters.postgres import retention as store
+from service.contract.durations import parse_duration
 from service.ops.errors import OpsError
 from service.ops.ports import ConsumerGroups
 from service.runtime.faults import is_outage
@@ -29,16 +29,14 @@ log = structlog.get_logger("orderstatus.prune")
 
 CONFIGS = ("retention.ms", "segment.ms", "cleanup.policy")
 TABLES = tuple(store.OLD)
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhms]?)\s*$")
-_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 86400}
 
 
 def parse_age(text: str) -> timedelta:
-    """`30d`, `12h`, `90m`, `3600s`; a bare number is days."""
-    match = _AGE.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise OpsError(f"not an age like 30d, 12h, 90m or 3600s: {text!r}")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    """`30d`, `12h`, `90m`, `3600s`; a bare number is days (contract.durations)."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise OpsError(f"not an age like 30d, 12h, 90m or 3600s: {text!r}") from None
 
 
 def human(seconds: float) -> str:

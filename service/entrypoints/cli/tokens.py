@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 
 import click
 
+from service.contract.durations import parse_duration
 from service.domain.model import ROLES
 from service.entrypoints.cli.common import UserError
 from service.runtime.auth import AuthConfigError, issue_token
 from service.runtime.settings import Settings
 
-_TTL = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
 
 def parse_ttl(text: str) -> timedelta:
-    match = _TTL.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise UserError(f"--ttl wants a positive duration like 30m, 1h or 7d, got {text!r}")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    """`30m`, `1h`, `7d` … as every command reads a duration (contract.durations)."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise UserError(f"--ttl wants a positive duration like 30m, 1h or 7d, got {text!r}") from None
 
 
 @click.group()
