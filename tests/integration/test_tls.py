@@ -9,7 +9,6 @@ import os
 import secrets
 import ssl
 import subprocess
-import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,6 +25,7 @@ from service.devkit.embedded import EmbeddedPostgres, SmtpSink, scratch_dir
 from service.runtime.settings import Settings
 from tests.helpers.cli import ok, run_cli, run_cli_async, start_cli, user_error
 from tests.helpers.pki import certificate, pem
+from tests.helpers.waiting import wait_until
 
 DB_PASSWORD = f"db-pw-{secrets.token_hex(8)}"
 SMTP_PASSWORD = f"smtp-pw-{secrets.token_hex(8)}"
@@ -62,6 +62,12 @@ def _url(server: EmbeddedPostgres, database: str, password: str = DB_PASSWORD, *
     return f"postgresql://postgres:{password}@127.0.0.1:{server.port}/{database}" + (f"?{params}" if params else "")
 
 
+def _refused_certificates(log: str) -> int:
+    """How many lines of a log report a failed certificate verification."""
+    return sum(1 for line in log.lower().splitlines()
+               if "certificate verify failed" in line or "certificate_verify_failed" in line)
+
+
 def _verified(server: EmbeddedPostgres, database: str, ca: Path, **extra: str) -> str:
     return _url(server, database, sslmode="verify-full", sslrootcert=str(ca), **extra)
 
@@ -76,15 +82,17 @@ async def _accept_only_tls_with_a_password(server: EmbeddedPostgres, ca: Path) -
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # the reload is asynchronous: wait until plaintext is refused
+
+    async def plaintext_refused() -> bool:
         try:
             plain = await asyncpg.connect(_url(server, "postgres", sslmode="disable"))
         except asyncpg.InvalidAuthorizationSpecificationError:
-            return
+            return True
         await plain.close()
-        await asyncio.sleep(0.1)
-    raise RuntimeError("pg_hba.conf was not reloaded")
+        return False
+
+    # the reload is asynchronous: wait until plaintext is refused
+    await wait_until(plaintext_refused, 10, "pg_hba.conf's reload (a plaintext connection refused)", interval=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -229,17 +237,21 @@ class TestSecretsAreNeverPrinted:
         line = user_error(run_cli(env, "migrate"), "invalid settings", "ORDERSTATUS_HTTP_PORT")
         assert DB_PASSWORD not in line
 
-    async def test_the_worker_log_never_shows_the_password(self, tls_postgres, pki):
+    async def test_the_worker_log_never_shows_the_password(self, tls_postgres, pki, tmp_path):
         """A worker that cannot open its pool (wrong CA) logs its retries without the DSN's password."""
         env = _env(database_url=_verified(tls_postgres, "orderstatus", pki.wrong_ca_cert), http_port="0",
                    retry_initial_s="0.05", retry_max_s="0.2", kafka_bootstrap_servers="127.0.0.1:1")
-        env["PYTHONUNBUFFERED"] = "1"  # every log line reaches the pipe before the kill
-        process = start_cli(env, "worker", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        await asyncio.sleep(3)
-        process.kill()  # SIGTERM is not what this test is about (it is not heeded while the pool is retried)
-        output, _ = await asyncio.to_thread(process.communicate, timeout=20)
-        assert "certificate verify failed" in output.lower() or "CERTIFICATE_VERIFY_FAILED" in output, output
-        assert DB_PASSWORD not in output
+        env["PYTHONUNBUFFERED"] = "1"  # every log line reaches the file as it is written
+        log = tmp_path / "worker.log"
+        with log.open("w") as out:
+            process = start_cli(env, "worker", stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            await wait_until(lambda: _refused_certificates(log.read_text()) >= 2, 60,
+                             "the worker's log of a refused certificate and of its retry")
+        finally:
+            process.kill()  # SIGTERM is not what this test is about (it is not heeded while the pool is retried)
+            await asyncio.to_thread(process.wait, 20)
+        assert DB_PASSWORD not in log.read_text()
 
 
 # -- SMTP -----------------------------------------------------------------------------------------------------
