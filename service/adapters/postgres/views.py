@@ -101,3 +101,26 @@ async def command_outcome(conn, command_id: str, max_events: int) -> dict | None
         "processed_at": record["processed_at"].isoformat(),
         "events": [json.loads(bytes(r["payload"])) for r in rows],
     }
+
+
+class PostgresReadViews:
+    """The views above over a pool (a connection per call) and one rules cache, as the read API's `ReadViews`
+    port (`service/queries/ports.py`); it passes `tests/helpers/read_views_contract.py`."""
+
+    def __init__(self, pool, rules_cache: RulesCache | None = None) -> None:
+        self.pool = pool
+        self.rules_cache = rules_cache
+
+    async def statuses(self, order_type: str | None = None) -> list[dict]:
+        async with self.pool.acquire() as conn:
+            return await statuses(conn, order_type, self.rules_cache)
+
+    async def transitions(self, order_id: int, actor: Actor) -> dict | None:
+        async with self.pool.acquire() as conn:
+            return await transitions(conn, order_id, actor, self.rules_cache)
+
+    async def history(self, order_id: int, viewer: Viewer, *, after_version: int = 0,
+                      limit: int | None = None) -> dict | None:
+        async with self.pool.acquire() as conn:
+            return await history(conn, order_id, viewer, after_version=after_version, limit=limit,
+                                 rules_cache=self.rules_cache)

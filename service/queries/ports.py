@@ -1,0 +1,26 @@
+"""The port the read API (`queries/http.py`) reads through: Postgres in production
+(`adapters/postgres/views.PostgresReadViews`), an in-memory fake over the fake database in the tests
+(`tests/helpers/fake_read_views.py`); both pass one contract suite (`tests/helpers/read_views_contract.py`),
+eventsourcing's per-backend test case."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from service.domain.access import Viewer
+from service.domain.model import Actor
+
+
+class ReadViews(Protocol):
+    """The read API's three views, as JSON-ready dicts (DESIGN §6.3). Who sees what is `service.domain.access`'s."""
+
+    async def statuses(self, order_type: str | None = None) -> list[dict]:
+        """The statuses of the rules in force (of one order type when given); [] before any rules are loaded."""
+
+    async def transitions(self, order_id: int, actor: Actor) -> dict | None:
+        """R13 for one order and actor; None when the order does not exist for this actor (R4)."""
+
+    async def history(self, order_id: int, viewer: Viewer, *, after_version: int = 0,
+                      limit: int | None = None) -> dict | None:
+        """The order's changes and notes as `viewer` may see them, paged when `limit` is given (`next_cursor`);
+        None when there is no such order for `viewer`."""
