@@ -35,7 +35,7 @@ from tests.helpers.command_chains import (
 from tests.helpers.commands import source_messages
 from tests.helpers.database import on_database, seed, url_of
 from tests.helpers.offsets import committed_offsets
-from tests.helpers.probes import assert_stays_not_ready, wait_readiness
+from tests.helpers.probes import assert_stays_not_ready, get, wait_readiness
 from tests.helpers.processes import ServiceProcess, fast_group_env
 from tests.helpers.producing import produce, stream
 from tests.helpers.services import running_worker
@@ -167,6 +167,20 @@ async def test_outbox_rows_committed_but_never_published_are_published_in_versio
     await assert_exactly_once(settings, commands + sentinels, events)
 
 
+async def outage_retries(port: int) -> float:
+    """The worker's orderstatus_outage_retries_total, summed over dependencies, from its /metrics."""
+    status, body = await get(port, "/metrics")
+    assert status == 200, body
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith("orderstatus_outage_retries_total{"))
+
+
+async def worker_retried(worker: asyncio.Task, port: int, at_least: float) -> bool:
+    """The worker is still running and has counted `at_least` outage retries."""
+    assert not worker.done(), "the worker gave up during the outage"
+    return await outage_retries(port) >= at_least
+
+
 async def test_postgres_outage_pauses_without_dlq_and_resumes_exactly_once(settings):
     """Postgres stopped mid-stream and restarted: no dead letters, every command applied once, every event out."""
     data_dir = scratch_dir("orderstatus-fault-pg-")
@@ -187,8 +201,10 @@ async def test_postgres_outage_pauses_without_dlq_and_resumes_exactly_once(setti
                 await asyncio.to_thread(pg.stop)
                 # the stream keeps coming while the database is down; /readyz says so
                 await wait_readiness(private.http_port, False, 10, database=False)
-                await asyncio.sleep(2)
-                assert not worker.done(), "the worker gave up during the outage"
+                # it keeps backing off and retrying (counted), rather than giving up
+                retries = await outage_retries(private.http_port)
+                await wait_until(lambda: worker_retried(worker, private.http_port, retries + 2), 30,
+                                 "two more outage retries of the worker")
                 await dlq.poll()
                 assert dlq.records == [], "an outage sent commands to the DLQ"
                 restarted = EmbeddedPostgres(data_dir, port=pg.port)
@@ -260,8 +276,11 @@ async def test_sigterm_while_the_broker_is_down_still_exits_0(settings, cli_env)
         await produce(private, commands)
         await wait_processed(private, len(commands))
         await wait_outbox_drained(private)
+        logged = len(worker.text())
         await asyncio.to_thread(broker.stop)
-        await asyncio.sleep(1.5)  # the consumer's fetches and heartbeats are failing now
+        await wait_until(lambda: all(failure in worker.text()[logged:] for failure in (
+            "Failed fetch messages", "Group Coordinator Request failed")), 30,
+            "the worker's log of failing fetches and heartbeats")
         assert await worker.terminate(timeout=30) == 0, worker.tail()
         assert "Traceback" not in worker.text(), worker.tail()
         await assert_applied_once(private, commands)
