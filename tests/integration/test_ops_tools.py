@@ -15,7 +15,7 @@ from service.devkit.embedded import free_port
 from service.runtime.settings import Settings
 from tests.helpers.cli import ok, run_cli_async, start_cli
 from tests.helpers.commands import change, override
-from tests.helpers.database import seed
+from tests.helpers.database import fetchval, seed
 from tests.helpers.offsets import log_ends
 from tests.helpers.probes import get
 from tests.helpers.producing import produce
@@ -46,7 +46,11 @@ class TestSendWait:
             applied = await send_wait(cli_env, change(3001, "QuoteAccepted", role="client", client_id="c-4"))
             assert applied.returncode == 0, applied.stderr
             sent, event = json_lines(applied)
-            assert sent["offset"] >= 0 and event["type"] == "OrderStatusChanged"
+            # the printed place is where the worker read the command from
+            read_at = await fetchval(settings, "SELECT source FROM processed_commands WHERE command_id = $1",
+                                     sent["command_id"])
+            assert read_at == f"{settings.commands_topic}:{sent['partition']}:{sent['offset']}"
+            assert event["type"] == "OrderStatusChanged"
             assert event["command_id"] == sent["command_id"] and event["to_status"]["code"] == "QuoteAccepted"
 
             rejected = await send_wait(cli_env, change(2001, "Received"))
