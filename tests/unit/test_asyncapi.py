@@ -68,6 +68,7 @@ def validate(node: str, document: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@pytest.mark.subprocess
 def test_official_parser_accepts_the_committed_document(node):
     """`node tools/asyncapi/validate.mjs` parses schemas/asyncapi.yaml, resolving its $refs, with no error."""
     result = subprocess.run([node, str(VALIDATE)], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -110,6 +111,7 @@ def _payload_schema_not_draft07(copy_dir: Path) -> str:
     ids=["referenced-schema-file-missing", "operation-on-unknown-channel", "channel-address-not-a-string",
          "payload-schema-breaks-draft-07"],
 )
+@pytest.mark.subprocess
 def test_official_parser_rejects_a_broken_copy(node, tmp_path, break_copy):
     """A copy of schemas/ with one defect fails validate.mjs with exit 1 and an error naming the defect."""
     copy_dir = tmp_path / "schemas"
@@ -232,6 +234,7 @@ def test_examples_validate_under_both_drafts():
                 validator(copy.deepcopy(schema), format_checker=validator.FORMAT_CHECKER).validate(example["payload"])
 
 
+@pytest.mark.subprocess
 def test_rendered_docs_load_nothing_from_the_network(node, tmp_path):
     """The HTML that `make docs` builds (render.mjs, not committed) shows the current document's headers and uses
     only its local css/ and js/ files: no CDN, no remote script or style."""

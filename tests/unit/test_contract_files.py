@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tools.contract import asyncapi, registry
@@ -31,6 +32,7 @@ class TestStaleness:
         stale = registry.stale_files(SCHEMAS)
         assert stale == [], f"stale contract files {stale}: run `make schemas` and commit schemas/"
 
+    @pytest.mark.subprocess
     def test_generation_does_not_depend_on_the_hash_seed(self):
         """Fresh interpreters with different hash seeds render the same bytes, so the staleness check never flaps."""
         script = "import json, sys; from tools.contract.registry import render_all; json.dump(render_all(), sys.stdout)"

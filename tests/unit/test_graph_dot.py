@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from service.contract.rules_file import parse_rules
 from service.queries.graph.dot import quote, render_dot
 
@@ -88,6 +90,7 @@ transitions:
 
 
 class TestCommand:
+    @pytest.mark.subprocess
     def test_rules_graph_format_dot(self, tmp_path):
         """`orderstatus rules graph --file F --format dot` prints DOT with the file's statuses and transitions."""
         path = tmp_path / "rules.yaml"

@@ -278,6 +278,7 @@ class TestLayout:
                             assert not r.contains(pt, margin=1.0), f"{p.order_type} {src}->{dst} crosses a label"
                 assert any(labels[k].contains(pt) for pt in points), f"{p.order_type} {src}->{dst} misses its label"
 
+    @pytest.mark.subprocess
     def test_same_input_same_drawing_in_another_process(self):
         """The layout is deterministic: two processes with different hash seeds write the same bytes."""
         code = (

@@ -310,6 +310,7 @@ class TestPromqlParser:
 
 
 class TestAlertRules:
+    @pytest.mark.subprocess
     def test_rule_file_structure(self):
         """The rule file has the shape Prometheus loads (groups, alerts with expr/for/labels/annotations); promtool agrees when installed."""
         jsonschema.validate(ALERTS, RULES_SCHEMA)
