@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
+from service.contract.events import EventActor, OverrideResult, StatusRefModel
 from service.contract.outcome import Outcome
 from service.ops import events as ops
+from tests.helpers.events import as_read, changed, override_completed, rejected
 
-CHANGED = {"type": "OrderStatusChanged", "event_id": "e1", "command_id": "c1", "order_id": 1029, "version": 4,
-           "from_status": {"id": 2, "code": "Confirmed"}, "to_status": {"id": 21, "code": "CancelledByClient"},
-           "override": False, "actor": {"id": "u-7", "role": "client", "client_id": "c-1"},
-           "occurred_at": "2026-03-01T12:00:00+00:00"}
-REJECTED = {"type": "OrderStatusChangeRejected", "command_id": "c2", "order_id": 1030, "requested_status": 21,
-            "reason": "cancel_has_payments", "message": "Order 1030 has payments.", "occurred_at": "t"}
-SUMMARY = {"type": "OrderStatusOverrideCompleted", "command_id": "c3", "item_count": 2, "occurred_at": "t",
-           "results": [{"order_id": 1, "status": "OnHold", "success": True},
-                       {"order_id": 2, "status": 21, "success": False, "reason": "order_not_found"}]}
+AT = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+CHANGED = as_read(changed(1029, version=4).model_copy(update={
+    "command_id": "c1", "occurred_at": AT,
+    "to_status": StatusRefModel(id=21, code="CancelledByClient", name="Cancelled"),
+    "actor": EventActor(id="u-7", role="client", client_id="c-1")}))
+REJECTED = as_read(rejected(1030, "c2", 21, "cancel_has_payments", "Order 1030 has payments.", occurred_at=AT))
+SUMMARY = as_read(override_completed("c3", [
+    OverrideResult(order_id=1, status="OnHold", success=True),
+    OverrideResult(order_id=2, status=21, success=False, reason="order_not_found")], occurred_at=AT))
 
 
 class TestDescribe:
     def test_one_readable_line_per_event_type(self):
         """What changed (or why not), on which order, by whom, for which command."""
-        assert ops.describe(CHANGED) == ("2026-03-01T12:00:00+00:00 OrderStatusChanged order 1029 v4: Confirmed -> "
+        assert ops.describe(CHANGED) == ("2026-03-01T12:00:00Z OrderStatusChanged order 1029 v4: Confirmed -> "
                                          "CancelledByClient by client u-7 (client c-1) [command c1]")
-        assert ops.describe(REJECTED) == ("t OrderStatusChangeRejected order 1030: 21 refused, cancel_has_payments: "
-                                          "Order 1030 has payments. [command c2]")
-        assert ops.describe(SUMMARY) == "t OrderStatusOverrideCompleted: 1/2 items applied [command c3]"
+        assert ops.describe(REJECTED) == ("2026-03-01T12:00:00Z OrderStatusChangeRejected order 1030: 21 refused, "
+                                          "cancel_has_payments: Order 1030 has payments. [command c2]")
+        assert ops.describe(SUMMARY) == ("2026-03-01T12:00:00Z OrderStatusOverrideCompleted: 1/2 items applied "
+                                         "[command c3]")
         whole = {**SUMMARY, "results": [], "reason": "batch_too_large", "item_count": 90}
         assert ops.describe(whole).endswith("0/90 items applied, refused whole: batch_too_large [command c3]")
 
