@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from service.contract import events as wire
 from service.contract.outcome import Outcome, Refusal, ends
 from service.domain.events import OverrideResult
+from tests.helpers.events import as_read, changed, override_completed, rejected
 
 CHANGE, BATCH = "ChangeOrderStatus", "OverrideOrderStatuses"
-CHANGED = {"type": "OrderStatusChanged", "command_id": "c"}
-REJECTED = {"type": "OrderStatusChangeRejected", "command_id": "c", "reason": "no_change", "message": "Already."}
-INVALID = {"type": "OrderStatusChangeRejected", "command_id": "c", "reason": "invalid_command", "message": "bad"}
-ITEM_1 = {"order_id": 1, "status": "OnHold", "success": True, "reason": None, "error": None}
-ITEM_2 = {"order_id": 2, "status": 21, "success": False, "reason": "order_not_found", "error": "gone"}
-SUMMARY = {"type": "OrderStatusOverrideCompleted", "command_id": "c", "reason": None, "results": [ITEM_1, ITEM_2]}
-ALL_GOOD = {**SUMMARY, "results": [ITEM_1]}
-TOO_LARGE = {"type": "OrderStatusChangeRejected", "command_id": "c", "reason": "batch_too_large", "message": "51"}
-REFUSED_WHOLE = {**SUMMARY, "reason": "batch_too_large", "results": []}
+CHANGED = as_read(changed(1).model_copy(update={"command_id": "c"}))
+REJECTED = as_read(rejected(1, "c", "OnHold", "no_change", "Already."))
+INVALID = as_read(rejected(1, "c", "OnHold", "invalid_command", "bad"))
+ITEM_1 = wire.OverrideResult(order_id=1, status="OnHold", success=True)
+ITEM_2 = wire.OverrideResult(order_id=2, status=21, success=False, reason="order_not_found", error="gone")
+SUMMARY = as_read(override_completed("c", [ITEM_1, ITEM_2]))
+ALL_GOOD = as_read(override_completed("c", [ITEM_1]))
+TOO_LARGE = as_read(rejected(1, "c", "OnHold", "batch_too_large", "51"))
+REFUSED_WHOLE = as_read(override_completed("c", [], item_count=51, reason="batch_too_large"))
 
 
 def outcome(command_type, *events) -> Outcome:
@@ -45,7 +47,7 @@ class TestWhenTheEventsEnd:
     @pytest.mark.parametrize("hostile", [{"type": ["x"], "reason": {"y": 1}}, {"results": 7}, {}])
     def test_a_hostile_event_never_raises(self, hostile):
         """Odd fields read as missing: add, verdict, refusal and item_results are total."""
-        found = outcome(BATCH, hostile, {**SUMMARY, "results": [7, "x", ITEM_1]})
+        found = outcome(BATCH, hostile, {**SUMMARY, "results": [7, "x", ITEM_1.model_dump(mode="json")]})
         assert found.final and found.verdict == "rejected"
         assert found.refusal() is None and found.item_results() == [OverrideResult(1, "OnHold", True)]
 
