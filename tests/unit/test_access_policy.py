@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from service.contract.events import EventActor
 from service.domain.access import (
     ANONYMOUS,
     OPERATOR,
@@ -18,6 +19,7 @@ from service.domain.access import (
     viewer_of,
 )
 from service.domain.model import Actor, OrderFacts, Principal
+from tests.helpers.events import as_read, changed
 
 ORDER = OrderFacts(order_id=1029, order_type="SO", status_id=2, client_id="c-1")
 ENTRY = {"version": 3, "actor": {"id": "u-7", "role": "staff", "client_id": None},
@@ -86,7 +88,7 @@ class TestNotesAndInternals:
 
 
 class TestCommands:
-    EVENTS = [{"type": "OrderStatusChanged", "actor": {"id": "u-1", "role": "client", "client_id": "c-1"}}]
+    EVENTS = [as_read(changed(1029).model_copy(update={"actor": EventActor(id="u-1", role="client", client_id="c-1")}))]
 
     def test_staff_see_every_command(self):
         """Staff and above see any command's outcome."""

@@ -8,10 +8,12 @@ import asyncio
 import pytest
 
 from service.adapters.kafka.replies import EventsTail
+from service.contract.events import EventActor
 from service.domain.access import shown, viewer_of
 from service.contract.commands import BIGINT_MAX, order_id_in_range
 from service.domain.model import Principal
 from service.gateway.app import command_location
+from tests.helpers.events import as_read, changed
 
 
 class ScriptedTail(EventsTail):
@@ -44,6 +46,11 @@ class TestOrderIdRange:
         assert order_id_in_range(text) is None
 
 
+def applied(command_id: str) -> dict:
+    """An OrderStatusChanged for `command_id` as the events reader decodes it from the topic."""
+    return as_read(changed(1029).model_copy(update={"command_id": command_id}))
+
+
 class TestEventsReaderIsTotal:
     @pytest.mark.parametrize("hostile", [
         {"command_id": ["not", "hashable"]}, {"command_id": {"a": 1}}, {"command_id": 7}, {"command_id": None},
@@ -51,7 +58,7 @@ class TestEventsReaderIsTotal:
     ])
     async def test_no_event_stops_the_reader(self, hostile):
         """A non-hashable or odd command_id, a missing one, a non-object: skipped; the next outcome still arrives."""
-        tail = ScriptedTail([hostile, {"command_id": "c-1", "type": "OrderStatusChanged"}])
+        tail = ScriptedTail([hostile, applied("c-1")])
         tail.expect("c-1", "ChangeOrderStatus")
         outcome = await tail.wait("c-1", 5)
         assert outcome.final and outcome.events[-1]["type"] == "OrderStatusChanged"
@@ -75,7 +82,7 @@ class TestWaitingTable:
         tail.expect("c-3", "ChangeOrderStatus")
         first = asyncio.create_task(tail.wait("c-3", 5))
         second = asyncio.create_task(tail.wait("c-3", 5))
-        tail.feed.put_nowait({"command_id": "c-3", "type": "OrderStatusChanged"})
+        tail.feed.put_nowait(applied("c-3"))
         outcomes = await asyncio.gather(first, second)
         assert all(o.final for o in outcomes)
         assert tail._waiting == {} and tail._waiters == {}
@@ -88,7 +95,7 @@ class TestWaitingTable:
         tail.expect("c-4", None)
         assert not (await tail.wait("c-4", 0.01)).final
         second = asyncio.create_task(tail.wait("c-4", 5))
-        tail.feed.put_nowait({"command_id": "c-4", "type": "OrderStatusChanged"})
+        tail.feed.put_nowait(applied("c-4"))
         assert (await second).final
         assert tail._waiting == {}
         tail._task.cancel()
@@ -116,10 +123,9 @@ class TestLocation:
 class TestClientsSeeWhatTheHistoryShows:
     def test_a_command_outcome_hides_from_clients_what_the_history_hides(self):
         """GET /commands/{id} for a client: no reservation refs or coupon codes, no private note, the actor's role only."""
-        event = {"type": "OrderStatusChanged", "command_id": "c-1", "actor": {"id": "u-7", "role": "client",
-                                                                              "client_id": "c-1", "name": "Ann"},
-                 "note": {"text": "internal", "is_public": False, "file_id": None},
-                 "removed_reservations": ["R-1"], "removed_coupons": ["SPRING"]}
+        event = as_read(changed(1029, note="internal", public=False).model_copy(update={
+            "command_id": "c-1", "actor": EventActor(id="u-7", role="client", client_id="c-1", name="Ann"),
+            "removed_reservations": ["R-1"], "removed_coupons": ["SPRING"]}))
         client = viewer_of(Principal(sub="u-7", role="client", client_id="c-1"))
         seen = shown(client, event)
         assert seen["removed_reservations"] == [] and seen["removed_coupons"] == []
