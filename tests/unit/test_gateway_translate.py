@@ -7,6 +7,7 @@ import json
 import pytest
 
 from service.contract.commands import parse_command
+from service.contract.events import OverrideResult
 from service.contract.http import BrightpearlStatusChange, StoreFeederOverride, WordbeeStatusChange
 from service.contract.outcome import Outcome
 from service.contract.openapi import openapi_document
@@ -14,6 +15,7 @@ from service.domain.commands import ChangeOrderStatus, OverrideOrderStatuses
 from service.domain.model import Principal, Reason
 from service.gateway import translate
 from service.gateway.docs import render_docs
+from tests.helpers.events import as_read, changed, override_completed, rejected
 
 CLIENT = Principal("u-7", "client", "c-1", "Ann")
 
@@ -68,31 +70,31 @@ class TestAnswers:
         ("actor_not_authenticated", 401)])
     def test_a_rejection_answers_its_status_and_error_body(self, reason, status):
         """A rejected change answers the mapped status with {reason, message}."""
-        rejected = [{"type": "OrderStatusChangeRejected", "reason": reason, "message": "why"}]
-        assert translate.change_answer(change(rejected)) == (status, {"reason": reason, "message": "why"})
+        refused = [as_read(rejected(1029, "c", "OnHold", reason, "why"))]
+        assert translate.change_answer(change(refused)) == (status, {"reason": reason, "message": "why"})
 
     def test_an_applied_change_answers_200_with_an_empty_object(self):
         """The seeds answer a successful change with {}."""
-        assert translate.change_answer(change([{"type": "OrderStatusChanged"}])) == (200, {})
+        assert translate.change_answer(change([as_read(changed(1029))])) == (200, {})
 
     def test_a_batch_answers_a_result_per_item_and_a_refused_batch_its_status(self):
         """StoreFeeder: 200 and a result per item; a batch refused whole answers its own status."""
-        summary = {"type": "OrderStatusOverrideCompleted", "reason": None, "results": [
-            {"order_id": 1, "status": "OnHold", "success": True, "reason": None, "error": None},
-            {"order_id": 2, "status": 21, "success": False, "reason": "order_not_found", "error": "gone"}]}
+        summary = as_read(override_completed("c", [
+            OverrideResult(order_id=1, status="OnHold", success=True),
+            OverrideResult(order_id=2, status=21, success=False, reason="order_not_found", error="gone")]))
         status, results = translate.override_answer(batch([summary]))
         assert status == 200 and [(r.OrderNumber, r.Success, r.Reason, r.Error) for r in results] == [
             (1, True, None, None), (2, False, "order_not_found", "gone")]
-        refused = [{"type": "OrderStatusChangeRejected", "reason": "batch_too_large", "message": "51 > 50"},
-                   {"type": "OrderStatusOverrideCompleted", "reason": "batch_too_large", "results": []}]
+        refused = [as_read(rejected(1, "c", "OnHold", "batch_too_large", "51 > 50")),
+                   as_read(override_completed("c", [], item_count=51, reason="batch_too_large"))]
         assert translate.override_answer(batch(refused)) == (413, {"reason": "batch_too_large", "message": "51 > 50"})
 
 
     def test_the_summary_is_found_whatever_order_the_events_arrived_in(self):
         """Items and summary live on different partitions: an item event after the summary changes nothing."""
-        summary = {"type": "OrderStatusOverrideCompleted", "reason": None, "results": [
-            {"order_id": 9, "status": "OnHold", "success": False, "reason": "order_not_found", "error": "gone"}]}
-        late_item = {"type": "OrderStatusChangeRejected", "reason": "order_not_found", "message": "gone"}
+        summary = as_read(override_completed("c", [
+            OverrideResult(order_id=9, status="OnHold", success=False, reason="order_not_found", error="gone")]))
+        late_item = as_read(rejected(9, "c", "OnHold", "order_not_found", "gone"))
         status, results = translate.override_answer(batch([summary, late_item]))
         assert status == 200 and results[0].Reason == "order_not_found"
 
