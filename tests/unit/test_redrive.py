@@ -18,8 +18,8 @@ from service.worker.batch import process_batch
 from service.worker.config import BatchConfig
 from service.worker.poison import process_isolating_poison
 from tests.helpers.commands import change, override, source_messages
-from tests.helpers.fakes import FakeDatabase
-from tests.helpers.redrive import RedrivableFakeUnitOfWork, redriven
+from tests.helpers.fakes import FakeDatabase, FakeUnitOfWork
+from tests.helpers.redrive import redriven
 
 TOPICS = Topics("events", "dlq")
 TIGHT = InputLimits(max_wire_items=1)  # before the fix: an override of two items is invalid on the wire
@@ -34,7 +34,7 @@ def events(db: FakeDatabase) -> list[dict]:
 
 
 async def run(db: FakeDatabase, sources, limits: InputLimits = InputLimits()):
-    return await process_isolating_poison(sources, lambda: RedrivableFakeUnitOfWork(db),
+    return await process_isolating_poison(sources, lambda: FakeUnitOfWork(db),
                                           BatchConfig(TOPICS, 50, limits))
 
 
@@ -128,7 +128,7 @@ class TestRedriveOfAnInvalidCommand:
         redrive takes the record over, the original does not, whichever comes first."""
         db, command, original, letter = await self.recorded_invalid()
         result = await process_batch([original, redriven(letter, 0, offset=10)],  # one transaction, no isolation
-                                     lambda: RedrivableFakeUnitOfWork(db), BatchConfig(TOPICS, 50))
+                                     lambda: FakeUnitOfWork(db), BatchConfig(TOPICS, 50))
         assert [o.outcome for o in result.outcomes] == ["applied"] and result.duplicates == 1
         assert db.orders[1033].version == 1 and db.commits == 2
 
@@ -195,7 +195,7 @@ class TestRedriveNeedsAnAuthenticatedCommand:
             return "no actor token"
 
         forged = await process_isolating_poison([redriven(letters(db)[0], 0, offset=10)],
-                                                lambda: RedrivableFakeUnitOfWork(db),
+                                                lambda: FakeUnitOfWork(db),
                                                 BatchConfig(TOPICS, 50, check_actor=refuse))
         assert [o.outcome for o in forged.outcomes] == ["rejected:actor_not_authenticated"]
         assert "@redrive:dlq:0:0" not in db.processed and command["command_id"] not in db.processed
