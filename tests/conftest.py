@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from service.adapters.postgres.connection import create_pool
 from service.devkit.embedded import EmbeddedPostgres, SmtpSink, scratch_dir
 from service.runtime.settings import Settings
 from tests.helpers.brokers import BROKER, new_broker
@@ -147,6 +148,16 @@ def database_url(postgres_url, template_database) -> str:
 
     asyncio.run(create())
     return _with_database(postgres_url, name)
+
+
+@pytest.fixture
+async def database_pool(database_url):
+    """A pool on the test's own database, closed after the test (the contract suites' Postgres backends)."""
+    pool = await create_pool(database_url)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 
-from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.notifications import PostgresNotificationStore
 from tests.helpers.notification_store_contract import NotificationStoreContract, Records
 
@@ -28,9 +27,5 @@ class TestPostgresNotificationStore(NotificationStoreContract):
     """PostgresNotificationStore keeps the notification-store contract."""
 
     @pytest.fixture
-    async def backend(self, database_url):
-        pool = await create_pool(database_url)
-        try:
-            yield PostgresBackend(pool)
-        finally:
-            await pool.close()
+    def backend(self, database_pool):
+        return PostgresBackend(database_pool)

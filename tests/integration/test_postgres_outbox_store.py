@@ -43,12 +43,8 @@ class TestPostgresOutboxStore(OutboxStoreContract):
     """PostgresOutboxStore keeps the relay's outbox contract."""
 
     @pytest.fixture
-    async def backend(self, database_url):
-        pool = await create_pool(database_url)
-        try:
-            yield PostgresBackend(pool)
-        finally:
-            await pool.close()
+    def backend(self, database_pool):
+        return PostgresBackend(database_pool)
 
 
 class TestRetryMovesALine:

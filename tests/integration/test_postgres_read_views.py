@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.rules import RulesCache
 from service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from service.adapters.postgres.views import PostgresReadViews
@@ -33,9 +32,5 @@ class TestPostgresReadViews(ReadViewsContract):
     """PostgresReadViews keeps the read-views contract."""
 
     @pytest.fixture
-    async def backend(self, database_url):
-        pool = await create_pool(database_url)
-        try:
-            yield PostgresBackend(pool, database_url)
-        finally:
-            await pool.close()
+    def backend(self, database_pool, database_url):
+        return PostgresBackend(database_pool, database_url)

@@ -82,12 +82,8 @@ class TestPostgresUnitOfWork(UnitOfWorkContract):
     """PostgresUnitOfWork keeps the unit-of-work contract."""
 
     @pytest.fixture
-    async def backend(self, database_url):
-        pool = await create_pool(database_url)
-        try:
-            yield PostgresBackend(pool, database_url)
-        finally:
-            await pool.close()
+    def backend(self, database_pool, database_url):
+        return PostgresBackend(database_pool, database_url)
 
 
 class TestClaimsRacingWorkers:
