@@ -26,7 +26,7 @@ from service.worker.config import BatchConfig, OrderShard, no_order_shard
 from service.worker.handlers import (
     HANDLERS,
     Context,
-    Outcome,
+    Decided,
     decision_time,
     handle_invalid,
     handle_unauthenticated,
@@ -40,7 +40,7 @@ CLAIM_TRIES = 3  # a redo sees the commands it lost as duplicates, so a second t
 
 @dataclass
 class BatchResult:
-    outcomes: list[Outcome]
+    outcomes: list[Decided]
     duplicates: int
     skipped: int = 0  # messages not even the dead-letter path could record (logged, counted)
     shards: set[int] = field(default_factory=set)  # the outbox shards it wrote rows to: the relay's next work
@@ -66,7 +66,7 @@ def first_positions(sources: Iterable[SourceMessage]) -> dict[tuple[str, int], i
     return positions
 
 
-def add_outcome(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: SourceMessage | None = None,
+def add_outcome(uow: UnitOfWork, outcome: Decided, topics: Topics, source: SourceMessage | None = None,
                 order_shard: OrderShard = no_order_shard) -> set[int]:
     """The outcome into the unit of work. Its messages go to an outbox shard, published by the worker that
     owns the commands partition of the same number: an order's events to its order's shard (the partition
@@ -87,7 +87,7 @@ def add_outcome(uow: UnitOfWork, outcome: Outcome, topics: Topics, source: Sourc
     return {m.shard for m in messages}
 
 
-def _handle(p: Parsed, ctx: Context) -> Outcome:
+def _handle(p: Parsed, ctx: Context) -> Decided:
     if p.command is None:
         return handle_invalid(p.invalid, p.source, ctx)
     if p.refused is not None:
@@ -154,7 +154,7 @@ async def _in_one_transaction(parsed: list[Parsed], uow_factory: Callable[[], Un
     return BatchResult(outcomes=outcomes, duplicates=len(parsed) - len(claimed.fresh), shards=shards)
 
 
-def _under_fresh_ids(outcome: Outcome, salt: str) -> Outcome:
+def _under_fresh_ids(outcome: Decided, salt: str) -> Decided:
     """The outcome of a command processed once more after a redrive: its events get ids of their own,
     derived from the usual ones and the redrive (still deterministic), so no subscriber takes them for
     the events of the earlier attempt."""

@@ -1,6 +1,6 @@
 """One handler per command. Handlers are pure: they take a domain command and the context (the
-rule set, the locked orders' facts, the clock) and return an Outcome: the events to emit, applied
-changes among them. The batch makes it durable, so a whole poll batch can share one transaction
+rule set, the locked orders' facts, the clock) and return what they decided (`Decided`): the outcome
+label and the events to emit, applied changes among them. The batch makes it durable, so a whole poll batch can share one transaction
 and handlers test without I/O."""
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from service.domain.model import Change, ChangeRequest, OrderFacts, Reason, Reje
 
 
 @dataclass
-class Outcome:
+class Decided:
+    """What a handler decided for one command (not `service.contract.outcome.Outcome`, which is what a reader
+    of the events topic makes of a command's events)."""
+
     command_id: str
     command_type: str
     outcome: str  # applied | rejected:<reason> | partial | invalid:<reason>
@@ -79,25 +82,25 @@ def _rejected(ctx: Context, rejection: Rejection, index: int, cmd, order_id, req
     )
 
 
-def handle_change_order_status(cmd: ChangeOrderStatus, ctx: Context) -> Outcome:
+def handle_change_order_status(cmd: ChangeOrderStatus, ctx: Context) -> Decided:
     """R1–R10, R14: decide the change and emit OrderStatusChanged or OrderStatusChangeRejected."""
     request = ChangeRequest(
         order_id=cmd.order_id, status=cmd.status, actor=cmd.actor, note=cmd.note, expected_status=cmd.expected_status,
     )
     decision = _decide_one(ctx, request)
     if isinstance(decision, Change):
-        return Outcome(cmd.command_id, cmd.type, "applied", [_changed(ctx, decision, 0, cmd)])
-    return Outcome(cmd.command_id, cmd.type, f"rejected:{decision.reason.value}",
+        return Decided(cmd.command_id, cmd.type, "applied", [_changed(ctx, decision, 0, cmd)])
+    return Decided(cmd.command_id, cmd.type, f"rejected:{decision.reason.value}",
                    [_rejected(ctx, decision, 0, cmd, cmd.order_id, cmd.status)])
 
 
-def _refused_whole(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context, rejection: Rejection) -> Outcome:
+def _refused_whole(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context, rejection: Rejection) -> Decided:
     """Nothing of the command applies: one rejection, and for a batch a compact summary (the item count
     and the reason, never a result per item: a huge batch must not make a huge event)."""
     label = f"rejected:{rejection.reason.value}"
     if isinstance(cmd, ChangeOrderStatus):
-        return Outcome(cmd.command_id, cmd.type, label, [_rejected(ctx, rejection, 0, cmd, cmd.order_id, cmd.status)])
-    return Outcome(cmd.command_id, cmd.type, label, [
+        return Decided(cmd.command_id, cmd.type, label, [_rejected(ctx, rejection, 0, cmd, cmd.order_id, cmd.status)])
+    return Decided(cmd.command_id, cmd.type, label, [
         _rejected(ctx, rejection, 0, cmd, None, None),
         OverrideCompleted(
             event_id=event_id_for(cmd.command_id, 1), command_id=cmd.command_id, results=(),
@@ -108,7 +111,7 @@ def _refused_whole(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context,
 
 
 def handle_unauthenticated(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: Context, why: str,
-                           key: str | None = None) -> Outcome:
+                           key: str | None = None) -> Decided:
     """DESIGN §11: a command whose actor no valid token vouches for changes nothing. With `key` (its position,
     `@topic/partition/offset`) it is recorded under that key, never under the id it claims, so it cannot burn
     someone else's command id; its events get ids from that key and carry no actor (nothing was verified)."""
@@ -121,14 +124,14 @@ def handle_unauthenticated(cmd: ChangeOrderStatus | OverrideOrderStatuses, ctx: 
     return replace(outcome, command_id=key, emitted=emitted)
 
 
-def handle_override_order_statuses(cmd: OverrideOrderStatuses, ctx: Context) -> Outcome:
+def handle_override_order_statuses(cmd: OverrideOrderStatuses, ctx: Context) -> Decided:
     """R11, R12: each item on its own, in item order; then one summary. Too many items: nothing applies."""
     if len(cmd.items) > ctx.max_batch_items:
         return _refused_whole(cmd, ctx, Rejection(
             Reason.BATCH_TOO_LARGE, f"A batch holds at most {ctx.max_batch_items} items; this one has {len(cmd.items)}."
         ))
 
-    outcome = Outcome(cmd.command_id, cmd.type, "applied")
+    outcome = Decided(cmd.command_id, cmd.type, "applied")
     results: list[OverrideResult] = []
     for index, item in enumerate(cmd.items):
         request = ChangeRequest(order_id=item.order_id, status=item.status, actor=cmd.actor, note=cmd.note,
@@ -155,9 +158,9 @@ def invalid_dedupe_key(invalid: InvalidCommand, source: SourceMessage) -> str:
     return invalid.command_id if invalid.command_id else f"@{source.position}"
 
 
-def handle_invalid(invalid: InvalidCommand, source: SourceMessage, ctx: Context) -> Outcome:
+def handle_invalid(invalid: InvalidCommand, source: SourceMessage, ctx: Context) -> Decided:
     """DESIGN §6.2: the bytes go to the DLQ as they came; a readable command id also gets a rejection."""
-    outcome = Outcome(invalid_dedupe_key(invalid, source), "invalid", f"invalid:{invalid.reason}",
+    outcome = Decided(invalid_dedupe_key(invalid, source), "invalid", f"invalid:{invalid.reason}",
                       [DeadLetter(source, invalid.reason, invalid.message)])
     if invalid.command_id:
         outcome.emitted.append(ChangeRejected(
