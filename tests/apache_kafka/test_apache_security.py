@@ -9,31 +9,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType)
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
+from service.adapters.errors import KafkaRefused
+from service.adapters.kafka.clients import make_consumer, make_producer
+from service.adapters.kafka.records import topic_records
 from service.devkit.apache_kafka import ApacheKafka
 from service.devkit.embedded import free_port, scratch_dir
 from service.notifier.rendering import EVENT_ID_HEADER
 from service.runtime.auth import issue_token, new_key_pair
+from service.entrypoints.cli.console import indexer_group
 from service.runtime.settings import Settings
+from tests.helpers.browser import ConsoleClient, console_settings, running_console
+from tests.helpers.browser import token as console_token
 from tests.helpers.cli import ok, run_cli_async, settings_env, user_error
 from tests.helpers.database import fetch, seed_database, url_of
+from tests.helpers.kafka_acls import script_grants
 from tests.helpers.pki import certificate, pem
 from tests.helpers.processes import ServiceProcess
+from tests.helpers.producing import Producer
 from tests.helpers.topics import TopicReader
 from tests.helpers.waiting import wait_until
 
-USERS = ("admin", "worker", "notifier", "gateway", "operator", "stranger")
+USERS = ("admin", "worker", "notifier", "gateway", "console", "operator", "stranger")
 PASSWORDS = {user: f"{user}-{secrets.token_hex(8)}" for user in USERS}
 
 
@@ -139,10 +150,36 @@ async def grant(kafka: SecureKafka, settings: Settings, without: frozenset = fro
     """Give each user (keyword) the ACLs of a component (value) on this test's topics and groups, except those on
     the (resource type, name) pairs `without`; created by the admin super user, and waited for until the broker's
     authorizer has them."""
+    await _create_acls(kafka, [(user, kind, name, operation) for user, component in users.items()
+                               for kind, name, operation in _acls(settings, component) if (kind, name) not in without])
+
+
+def _deployed_names(settings: Settings) -> dict[str, str]:
+    """deploy/kafka-acls.sh names the default topics and groups (DESIGN §3); this test has its own."""
+    fields = ("commands_topic", "events_topic", "dlq_topic", "worker_group", "notifier_group")
+    defaults = settings.model_copy(update={field: Settings.model_fields[field].default for field in fields})
+    names = {getattr(defaults, field): getattr(settings, field) for field in fields}
+    names[indexer_group(defaults)] = indexer_group(settings)
+    return names
+
+
+async def grant_as_deployed(kafka: SecureKafka, settings: Settings, user: str) -> None:
+    """Give `user` exactly the ACLs deploy/kafka-acls.sh gives it, on this test's topics and groups."""
+    names = _deployed_names(settings)
+    grants = [g for g in script_grants() if g.principal == user]
+    assert grants, f"deploy/kafka-acls.sh grants nothing to User:{user}"
+    unknown = [g.line for g in grants if g.name not in names]
+    assert not unknown, f"deploy/kafka-acls.sh names a topic or group no setting names: {unknown}"
+    kinds = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
+    await _create_acls(kafka, [(user, kinds[g.kind], names[g.name], AclOperation[g.operation.upper()])
+                               for g in grants])
+
+
+async def _create_acls(kafka: SecureKafka, acls: list[tuple[str, ResourceType, str, AclOperation]]) -> None:
+    """Allow each (user, resource type, name, operation), as the admin super user, and wait until the broker's
+    authorizer has them."""
     bindings = [AclBinding(kind, name, ResourcePatternType.LITERAL, f"User:{user}", "*", operation,
-                           AclPermissionType.ALLOW)
-                for user, component in users.items() for kind, name, operation in _acls(settings, component)
-                if (kind, name) not in without]
+                           AclPermissionType.ALLOW) for user, kind, name, operation in acls]
     admin = AdminClient(_admin_config(kafka))
     for future in admin.create_acls(bindings).values():
         await asyncio.to_thread(future.result, 30)
@@ -422,3 +459,132 @@ class TestIdempotentProducers:
         await grant(secure_kafka, settings, stranger="notifier")
         user_error(await run_cli_async(settings_env(as_user(settings, secure_kafka, "stranger")), "send", json.dumps(CHANGE)),
                    "idempotent producer", "'stranger'")
+
+
+# -- the console under the ACLs deploy/kafka-acls.sh gives it --------------------------------------------------
+
+def _dead_letter_headers(settings: Settings) -> list[tuple[str, bytes]]:
+    """The headers the worker puts on a dead letter (DESIGN §6.2): a command of the commands topic."""
+    return [("error.reason", b"validation_failed"), ("error.message", b"status: field required"),
+            ("original.topic", settings.commands_topic.encode()), ("original.partition", b"0"),
+            ("original.offset", b"0")]
+
+
+def _lag_rows(page: str) -> dict[tuple[str, str], list[tuple[str, int, int]]]:
+    """The Health page's lag table: (group, topic) -> [(committed, end, lag) per partition]."""
+    rows: dict[tuple[str, str], list] = {}
+    for group, topic, committed, end, lag in re.findall(
+            r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>\d+</td><td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td></tr>", page):
+        rows.setdefault((group, topic), []).append((committed, int(end), int(lag)))
+    return rows
+
+
+async def _refused(call, timeout: float = 30):
+    """The exception the broker's refusal raises from `call` (an awaitable): within `timeout`, never a timeout."""
+    try:
+        await asyncio.wait_for(call, timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no refusal within {timeout} s: the call waited instead") from None
+    except Exception as exc:  # any error: the caller asserts it is the broker's refusal
+        return exc
+    raise AssertionError("the broker did not refuse the call")
+
+
+def _authorization_failure(exc: BaseException, expected: type[Exception]) -> BaseException:
+    """The broker's own authorization error behind `exc` (the clients made in adapters/kafka/clients.py raise it as
+    `KafkaRefused` with the aiokafka error as its cause)."""
+    cause = exc.__cause__ if isinstance(exc, KafkaRefused) else exc
+    assert isinstance(cause, expected), f"{type(exc).__name__}: {exc} (cause {cause!r})"
+    return cause
+
+
+class TestTheConsoleUnderItsDeployedAcls:
+    async def test_apache_the_console_indexes_the_dlq_shows_lag_and_redrives(self, settings, secure_kafka,
+                                                                             tmp_path):
+        """Under user `console` with exactly the ACLs of deploy/kafka-acls.sh: the dead-letter indexer lists a dead
+        letter, the letter opens in full, the redrive sends it back to the commands topic (redrive.count 1), and the
+        Health page shows both groups' lag, the worker's counting the redriven command."""
+        await topics_created(settings, secure_kafka)
+        await grant_as_deployed(secure_kafka, settings, "console")
+        letter = {**CHANGE, "command_id": str(uuid.uuid4())}
+        async with Producer(watching(settings, secure_kafka)) as producer:
+            [sent] = await producer.send(settings.dlq_topic, [letter], headers=_dead_letter_headers(settings))
+        position = f"{sent.partition}:{sent.offset}"
+        console = console_settings(as_user(settings, secure_kafka, "console"), tmp_path)
+        async with running_console(console) as base, ConsoleClient(base) as manager:
+            await manager.sign_in(console_token("manager"))
+            listed = f'href="/dead-letters/{sent.partition}/{sent.offset}"'
+
+            async def indexed() -> bool:
+                return listed in (await manager.get("/dead-letters?reason=validation_failed"))[1]
+
+            await wait_until(indexed, 60, "the console's indexer to list the dead letter")
+            status, page = await manager.get(f"/dead-letters/{sent.partition}/{sent.offset}")
+            assert status == 200 and letter["command_id"] in page, page[:2000]
+            form = {"csrf": await manager.csrf(), "mode": "selected", "position": position, "step": "confirm"}
+            status, page = await manager.post("/dead-letters/redrive", form)
+            assert status == 200 and "<strong>1</strong> redriven" in page and "redrive.count 1" in page, page[:3000]
+            async with TopicReader(watching(settings, secure_kafka), settings.commands_topic) as commands:
+                await commands.wait_for(lambda values: [v.get("command_id") for v in values] == [letter["command_id"]],
+                                        30, "the redriven command")
+                assert ("redrive.count", b"1") in commands.records[0].headers
+            status, page = await manager.get("/health")
+            assert status == 200 and "lag unavailable" not in page, page[:3000]
+            lag = _lag_rows(page)
+            assert set(lag) == {(settings.worker_group, settings.commands_topic),
+                                (settings.notifier_group, settings.events_topic)}, page[:3000]
+            assert sorted(lag[(settings.worker_group, settings.commands_topic)]) == [("–", 0, 0), ("–", 1, 1)], lag
+
+    @pytest.mark.parametrize("topic", ["commands", "events"])
+    async def test_apache_the_console_may_not_read_the_commands_or_the_events(self, settings, secure_kafka, topic):
+        """A group-less reader under user `console` (as the console reads the DLQ) fetching a record of the commands
+        or the events topic: the broker answers TopicAuthorizationFailed, though the topic holds a record."""
+        await topics_created(settings, secure_kafka)
+        await grant_as_deployed(secure_kafka, settings, "console")
+        name = getattr(settings, f"{topic}_topic")
+        async with Producer(watching(settings, secure_kafka)) as producer:
+            [sent] = await producer.send(name, [{**CHANGE, "command_id": str(uuid.uuid4())}])
+
+        async def read_it():
+            async with topic_records(as_user(settings, secure_kafka, "console"), name) as reader:
+                await reader.get(sent.partition, sent.offset)
+
+        cause = _authorization_failure(await _refused(read_it()), TopicAuthorizationFailedError)
+        assert name in str(cause)
+
+    async def test_apache_the_console_may_not_write_the_events(self, settings, secure_kafka):
+        """The console's own producer (idempotent, as run_console makes it) sending to the events topic: the broker
+        answers TopicAuthorizationFailed, and nothing reaches the topic."""
+        await topics_created(settings, secure_kafka)
+        await grant_as_deployed(secure_kafka, settings, "console")
+        producer = make_producer(as_user(settings, secure_kafka, "console"))
+        await producer.start()
+        try:
+            refused = await _refused(producer.send_and_wait(settings.events_topic, b"{}", key=b"1033"))
+        finally:
+            await producer.stop()
+        cause = _authorization_failure(refused, TopicAuthorizationFailedError)
+        assert settings.events_topic in str(cause)
+        async with TopicReader(watching(settings, secure_kafka), settings.events_topic) as events:
+            assert await events.poll(timeout_ms=1000) == [] and events.records == []
+
+    @pytest.mark.parametrize("group", ["worker", "notifier"])
+    async def test_apache_the_console_may_not_join_the_workers_or_the_notifiers_group(self, settings, secure_kafka,
+                                                                                      group):
+        """A consumer under user `console` in the worker's or the notifier's group (on the DLQ, which it may read):
+        the broker refuses the join with GroupAuthorizationFailed; Describe, which lag needs, is not membership."""
+        await topics_created(settings, secure_kafka)
+        await grant_as_deployed(secure_kafka, settings, "console")
+        name = getattr(settings, f"{group}_group")
+        consumer = make_consumer(as_user(settings, secure_kafka, "console"), name, settings.dlq_topic)
+
+        async def join():
+            await consumer.start()  # aiokafka joins the group of a subscription as it starts
+            await consumer.getmany(timeout_ms=1000)
+
+        try:
+            refused = await _refused(join())
+        finally:
+            await consumer.stop()
+        cause = _authorization_failure(refused, GroupAuthorizationFailedError)
+        assert name in str(cause)

@@ -29,6 +29,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.helpers.kafka_acls import script_grants
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -504,16 +506,9 @@ class TestKafkaAcls:
     def test_each_process_gets_exactly_what_it_does(self):
         """deploy/kafka-acls.sh grants each process user its own operations and nothing more: no wildcard, no All."""
         granted: dict[str, set] = {}
-        for line in (ROOT / "deploy" / "kafka-acls.sh").read_text().splitlines():
-            if not line.startswith("acl "):
-                continue
-            words = line.split()
-            principal = words[words.index("--allow-principal") + 1].removeprefix("User:")
-            operation = words[words.index("--operation") + 1]
-            kind = "topic" if "--topic" in words else "group"
-            name = words[words.index(f"--{kind}") + 1]
-            assert "*" not in name and operation not in ("All", "Alter", "AlterConfigs"), line
-            granted.setdefault(principal, set()).add((operation, kind, name))
+        for grant in script_grants():
+            assert "*" not in grant.name and grant.operation not in ("All", "Alter", "AlterConfigs"), grant.line
+            granted.setdefault(grant.principal, set()).add((grant.operation, grant.kind, grant.name))
         assert granted == self.NEEDS
 
     def test_the_readme_table_says_the_same(self):

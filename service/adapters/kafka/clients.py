@@ -191,6 +191,8 @@ class Producer(_ExplainsRefusals, AIOKafkaProducer):
             else:
                 error = ack.exception()
                 refused = refusal(error, self._settings) if isinstance(error, TopicAuthorizationFailedError) else None
+                if refused is not None:
+                    refused.__cause__ = error  # as `raise … from`: the broker's own error stays in the chain
                 explained.set_exception(refused or error)
 
         acknowledged.add_done_callback(settle)
