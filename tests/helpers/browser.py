@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,10 @@ from service.runtime.settings import Settings
 ISSUER, AUDIENCE = "https://id.example.com", "orderstatus"
 PRIVATE, PUBLIC = new_key_pair()
 CHROMIUM = "/usr/bin/chromium"
+# ORDERSTATUS_CONSOLE_SHOTS=docs/console refreshes the README's pictures
+SHOTS = os.path.join(os.environ.get("ORDERSTATUS_CONSOLE_SHOTS", "/tmp"), "console-{}.png")
+SERIOUS = ("serious", "critical")
+VIEWPORT = {"width": 1366, "height": 768}  # a laptop screen
 
 
 def console_settings(settings: Settings, folder: Path, **changes) -> Settings:
@@ -105,3 +110,14 @@ async def chromium():
             yield browser
         finally:
             await browser.close()
+
+
+async def shot(page, name: str, full_page: bool = False) -> None:
+    """Save the page as a screenshot and check it with axe-core: no serious or critical accessibility violation."""
+    from axe_playwright_python.async_playwright import Axe
+
+    await page.screenshot(path=SHOTS.format(name), full_page=full_page)
+    results = await Axe().run(page)
+    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]
+               if v["impact"] in SERIOUS]
+    assert serious == [], f"{name}: {serious}"

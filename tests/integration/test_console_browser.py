@@ -7,34 +7,16 @@ in /tmp/console-*.png (the README's pictures) and checked with axe-core: no seri
 
 from __future__ import annotations
 
-import os
-
-from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, expect
 
 from service.entrypoints.cli.console import link_url, make_link
-from tests.helpers.browser import chromium, console_settings, running_console, token
+from tests.helpers.browser import VIEWPORT, chromium, console_settings, running_console, shot, token
 from tests.helpers.commands import change, override
 from tests.helpers.database import fetchval, seed
 from tests.helpers.producing import produce
 from tests.helpers.services import running_notifier, running_worker
 from tests.helpers.topics import TopicReader, events_for
 from tests.helpers.waiting import wait_until
-
-# ORDERSTATUS_CONSOLE_SHOTS=docs/console refreshes the README's pictures
-SHOTS = os.path.join(os.environ.get("ORDERSTATUS_CONSOLE_SHOTS", "/tmp"), "console-{}.png")
-SERIOUS = ("serious", "critical")
-VIEWPORT = {"width": 1366, "height": 768}  # a laptop screen
-
-
-async def shot(page: Page, name: str, full_page: bool = False) -> None:
-    """Save the page as a screenshot and check it with axe-core: no serious or critical accessibility violation."""
-    await page.screenshot(path=SHOTS.format(name), full_page=full_page)
-    results = await Axe().run(page)
-    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]
-               if v["impact"] in SERIOUS]
-    assert serious == [], f"{name}: {serious}"
-
 
 async def sign_in_by_link(page: Page, settings, who: str) -> None:
     """Open a one-time link and press Enter on its (focused) button: the console's own sign-in, by keyboard."""
