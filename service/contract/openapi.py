@@ -25,6 +25,9 @@ def _json(schema: dict) -> dict:
 
 ERROR = _json(_ref(http.ErrorBody))
 UNAUTHORIZED = {"description": "No or bad bearer token (reason actor_not_authenticated).", "content": ERROR}
+UNAVAILABLE = {"description": "The command could not be published now (e.g. the broker refuses the gateway's writes): "
+                              "nothing was published; try again later, with the same Idempotency-Key "
+                              "(reason service_unavailable).", "content": ERROR}
 ACCEPTED = {
     "description": "No outcome within ORDERSTATUS_GATEWAY_WAIT_S: poll the Location (GET /commands/{command_id}).",
     "headers": {"Location": {"schema": {"type": "string"}, "description": "/commands/{command_id}"}},
@@ -63,7 +66,7 @@ def _change(summary: str, model, seed: str) -> dict:
         "security": SECURED, "parameters": [ORDER_ID, IDEMPOTENCY_KEY],
         "requestBody": {"required": True, "content": _json(_ref(model))},
         "responses": {"200": {"description": "Applied.", "content": _json(_ref(http.Empty))}, "202": ACCEPTED,
-                      "401": UNAUTHORIZED, **_refusals(403, 404, 409, 422)},
+                      "401": UNAUTHORIZED, **_refusals(403, 404, 409, 422), "503": UNAVAILABLE},
     }}
 
 
@@ -110,7 +113,7 @@ def openapi_document() -> dict:
                     "200": {"description": "A result per item, in item order.",
                             "content": {"application/json": {"schema": results},
                                         "application/xml": {"schema": results}}},
-                    "202": ACCEPTED, "401": UNAUTHORIZED, **_refusals(413, 422)},
+                    "202": ACCEPTED, "401": UNAUTHORIZED, **_refusals(413, 422), "503": UNAVAILABLE},
             }},
             "/order-service/order/{orderId}/status": _change(
                 "Change an order's status (Brightpearl)", http.BrightpearlStatusChange,
