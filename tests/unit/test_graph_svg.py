@@ -23,6 +23,7 @@ from service.contract.rules_file import load_rules_file, parse_rules
 from service.domain.model import ROLES, RuleSet, Status, Transition
 from service.entrypoints.cli.main import main
 from service.queries.graph.mermaid import render_mermaid
+from service.queries.graph.optional import INSTALL_HINT, svg_renderer
 from service.queries.graph.svg import render_svg
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -437,3 +438,28 @@ class TestCommandLine:
         assert set(panels) == set(RULE_SETS["sample"].order_types)
         result = CliRunner().invoke(main, ["rules", "graph", "--file", str(SAMPLE)])
         assert result.exit_code == 0 and result.output == render_mermaid(RULE_SETS["sample"]) + "\n"
+
+    @pytest.mark.subprocess
+    def test_svg_without_the_diagrams_extra_says_how_to_get_it(self):
+        """With grandalf unimportable, `rules graph --format svg` exits 2 with one line naming the extra; dot still draws."""
+
+        def graph(fmt: str) -> subprocess.CompletedProcess:
+            code = ("import sys; sys.modules['grandalf'] = None; from service.entrypoints.cli.main import main;"
+                    f"main(['rules', 'graph', '--format', {fmt!r}, '--file', {str(SAMPLE)!r}])")
+            return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+        svg = graph("svg")
+        assert (svg.returncode, svg.stdout, svg.stderr.splitlines()) == (2, "", [f"Error: {INSTALL_HINT}"])
+        assert "pip install 'orderstatus[diagrams]'" in svg.stderr
+        dot = graph("dot")
+        assert dot.returncode == 0 and dot.stdout.startswith("digraph orderstatus {"), dot.stderr
+
+    def test_the_svg_renderer_is_found_where_grandalf_is_installed(self):
+        """In the development environment (the diagrams extra installed) the lookup gives render_svg itself."""
+        assert svg_renderer() is render_svg
+
+    def test_another_import_failure_is_not_taken_for_the_missing_extra(self, monkeypatch):
+        """Only grandalf's absence means "no diagrams": any other failed import is raised, as the bug it is."""
+        monkeypatch.setitem(sys.modules, "service.queries.graph.svg", None)
+        with pytest.raises(ImportError, match="service.queries.graph.svg"):
+            svg_renderer()

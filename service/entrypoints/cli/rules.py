@@ -13,8 +13,14 @@ from service.domain.model import RuleSet
 from service.entrypoints.cli.common import UserError, with_conn
 from service.queries.graph.dot import render_dot
 from service.queries.graph.mermaid import render_mermaid
-from service.queries.graph.svg import render_svg
+from service.queries.graph.optional import INSTALL_HINT, svg_renderer
 from service.runtime.settings import Settings
+
+
+class MissingExtra(UserError):
+    """An output this install cannot make (an optional extra is missing): one line, exit code 2."""
+
+    exit_code = 2
 
 
 @click.group()
@@ -63,7 +69,10 @@ def rules_load(settings: Settings, file: str) -> None:
 @click.option("--file", "rules_file", type=click.Path(dir_okay=False), default=None, help="Draw a rules file instead of the loaded rules.")
 @click.pass_obj
 def rules_graph(settings: Settings, order_type: str | None, fmt: str, output: str | None, rules_file: str | None) -> None:
-    """Draw the state machine as Mermaid, Graphviz DOT or SVG."""
+    """Draw the state machine as Mermaid, Graphviz DOT or SVG (SVG needs the `diagrams` extra)."""
+    render_svg = svg_renderer() if fmt == "svg" else None
+    if fmt == "svg" and render_svg is None:
+        raise MissingExtra(INSTALL_HINT)  # before any connection: nothing to draw it with
     ruleset = read_rules(rules_file) if rules_file else with_conn(settings, stored_rules)
     if order_type is not None and order_type not in ruleset.order_types:
         raise UserError(f"unknown order type {order_type!r} (known: {', '.join(sorted(ruleset.order_types))})")
