@@ -11,15 +11,17 @@ rules decide is a rejection event (DESIGN §6.1), never a dead letter (§6.2), a
 again. The closest honest one: a rules change in progress holds the rules row (as `rules load`'s swap does) longer
 than the workers' lock timeout, so a change sent meanwhile times out on its own and is dead-lettered as
 `processing_failed`; the new rules, once loaded, allow that change (the transition the old rules lack), and the
-redriven letter applies under them. A parked outbox row is not made here: the dev stack cannot park one honestly
-(the worker dead-letters any output over ORDERSTATUS_MAX_MESSAGE_BYTES before the relay sees it, and the embedded
-broker has no smaller per-topic limit to refuse it with); test_console_browser retries one."""
+redriven letter applies under them. A parked outbox row: the worker's producer started with too small a
+ORDERSTATUS_KAFKA_MAX_REQUEST_SIZE refuses a large event for good (MessageSizeTooLargeError); the fix is a restart
+without that setting, and the row, still parked in Postgres, is retried from the console of the restarted stack."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -62,26 +64,59 @@ async def sign_in_with(page: Page, link: str, name: str) -> None:
     await page.wait_for_url("**/orders")
 
 
-async def test_a_manager_redrives_a_dead_letter_after_new_rules_and_staff_and_a_client_cannot_act(tmp_path):
+@dataclass
+class Running:
+    """A dev stack that is up: the environment its banner's `export` block gives, its one-time links, the console."""
+
+    stack: DevStack
+    env: dict[str, str]
+    links: dict[str, str]
+    base: str
+
+    async def send(self, *args: str, expect_exit: int = 0) -> str:
+        """`orderstatus send ARGS…` with the manager's token, as a user sends from a second shell."""
+        sent = await run_cli_async(self.env, "send", "--token", self.env["MANAGER_TOKEN"], *args)
+        assert sent.returncode == expect_exit, f"exit {sent.returncode}\n{sent.stdout}\n{sent.stderr}"
+        return sent.stdout
+
+
+@pytest.fixture
+def data_dir():
+    """A dev data directory of the test's own, its ports free ones (remembered in ports.json), deleted after."""
+    folder = scratch_dir("orderstatus-dev-console-")
+    (folder / "ports.json").write_text(json.dumps({name: free_port() for name in PORT_NAMES}))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def dev_stack(data_dir, *args: str, settings: dict[str, str] | None = None):
+    """`async with dev_stack(dir) as running:` `orderstatus dev` until its banner; Ctrl-C after, even on failure,
+    and it must exit 0. Its output and its processes' logs are printed (pytest shows them when a test fails)."""
+    stack = DevStack(data_dir, *args, settings=settings)
+    try:
+        env = await stack.up()
+        links = dict(LINK.findall(stack.text()))
+        assert set(links) == {"a manager", "staff"}, stack.text()
+        yield Running(stack, env, links, CONSOLE.search(stack.text()).group(1))
+    finally:
+        code = stack.interrupt()
+        print(stack.text())
+        for log in sorted((data_dir / "logs").glob("*.log")):
+            lines = [line for line in log.read_text(errors="replace").splitlines() if '"route": "/status"' not in line]
+            print(f"--- {log.name} (last lines, /status polls left out)\n" + "\n".join(lines[-40:]))
+        shutil.rmtree(stack.out.parent, ignore_errors=True)
+    assert code == 0, "orderstatus dev did not stop cleanly"
+
+
+async def test_a_manager_redrives_a_dead_letter_after_new_rules_and_staff_and_a_client_cannot_act(data_dir, tmp_path):
     """On `orderstatus dev`: the manager's banner link signs in; a sent change and a refused one show on the order
     page with the refusal's reason; a change dead-lettered while the rules row was held is listed, the new rules
     loaded with the CLI show as version 2, the letter is redriven (preview, confirm) and the order moves to the
     status only the new rules allow; the staff link shows no action and its forged POST is 403, a POST without
     the CSRF token is 403, a client's token is refused at sign-in."""
-    data_dir = scratch_dir("orderstatus-dev-console-")
-    (data_dir / "ports.json").write_text(json.dumps({name: free_port() for name in PORT_NAMES}))
-    stack = DevStack(data_dir, "--reset", settings={"ORDERSTATUS_DB_LOCK_TIMEOUT_S": LOCK_TIMEOUT_S})
-    try:
-        env = await stack.up()
-        links = dict(LINK.findall(stack.text()))
-        assert set(links) == {"a manager", "staff"}, stack.text()
-        base = CONSOLE.search(stack.text()).group(1)
-
-        async def send(*args: str, expect_exit: int = 0) -> str:
-            sent = await run_cli_async(env, "send", "--token", env["MANAGER_TOKEN"], *args)
-            assert sent.returncode == expect_exit, f"exit {sent.returncode}\n{sent.stdout}\n{sent.stderr}"
-            return sent.stdout
-
+    async with dev_stack(data_dir, "--reset", settings={"ORDERSTATUS_DB_LOCK_TIMEOUT_S": LOCK_TIMEOUT_S}) as dev:
+        env, links, base, send = dev.env, dev.links, dev.base, dev.send
         async with chromium() as browser:
             manager = await browser.new_page(viewport=VIEWPORT)
             await sign_in_with(manager, links["a manager"], "manager")
@@ -123,10 +158,14 @@ async def test_a_manager_redrives_a_dead_letter_after_new_rules_and_staff_and_a_
             position = await letters.first.get_attribute("value")
             await expect(manager.locator("table")).to_contain_text("1031")
             await shot(manager, "dev-dead-letters")
+            await expect(manager.locator(ACTIONS)).not_to_have_count(0)  # what staff must not see: shown to a manager
             await manager.goto(f"{base}/dead-letters/{position.replace(':', '/')}")
             await expect(manager.locator("main")).to_contain_text("lock timeout")
             await shot(manager, "dev-dead-letter")
 
+            next_for_manager = manager.locator("section[aria-labelledby=next] p", has_text="As manager")
+            await manager.goto(f"{base}/orders/1031?role=manager")
+            await expect(next_for_manager).not_to_contain_text("On hold")  # the old rules: no such edge
             rules_file = tmp_path / "rules.yaml"
             rules_file.write_text((SAMPLES / "rules.yaml").read_text() + NEW_EDGE)  # transitions come last
             loaded = await run_cli_async(env, "rules", "load", str(rules_file))
@@ -136,6 +175,8 @@ async def test_a_manager_redrives_a_dead_letter_after_new_rules_and_staff_and_a_
             await expect(manager.locator("tr", has_text="Ready to ship (5)").filter(has_text="On hold (4)")) \
                 .to_contain_text("staff, manager")
             await shot(manager, "dev-rules")
+            await manager.goto(f"{base}/orders/1031?role=manager")
+            await expect(next_for_manager).to_contain_text("On hold (4)")
 
             await manager.goto(f"{base}/dead-letters?reason=processing_failed")
             await manager.check(f'input[name="position"][value="{position}"]')
@@ -189,12 +230,47 @@ async def test_a_manager_redrives_a_dead_letter_after_new_rules_and_staff_and_a_
             await client.get_by_role("button", name="Sign in").click()
             await expect(client.get_by_role("alert")).to_contain_text("has no access to the console")
             await shot(client, "dev-client-refused")
-    finally:
-        code = stack.interrupt()
-        print(stack.text())  # pytest shows it when the test failed
-        for log in sorted((data_dir / "logs").glob("*.log")):
-            lines = [line for line in log.read_text(errors="replace").splitlines() if '"route": "/status"' not in line]
-            print(f"--- {log.name} (last lines, /status polls left out)\n" + "\n".join(lines[-40:]))
-        shutil.rmtree(data_dir, ignore_errors=True)
-        shutil.rmtree(stack.out.parent, ignore_errors=True)
-    assert code == 0, "orderstatus dev did not stop cleanly"
+
+
+async def test_a_row_the_broker_refused_is_retried_from_the_console_after_a_restart_with_the_fix(data_dir):
+    """On `orderstatus dev` whose producer takes at most 2 KiB: a change with a long note applies but its event is
+    refused for good and parked (the dev output warns); the outbox page shows it with the broker's error; after a
+    restart without the small limit the manager retries it from the console (preview, confirm) and the event is
+    published: the notifier's email shows on the order's timeline."""
+    note = "x" * 3000
+    async with dev_stack(data_dir, "--reset", settings={"ORDERSTATUS_KAFKA_MAX_REQUEST_SIZE": "2048"}) as dev:
+        await dev.send(manager_change(1033, "Confirmed", note))
+        await wait_until(lambda: "1 outbox rows are parked" in dev.stack.text(), 60, "the dev stack's parked warning")
+        async with chromium() as browser:
+            manager = await browser.new_page(viewport=VIEWPORT)
+            await sign_in_with(manager, dev.links["a manager"], "manager")
+            await manager.goto(f"{dev.base}/outbox")
+            await expect(manager.locator("main")).to_contain_text("MessageSizeTooLargeError")
+            await shot(manager, "dev-outbox-parked")
+
+    async with dev_stack(data_dir) as dev:  # the fix: the producer's default request size
+        async with chromium() as browser:
+            manager = await browser.new_page(viewport=VIEWPORT)
+            await sign_in_with(manager, dev.links["a manager"], "manager")
+            await manager.goto(f"{dev.base}/outbox")
+            row = manager.locator('input[name="id"]')
+            await expect(row).to_have_count(1)
+            row_id = await row.get_attribute("value")
+            await row.check()
+            await manager.get_by_role("button", name="Preview retry of the selected rows…").click()
+            confirm = manager.get_by_role("button", name="Confirm: retry 1 row(s)")
+            await expect(confirm).to_be_visible()  # the preview page, before its screenshot
+            await shot(manager, "dev-outbox-retry-preview")
+            await confirm.click()
+            await expect(manager.get_by_role("status")).to_contain_text(f"Released 1 row(s): {row_id}")
+            await shot(manager, "dev-outbox-retried")
+
+            async def emailed() -> bool:
+                await manager.goto(f"{dev.base}/orders/1033")
+                return await manager.locator("ol.timeline li.change", has_text="sent: 250").count() == 1
+
+            await wait_until(emailed, 60, "the published event's email on the timeline", interval=0.5)
+            await expect(manager.locator("ol.timeline li.change").first.locator("h3")).to_have_text("Draft → Confirmed")
+            await shot(manager, "dev-order-emailed")
+            await manager.goto(f"{dev.base}/outbox")
+            await expect(manager.locator('input[name="id"]')).to_have_count(0)
