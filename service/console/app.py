@@ -2,8 +2,9 @@
 
 The console never imports the worker, notifier, queries or ops packages: what it needs of them — the state
 diagram, a dead-letter redrive, an email resend, lag — arrives as callables in `ConsolePorts`, wired by
-`service/entrypoints/cli/console.py` to the very functions the CLI calls. It reads orders through the same
-read views as the read API (`service/adapters/postgres/views.py`).
+`service/entrypoints/cli/console.py` to the very functions the CLI calls. It reads an order's history and
+transitions through the same read-views port as the read API (`service.domain.read_views.ReadViews`, in
+`ConsolePorts.read_views`).
 
 Every request but the sign-in pages and the assets needs a session (`policy`); every action is a POST that
 carries the page's CSRF token, is checked against the role and the read-only switch on the server, runs as
@@ -26,12 +27,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.adapters.postgres import orders as orders_store
-from service.adapters.postgres import views
 from service.adapters.postgres.outbox_ops import parked as parked_rows, stats as outbox_stats
 from service.adapters.postgres.rules import fetch_rules
 from service.console import policy, store
 from service.domain.access import viewer_of
 from service.domain.model import ROLES, Actor, Principal
+from service.domain.read_views import ReadViews
 from service.runtime.auth import NotAuthenticated
 from service.runtime.health import request_metrics
 
@@ -49,12 +50,15 @@ class ConsolePorts:
     pool: Any
     # a token -> (its principal, its expiry); NotAuthenticated when it is no good (the bearer check of every face)
     verify_token: Callable[[str], tuple[Principal, datetime]]
-    # rules, order type -> the state diagram as SVG (the `orderstatus rules graph --format svg` generator)
-    diagram: Callable[[Any, str | None], str]
+    # rules, order type -> the state diagram as SVG (the `orderstatus rules graph --format svg` generator);
+    # None when this install has no `diagrams` extra: the pages show the tables and say so
+    diagram: Callable[[Any, str | None], str] | None
     # (conn, ids) -> ids released: `orderstatus outbox retry`
     retry_outbox: Callable[[Any, list[int]], Awaitable[list[int]]]
     # event id text -> [{recipient, outcome, attempt, detail}]: `orderstatus notifications resend`
     resend: Callable[[str], Awaitable[list[dict]]]
+    # an order's history and transitions, as the read API reads them (with the console's one rules cache)
+    read_views: ReadViews
     # the dead letters: page, one letter, redrive (`orderstatus dlq redrive`); None: not wired
     dead_letters: Any = None
     # the Health page's data: {processes, lag, outbox, series}; None: not wired
@@ -327,16 +331,16 @@ class Console:
         order_id = int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
         principal: Principal = request[PRINCIPAL]
         role = request.query.get("role") if request.query.get("role") in ROLES else "staff"
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn:  # given back before the views take a connection of their own
             order = await orders_store.read_order(conn, order_id) if order_id else None
-            found = (await views.history(conn, order_id, viewer_of(principal), limit=TIMELINE_MAX,
-                                         after_version=max(order.version - TIMELINE_MAX, 0)) if order else None)
-            if order is None or found is None:
-                return self.page(request, "orders.html", {"q": text, "found": [], "missing": True}, status=404)
-            rules = await fetch_rules(conn)
-            actor = Actor(id=f"console:{principal.sub}", role=role,
-                          client_id=order.client_id if role == "client" else None)
-            allowed = await views.transitions(conn, order_id, actor)
+            rules = await fetch_rules(conn) if order else None
+        found = (await self.ports.read_views.history(order_id, viewer_of(principal), limit=TIMELINE_MAX,
+                                                     after_version=max(order.version - TIMELINE_MAX, 0))
+                 if order else None)
+        if order is None or found is None:
+            return self.page(request, "orders.html", {"q": text, "found": [], "missing": True}, status=404)
+        actor = Actor(id=f"console:{principal.sub}", role=role, client_id=order.client_id if role == "client" else None)
+        allowed = await self.ports.read_views.transitions(order_id, actor)
         timeline = list(reversed(found["history"]))
         event_ids = [entry["event_id"] for entry in timeline]
         mails = await store.emails(self.pool, event_ids)
@@ -346,7 +350,7 @@ class Console:
             entry["trace_id"] = traces.get(entry["event_id"])
         path = [h["from_status"].get("id") for h in found["history"][:1]] + [h["to_status"].get("id")
                                                                                for h in found["history"]]
-        diagram = self.ports.diagram(rules, order.order_type) if rules else ""
+        diagram = self.diagram(rules, order.order_type) if rules else ""
         return self.page(request, "order.html", {
             "order": order, "status": found["status"], "timeline": timeline, "timeline_max": TIMELINE_MAX,
             "contacts": await store.contacts(self.pool, order_id),
@@ -356,6 +360,10 @@ class Console:
         })
 
     # ---- rules ----
+
+    def diagram(self, rules, order_type: str) -> str | None:
+        """The order type's SVG; None when the `diagrams` extra is missing (the template says how to get it)."""
+        return None if self.ports.diagram is None else self.ports.diagram(rules, order_type)
 
     async def rules(self, request: web.Request) -> web.Response:
         async with self.pool.acquire() as conn:
@@ -369,7 +377,7 @@ class Console:
                 edges = [(names.get(t.from_id), names.get(t.to_id), sorted(t.roles, key=_role_rank)) for t in rules.transitions
                          if t.order_type == order_type]
                 types.append({"name": order_type, "statuses": statuses, "edges": edges,
-                              "diagram": self.ports.diagram(rules, order_type)})
+                              "diagram": self.diagram(rules, order_type)})
         return self.page(request, "rules.html", {"meta": meta, "types": types,
                                                  "override_roles": sorted(rules.override_roles) if rules else []})
 

@@ -14,8 +14,11 @@ from aiohttp import web
 from service.adapters.kafka.clients import make_consumer, make_producer
 from service.adapters.kafka.consumer import KafkaConsumer
 from service.adapters.kafka.published import KafkaPublishedEvents
+from service.adapters.kafka.renewing import RenewingProducer
 from service.adapters.kafka.replies import EventsTail
 from service.adapters.postgres.connection import create_pool, writable_server
+from service.adapters.postgres.notifications import PostgresNotificationStore
+from service.adapters.postgres.views import PostgresReadViews
 from service.adapters.smtp import Mailer
 from service.contract.commands import InputLimits
 from service.entrypoints.configs import notifier_config, retention_job, worker_config
@@ -137,7 +140,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, read
     worker = CommandWorker(worker_config(settings, ActorCheck(settings.actor_auth, verifier)), pool, producer,
                            consumer, process.metrics, process.progress, process.retry,
                            KafkaPublishedEvents(settings, settings.events_topic))
-    read_api = read_routes(pool, None if verifier is None else partial(bearer, verifier=verifier),
+    read_views = PostgresReadViews(pool)  # the read API's routes share its one rules cache
+    read_api = read_routes(read_views, None if verifier is None else partial(bearer, verifier=verifier),
                            token_required=settings.actor_auth == "required", open_reads=settings.read_api_open)
     # DESIGN §11: the read API on its own port when asked, else beside the probes
     http = await start_http(settings.http_host, settings.http_port, process.progress, process.metrics,
@@ -175,8 +179,8 @@ async def run_notifier(settings: Settings, stop: asyncio.Event | None = None,
     # small fetches per partition, so a notifier that is behind serves every partition in turn
     fetch_bytes = partition_fetch_bytes(settings.kafka_max_partition_fetch_bytes)
     consumer = make_consumer(settings, settings.notifier_group, max_partition_fetch_bytes=fetch_bytes)
-    notifier = Notifier(notifier_config(settings), pool, KafkaConsumer(consumer), Mailer(settings), process.metrics,
-                        process.progress, process.retry)
+    notifier = Notifier(notifier_config(settings), pool, PostgresNotificationStore(pool), KafkaConsumer(consumer),
+                        Mailer(settings), process.metrics, process.progress, process.retry)
     http = await start_http(settings.http_host, settings.notifier_http_port, process.progress, process.metrics,
                             status=notifier.status)
     log.info("notifier started", http_port=bound_port(http), events_topic=settings.events_topic,
@@ -206,7 +210,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     pool = await process.open_pool(settings, stop)
     if pool is None:
         return 0
-    producer = make_producer(settings)
+    producer = RenewingProducer(partial(make_producer, settings))  # a revoked Write ACL is answered 503, not for good
     tail = EventsTail(settings)
     try:
         started = await process.start_clients(stop, producer, tail)
@@ -218,7 +222,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
         await producer.stop()
         await pool.close()
         return 0
-    gateway = Gateway(pool=pool, producer=producer, tail=tail, authenticate=partial(bearer, verifier=verifier),
+    gateway = Gateway(pool=pool, read_views=PostgresReadViews(pool), producer=producer, tail=tail,
+                      authenticate=partial(bearer, verifier=verifier),
                       commands_topic=settings.commands_topic, wait_s=settings.gateway_wait_s,
                       limits=InputLimits(settings.max_message_bytes, settings.max_wire_items),
                       max_events=settings.max_batch_items + 2, issuer=settings.auth_issuer, sign_command=signer)
@@ -236,7 +241,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
     log.info("gateway started", port=bound_port(http), wait_s=settings.gateway_wait_s,
              ops_port=None if ops is None else bound_port(ops))
     try:
-        async with _health(pool, producer.client.fetch_all_metadata, process.progress, stop), \
+        async with _health(pool, producer.fetch_all_metadata, process.progress, stop), \
                 heartbeating(pool, "gateway", progress_report(process.progress)):
             process.progress.polled()
             if ready is not None:

@@ -12,7 +12,8 @@ bound, in Postgres, to the fingerprint of its first request (method, path and th
 the same key with another request is answered 422 `idempotency_key_reused` and nothing is published
 (DESIGN §12). A retried request (same key, same request) never applies twice: a command already
 processed is answered from Postgres, after the access check of `GET /commands/{id}`, without
-publishing again."""
+publishing again. A command the broker refuses to take (the gateway's Write ACL revoked) is answered 503
+`service_unavailable`, logged as the refusal, while reads go on being served."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from aiohttp import web
 from defusedxml import ElementTree as SafeXml
 from pydantic import BaseModel, ValidationError
 
+from service.adapters.errors import AccessRefused
 from service.adapters.postgres import idempotency, views
-from service.adapters.postgres.rules import RulesCache
 from service.contract.commands import BIGINT_MAX, InputLimits, order_id_in_range, parse_command
 from service.contract.http import (
     BrightpearlStatusChange,
@@ -46,6 +47,7 @@ from service.contract.validation import first_error, is_storable_text
 from service.domain.access import may_see_command, shown, viewer_of
 from service.domain.commands import InvalidCommand
 from service.domain.model import Principal
+from service.domain.read_views import ReadViews
 from service.gateway import translate
 from service.gateway import docs as api_docs
 from service.gateway.docs import openapi_document, render_docs
@@ -57,6 +59,11 @@ log = structlog.get_logger("orderstatus.gateway")
 
 _XML = re.compile(r"\b(application|text)/xml\b")
 _HELD = web.RequestKey("orderstatus.gateway.principal_slot", str)  # whose per-principal slot the request holds
+
+
+# the answer (503) when a dependency refuses the gateway's own access, e.g. the broker its Write on the commands
+# topic: the caller may retry; what was refused, and to whom, goes to the log, not to the caller
+UNAVAILABLE = "service_unavailable"
 
 
 class Refusal(Exception):
@@ -73,10 +80,11 @@ class Gateway:
     in_flight: InFlight | None = None
     body_timeout_s: float = 30.0
 
-    def __init__(self, *, pool, producer, tail, authenticate: Callable[[str | None], Principal], commands_topic: str,
-                 wait_s: float, limits: InputLimits, max_events: int, issuer: str | None = None,
+    def __init__(self, *, pool, read_views: ReadViews, producer, tail, authenticate: Callable[[str | None], Principal],
+                 commands_topic: str, wait_s: float, limits: InputLimits, max_events: int, issuer: str | None = None,
                  sign_command: Callable[[Principal, str, bytes], str] | None = None) -> None:
         self.pool = pool
+        self.read_views = read_views  # the Wordbee transitions, as the read API reads them (its own rules cache)
         # the command's own bound token (issue 23): the caller's never leaves here; run_gateway always gives one
         self.sign_command = sign_command
         self.producer = producer
@@ -87,7 +95,6 @@ class Gateway:
         self.limits = limits
         self.max_events = max_events
         self.issuer = issuer or ""  # the verifier enforces it when set: every token here is of this issuer
-        self.rules_cache = RulesCache()  # read again only when the rules version moved
 
     def routes(self) -> list:
         return [
@@ -126,8 +133,7 @@ class Gateway:
         async def run():
             principal, _ = self._principal(request)
             order_id = _order_id(request)
-            async with self.pool.acquire() as conn:
-                found = await views.transitions(conn, order_id, principal.actor(), self.rules_cache)
+            found = await self.read_views.transitions(order_id, principal.actor())
             if found is None:
                 return 404, translate.error("order_not_found",
                                             f"Order {order_id} does not exist or you do not have access to it.")
@@ -207,6 +213,12 @@ class Gateway:
             bound = self.sign_command(principal, command_id, value)  # only good for this command id and value
             await self.producer.send_and_wait(self.commands_topic, value=value, key=key,
                                               headers=[(TOKEN_HEADER, bound.encode())])
+        except AccessRefused as refused:  # e.g. its Write ACL revoked while it runs: no fault of the caller's
+            self.tail.forget(command_id)
+            log.error("command not published: access refused", command_id=command_id, dependency=refused.dependency,
+                      error=str(refused))
+            raise Refusal(503, UNAVAILABLE, "The service cannot accept commands right now and nothing was published; "
+                                            "try again later (with the same Idempotency-Key, if any).") from None
         except BaseException:
             self.tail.forget(command_id)  # the waiting table is cleaned on every path
             raise

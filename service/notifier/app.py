@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import structlog
 
 from service.adapters.postgres.positions import PostgresPositions
-from service.adapters.smtp import Mailer
 from service.domain.commands import SourceMessage
 from service.notifier.handlers import EventHandler
+from service.notifier.ports import MailTransport, NotificationStore
 from service.runtime.consume import ConsumeLoop
 from service.runtime.consumer import Consumer
 from service.runtime.faults import StatementTimedOut, is_outage, is_timeout
@@ -81,10 +81,12 @@ class EventStrategy:
 
 
 class Notifier:
-    def __init__(self, config: NotifierConfig, pool, consumer: Consumer, mailer: Mailer, metrics: Metrics,
-                 progress: Progress, retry: OutageRetry) -> None:
+    def __init__(self, config: NotifierConfig, pool, store: NotificationStore, consumer: Consumer,
+                 mailer: MailTransport, metrics: Metrics, progress: Progress, retry: OutageRetry) -> None:
+        """`pool` keeps the consumer's positions (issue 24); `store` the delivery records the handler reads and
+        writes (`PostgresNotificationStore` over the same pool in production)."""
         self.mailer = mailer
-        handler = EventHandler(pool, mailer, config.mail_from, metrics, retry, config.max_message_bytes)
+        handler = EventHandler(store, mailer, config.mail_from, metrics, retry, config.max_message_bytes)
         positions = None if config.group is None else PostgresPositions(pool, config.group)
         self.loop = ConsumeLoop(consumer, config.events_topic, EventStrategy(config, handler, metrics), retry,
                                 progress, metrics, config.commit_interval_s,

@@ -5,7 +5,8 @@ the "at most once" side (DESIGN §7.2), and keep it as narrow as SMTP allows:
 
 1. open the envelope (connect, MAIL FROM, RCPT TO): nothing can be delivered yet, so any failure
    here is retried freely; a 5xx RCPT reply is recorded as `failed` straight away;
-2. claim the (event_id, recipient) row as `sending` in Postgres, committed;
+2. claim the (event_id, recipient) record as `sending` in the `NotificationStore` (Postgres in production),
+   committed;
 3. DATA; then mark the row `sent` (or `failed` with a 5xx reply), or delete the claim when the
    server certainly refused to take it (4xx), so the retry can claim it again.
 
@@ -23,27 +24,28 @@ from email.message import EmailMessage
 from typing import Literal, TypeVar
 from uuid import UUID
 
-from service.adapters.postgres import notifications as store
-from service.adapters.smtp import Mailer, OutcomeUnknown, Refused, SmtpUnavailable
+from service.adapters.smtp import OutcomeUnknown, Refused, SmtpUnavailable
+from service.domain.notifications import FAILED, SENT
+from service.notifier.ports import MailTransport, NotificationStore
 
 T = TypeVar("T")
 # runs one database write under the caller's outage policy (retry forever in the daemon, briefly in the CLI)
 Persist = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
 
-Outcome = Literal["sent", "failed", "in_doubt", "duplicate"]
+DeliveryOutcome = Literal["sent", "failed", "in_doubt", "duplicate"]
 
 
 @dataclass(frozen=True)
 class Delivery:
     recipient: str
-    outcome: Outcome
+    outcome: DeliveryOutcome
     attempt: int | None = None
     detail: str | None = None
 
 
 async def deliver(
-    pool,
-    mailer: Mailer,
+    store: NotificationStore,
+    mailer: MailTransport,
     persist: Persist,
     event_id: UUID,
     recipient: str,
@@ -61,11 +63,11 @@ async def deliver(
         await mailer.open_envelope(recipient)
     except Refused as refused:
         refusal = refused.reply  # bound outside the except name, which Python unbinds at the block's end
-        attempt = await persist(lambda: claim(pool, event_id, recipient, store.FAILED, refusal))
+        attempt = await persist(lambda: claim(event_id, recipient, FAILED, refusal))
         return Delivery(recipient, "failed" if attempt else "duplicate", attempt, refusal)
 
     try:
-        attempt = await claim(pool, event_id, recipient)
+        attempt = await claim(event_id, recipient)
     except BaseException:
         await mailer.reset()  # nothing sent; the caller retries the whole delivery
         raise
@@ -77,14 +79,14 @@ async def deliver(
         reply = await mailer.send_data(content)
     except Refused as refused:
         refusal = refused.reply
-        await persist(lambda: store.finish(pool, event_id, recipient, attempt, store.FAILED, refusal))
+        await persist(lambda: store.finish(event_id, recipient, attempt, FAILED, refusal))
         return Delivery(recipient, "failed", attempt, refusal)
     except SmtpUnavailable:
-        await persist(lambda: store.release(pool, event_id, recipient, attempt))
+        await persist(lambda: store.release(event_id, recipient, attempt))
         raise
     except OutcomeUnknown as unknown:
         reason = f"outcome unknown: {unknown}"
-        await persist(lambda: store.note_in_doubt(pool, event_id, recipient, attempt, reason))
+        await persist(lambda: store.note_in_doubt(event_id, recipient, attempt, reason))
         return Delivery(recipient, "in_doubt", attempt, reason)
-    await persist(lambda: store.finish(pool, event_id, recipient, attempt, store.SENT, reply))
+    await persist(lambda: store.finish(event_id, recipient, attempt, SENT, reply))
     return Delivery(recipient, "sent", attempt, reply)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import structlog
 
-from service.adapters.postgres import notifications as store
-from service.adapters.smtp import Mailer, RecipientDeferred
+from service.adapters.smtp import RecipientDeferred
 from service.contract.events import Unparseable, parse_status_changed
 from service.domain.events import StatusChanged
+from service.domain.notifications import FAILED, SENDING
 from service.notifier.delivery import Delivery, deliver
+from service.notifier.ports import MailTransport, NotificationStore
 from service.notifier.rendering import InvalidRecipient, render_email
 from service.runtime import tracing
 from service.runtime.metrics import Metrics
@@ -27,9 +28,9 @@ RECIPIENT_DEFERRALS = 5
 
 
 class EventHandler:
-    def __init__(self, pool, mailer: Mailer, mail_from: str, metrics: Metrics, retry: OutageRetry,
-                 max_message_bytes: int = 1_048_576) -> None:
-        self.pool = pool
+    def __init__(self, store: NotificationStore, mailer: MailTransport, mail_from: str, metrics: Metrics,
+                 retry: OutageRetry, max_message_bytes: int = 1_048_576) -> None:
+        self.store = store
         self.max_message_bytes = max_message_bytes
         self.mailer = mailer
         self.mail_from = mail_from
@@ -49,7 +50,7 @@ class EventHandler:
         address whose server keeps saying "later" never stops the other emails."""
         key = (event_id, recipient)
         try:
-            result = await deliver(self.pool, self.mailer, self._persist, event_id, recipient, message)
+            result = await deliver(self.store, self.mailer, self._persist, event_id, recipient, message)
         except RecipientDeferred as deferred:
             tries = self._deferrals.pop(key, 0) + 1
             if tries < RECIPIENT_DEFERRALS:
@@ -58,8 +59,7 @@ class EventHandler:
                 self._deferrals[key] = tries
                 raise
             reason = f"deferred: {deferred} (gave up after {tries} tries)"
-            attempt = await self._persist(lambda: store.claim_first(self.pool, event_id, recipient, store.FAILED,
-                                                                    reason))
+            attempt = await self._persist(lambda: self.store.claim_first(event_id, recipient, FAILED, reason))
             log.warning("email deferred too often; recorded failed", recipient=recipient, reply=str(deferred),
                         tries=tries, resend=f"orderstatus notifications resend {event_id}")
             return Delivery(recipient, "deferred" if attempt else "duplicate", attempt, reason)
@@ -69,11 +69,11 @@ class EventHandler:
     async def notify(self, event: StatusChanged, traceparent: str | None = None) -> dict[str, int]:
         """Send the event's emails to every recipient without a record yet; outages propagate. Each email
         carries `traceparent`, so a trace runs from the command to the mailbox."""
-        recipients = await store.recipients(self.pool, event.order_id)
-        recorded = await store.recorded_recipients(self.pool, event.event_id)
+        recipients = await self.store.recipients(event.order_id)
+        recorded = await self.store.recorded_recipients(event.event_id)
         counts: dict[str, int] = {}
         for recipient in recipients:
-            if recorded.get(recipient.email) == store.SENDING:
+            if recorded.get(recipient.email) == SENDING:
                 # claimed by a notifier that never recorded the answer (killed inside DATA): in doubt, so
                 # say so each time the event comes by, and never send it again by ourselves
                 outcome = "in_doubt"
@@ -87,7 +87,7 @@ class EventHandler:
                     message = render_email(event, recipient, self.mail_from, traceparent)
                 except InvalidRecipient as exc:
                     # bad data, not an outage: record it like a 5xx so it blocks nobody
-                    await store.claim_first(self.pool, event.event_id, recipient.email, store.FAILED, str(exc))
+                    await self.store.claim_first(event.event_id, recipient.email, FAILED, str(exc))
                     outcome = "failed"
                     log.warning("email not sent", recipient=recipient.email, reason=str(exc))
                 else:

@@ -12,10 +12,19 @@ from __future__ import annotations
 from typing import Protocol
 from uuid import UUID
 
+from service.domain.model import Recipient
+
 
 class NotificationStore(Protocol):
-    """The records of sent notifications: one per (event id, recipient, attempt), status `sending`, `sent`
-    or `failed` (`sending` is the claim taken just before DATA; see `notifier/delivery.py`)."""
+    """What the notifier keeps and reads: the records of sent notifications, one per (event id, recipient,
+    attempt), status `sending`, `sent` or `failed` (`service.domain.notifications`; `sending` is the claim taken
+    just before DATA, see `notifier/delivery.py`); an order's recipients; a stored event to resend."""
+
+    async def recipients(self, order_id: int) -> list[Recipient]:
+        """The order's contacts as they are now, one per address, clients before stakeholders, then by address."""
+
+    async def stored_event(self, event_id: UUID) -> bytes | None:
+        """The exact JSON of the event as the worker published it (None: no such event); a resend reads it."""
 
     async def recorded_recipients(self, event_id: UUID) -> dict[str, str]:
         """Recipients with any record for the event -> the status of their latest attempt."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from uuid import UUID
 
-from service.adapters.postgres import notifications as store
-from service.adapters.postgres.outbox_events import stored_event
-from service.adapters.smtp import Mailer, SmtpUnavailable
+from service.adapters.smtp import SmtpUnavailable
 from service.contract.events import Unparseable, event_type_of, parse_status_changed
 from service.domain.events import StatusChanged
+from service.domain.notifications import FAILED
 from service.notifier.delivery import Delivery, deliver
+from service.notifier.ports import MailTransport, NotificationStore
 from service.notifier.rendering import InvalidRecipient, render_email
 from service.runtime.retry import outage_retrying
 
@@ -52,21 +52,21 @@ def parse_event_id(text: str) -> UUID:
         raise ResendError(f"{text!r} is not an event id (a UUID)") from None
 
 
-async def resend(pool, mailer: Mailer, mail_from: str, event_id: UUID,
+async def resend(store: NotificationStore, mailer: MailTransport, mail_from: str, event_id: UUID,
                  report: Callable[[Delivery], None] = lambda _: None) -> list[Delivery]:
     """Send the event's emails once more to its current recipients; `report` sees each result as it happens."""
     results: list[Delivery] = []
-    event = _event_or_error(event_id, await stored_event(pool, event_id))
-    recipients = await store.recipients(pool, event.order_id)
+    event = _event_or_error(event_id, await store.stored_event(event_id))
+    recipients = await store.recipients(event.order_id)
     for recipient in recipients:
         try:
             message = render_email(event, recipient, mail_from)
         except InvalidRecipient as exc:
-            attempt = await store.claim_next(pool, event_id, recipient.email, store.FAILED, str(exc))
+            attempt = await store.claim_next(event_id, recipient.email, FAILED, str(exc))
             result = Delivery(recipient.email, "failed", attempt, str(exc))
         else:
             try:
-                result = await deliver(pool, mailer, _persist_briefly, event_id, recipient.email, message,
+                result = await deliver(store, mailer, _persist_briefly, event_id, recipient.email, message,
                                        on_purpose=True)
             except SmtpUnavailable as exc:
                 raise ResendError(f"SMTP unavailable after {len(results)} of {len(recipients)} emails: {exc}") from None

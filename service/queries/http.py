@@ -1,4 +1,5 @@
-"""The worker's HTTP read API (DESIGN §6.3, §11) over the views.
+"""The worker's HTTP read API (DESIGN §6.3, §11) over the read views (`service.domain.read_views.ReadViews`, which
+the entrypoint builds and hands in: Postgres in production, the fake over the fake database in the unit tests).
 
 A bearer token, whenever one is presented and keys are configured, is verified (a bad one is a 401
 with a human message, in every mode) and its principal is the actor — never a query parameter — so
@@ -16,8 +17,7 @@ from aiohttp import web
 
 from service.domain.access import tokenless_viewer, viewer_of
 from service.domain.model import ROLES, Actor, Principal
-from service.adapters.postgres import views
-from service.adapters.postgres.rules import RulesCache
+from service.domain.read_views import ReadViews
 from service.contract.commands import BIGINT_MAX, order_id_in_range
 from service.runtime.auth import NotAuthenticated
 from service.runtime.health import note_auth_failure, note_principal
@@ -33,11 +33,11 @@ def _error(status: int, reason: str, message: str, **headers) -> web.Response:
 HISTORY_PAGE_MAX = 1000  # entries per page of GET /orders/{id}/history (and the page without ?limit=)
 
 
-def routes(pool, authenticate: Authenticate = None, token_required: bool = True, open_reads: bool = False) -> list:
+def routes(read_views: ReadViews, authenticate: Authenticate = None, token_required: bool = True,
+           open_reads: bool = False) -> list:
     """`open_reads` (ORDERSTATUS_READ_API_OPEN, a dev setup only): a request without a token sees private notes
-    and change actors; otherwise it sees an order's history as a client does. The rules are read through one
-    `RulesCache` for these routes (again only when their version moved)."""
-    rules = RulesCache()
+    and change actors; otherwise it sees an order's history as a client does. The rules come through
+    `read_views` (in production one `RulesCache` for these routes, read again only when their version moved)."""
 
     def order_id_of(request: web.Request) -> int:
         order_id = order_id_in_range(request.match_info["order_id"])
@@ -84,8 +84,7 @@ def routes(pool, authenticate: Authenticate = None, token_required: bool = True,
 
     async def get_statuses(request: web.Request) -> web.Response:
         principal_of(request)
-        async with pool.acquire() as conn:
-            return web.json_response(await views.statuses(conn, request.query.get("order_type"), rules))
+        return web.json_response(await read_views.statuses(request.query.get("order_type")))
 
     async def get_transitions(request: web.Request) -> web.Response:
         order_id = order_id_of(request)
@@ -97,8 +96,7 @@ def routes(pool, authenticate: Authenticate = None, token_required: bool = True,
             if role not in ROLES:
                 return _error(400, "invalid_request", f"role must be one of {', '.join(ROLES)}")
             actor = Actor(id=request.query.get("actor_id", "http"), role=role, client_id=request.query.get("client_id"))
-        async with pool.acquire() as conn:
-            found = await views.transitions(conn, order_id, actor, rules)
+        found = await read_views.transitions(order_id, actor)
         if found is None:
             return _error(404, "order_not_found", f"Order {order_id} does not exist or you do not have access to it.")
         return web.json_response(found)
@@ -109,8 +107,7 @@ def routes(pool, authenticate: Authenticate = None, token_required: bool = True,
         principal = principal_of(request)
         # no token: every order, as a client sees it — unless ORDERSTATUS_READ_API_OPEN (a dev setup) opens it
         viewer = viewer_of(principal) if principal is not None else tokenless_viewer(open_reads)
-        async with pool.acquire() as conn:
-            found = await views.history(conn, order_id, viewer, after_version=after, limit=limit, rules_cache=rules)
+        found = await read_views.history(order_id, viewer, after_version=after, limit=limit)
         if found is None:
             return _error(404, "order_not_found", f"Order {order_id} does not exist or you do not have access to it.")
         return web.json_response(found)

@@ -15,10 +15,13 @@ ACCEPTED = "250 Message accepted for delivery"
 
 class FakeMailer:
     """Keeps every accepted message; refuses recipients listed in `refuse` with their reply (4xx or 5xx), as the
-    SMTP sink of the tests does at RCPT TO."""
+    SMTP sink of the tests does at RCPT TO; fails the DATA of a recipient listed in `fail_data` once, with the
+    error the real `Mailer` raises there (OutcomeUnknown: the connection was lost; SmtpUnavailable: a 4xx; Refused:
+    a 5xx)."""
 
     def __init__(self) -> None:
         self.refuse: dict[str, str] = {}  # recipient -> SMTP reply, e.g. "550 no such user"
+        self.fail_data: dict[str, Exception] = {}  # recipient -> what its next DATA raises (then it is forgotten)
         self.messages: list[EmailMessage] = []
         self.envelope: str | None = None
 
@@ -35,6 +38,10 @@ class FakeMailer:
     async def send_data(self, content: bytes) -> str:
         if self.envelope is None:
             raise SmtpUnavailable("no open envelope")
+        failure = self.fail_data.pop(self.envelope.lower(), None)
+        if failure is not None:
+            self.envelope = None
+            raise failure
         self.messages.append(message_from_bytes(content, policy=policy.default))
         self.envelope = None
         return ACCEPTED

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-SENDING, SENT, FAILED = "sending", "sent", "failed"
+from service.domain.model import Recipient
+from service.domain.notifications import SENDING
 
 
 @dataclass
@@ -20,10 +21,25 @@ class Record:
 
 
 class FakeNotificationStore:
-    """Records keyed by (event id, recipient, attempt), as the table's primary key is."""
+    """Records keyed by (event id, recipient, attempt), as the table's primary key is; the orders' contacts and
+    the stored events it reads are set by the test (`add_contacts`, `events`)."""
 
     def __init__(self) -> None:
         self.records: dict[tuple[UUID, str, int], Record] = {}
+        self.contacts: dict[int, dict[str, Recipient]] = {}  # order id -> address -> contact, as order_contacts
+        self.events: dict[UUID, bytes] = {}  # event id -> the JSON the worker published, as the outbox keeps it
+
+    def add_contacts(self, order_id: int, contacts: list[dict]) -> None:
+        """An order's contacts in the orders-file shape (DESIGN §5.2), replacing its earlier ones as an import does:
+        one per address, the last one winning."""
+        self.contacts[order_id] = {c["email"]: Recipient(email=c["email"], name=c.get("name"),
+                                                         kind=c.get("kind", "client")) for c in contacts}
+
+    async def recipients(self, order_id: int) -> list[Recipient]:
+        return sorted(self.contacts.get(order_id, {}).values(), key=lambda r: (r.kind, r.email))
+
+    async def stored_event(self, event_id: UUID) -> bytes | None:
+        return self.events.get(event_id)
 
     def _attempts(self, event_id: UUID, recipient: str) -> list[int]:
         return sorted(a for (e, r, a) in self.records if e == event_id and r == recipient)

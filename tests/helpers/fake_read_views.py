@@ -1,4 +1,4 @@
-"""The read API's views in memory (`service.queries.ports.ReadViews`), over the state `FakeUnitOfWork` commits to a
+"""The read API's views in memory (`service.domain.read_views.ReadViews`), over the state `FakeUnitOfWork` commits to a
 `FakeDatabase` as the Postgres views read what `PostgresUnitOfWork` commits. It passes the same contract suite as
 `PostgresReadViews` (`tests/helpers/read_views_contract.py`, run by `tests/unit/test_fake_read_views.py`), in
 the manner of eventsourcing's per-backend test case. The decisions (R4, R13, who sees what) are the domain's."""

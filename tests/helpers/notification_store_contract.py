@@ -2,12 +2,14 @@
 run against every implementation as eventsourcing runs one abstract test case per backend:
 `tests/unit/test_fake_notification_store.py` runs it against the in-memory fake,
 `tests/integration/test_postgres_notification_store.py` against `PostgresNotificationStore` on a real Postgres.
-A subclass provides a `backend` fixture: the store, and a reader of the records it keeps. The suite checks those
-records through the reader, not only through the port, so a fake that merely echoes its arguments fails it.
+A subclass provides a `backend` fixture: the store, a reader of the records it keeps, and a writer of what the store
+reads but never writes (an order's contacts, a published event). The suite checks the records through the reader,
+not only through the port, so a fake that merely echoes its arguments fails it.
 
 What delivery relies on (`service/notifier/delivery.py`, DESIGN §7.2): a first claim is taken once per (event,
 recipient) whatever its status; a deliberate resend takes the next attempt; the server's answer lands on the
-claimed attempt only; a claim in doubt stays `sending`; only a `sending` claim is released."""
+claimed attempt only; a claim in doubt stays `sending`; only a `sending` claim is released. And what the handler and
+a resend read: an order's recipients as imported, a stored event byte for byte."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Protocol
 
 import pytest
 
+from service.domain.model import Recipient
 from service.notifier.ports import NotificationStore
 
 EVENT, OTHER_EVENT = uuid.UUID(int=1), uuid.UUID(int=2)
@@ -31,6 +34,12 @@ class Backend(Protocol):
 
     async def records(self) -> Records:
         """Every record: (event id, recipient, attempt) -> (status, reason)."""
+
+    async def import_order(self, order_id: int, contacts: list[dict]) -> None:
+        """Import an SO order with these contacts (orders-file shape, DESIGN §5.2), as `orders import` does."""
+
+    async def publish(self, event_id: uuid.UUID, payload: bytes) -> None:
+        """Store an event's JSON as the worker does (the outbox row a resend reads)."""
 
 
 class NotificationStoreContract:
@@ -127,3 +136,30 @@ class NotificationStoreContract:
         await backend.store.claim_first(OTHER_EVENT, ANA)
         assert await backend.store.recorded_recipients(EVENT) == {ANA: "sending", BEN: "sent"}
         assert await backend.store.recorded_recipients(uuid.UUID(int=3)) == {}
+
+    async def test_recipients_are_the_orders_contacts_once_each(self, backend):
+        """An order's contacts, one per address (the last import line wins), clients first, then by address; an
+        order without contacts, or no order, has none."""
+        await backend.import_order(7, [
+            {"email": "pm@example.com", "kind": "stakeholder"},
+            {"email": BEN, "name": "Ben", "kind": "client"},
+            {"email": ANA, "name": "Ana (old)", "kind": "client"},
+            {"email": ANA, "name": "Ana", "kind": "client"},
+        ])
+        await backend.import_order(8, [])
+        assert await backend.store.recipients(7) == [
+            Recipient(email=ANA, name="Ana", kind="client"),
+            Recipient(email=BEN, name="Ben", kind="client"),
+            Recipient(email="pm@example.com", name=None, kind="stakeholder"),
+        ]
+        assert await backend.store.recipients(8) == []
+        assert await backend.store.recipients(9) == []
+
+    async def test_a_stored_event_is_read_back_byte_for_byte(self, backend):
+        """stored_event gives exactly the JSON stored for that event id, and None for an event never stored."""
+        first, second = b'{"type": "OrderStatusChanged", "n": 1}', b'{"type": "OrderStatusChanged",  "n": 2}'
+        await backend.publish(EVENT, first)
+        await backend.publish(OTHER_EVENT, second)
+        assert await backend.store.stored_event(EVENT) == first
+        assert await backend.store.stored_event(OTHER_EVENT) == second
+        assert await backend.store.stored_event(uuid.UUID(int=3)) is None

@@ -1,4 +1,4 @@
-"""One contract suite of the read API's views (`service.queries.ports.ReadViews`), run against every
+"""One contract suite of the read API's views (`service.domain.read_views.ReadViews`), run against every
 implementation as eventsourcing runs one abstract test case per backend: `tests/unit/test_fake_read_views.py` runs
 it against the in-memory views over the fake database, `tests/integration/test_postgres_read_views.py` against
 `PostgresReadViews` on a real Postgres. A subclass provides a `backend` fixture: the views, seeding, and the
@@ -18,7 +18,7 @@ import pytest
 from service.domain.access import ANONYMOUS, OPERATOR, Viewer
 from service.domain.events import StatusChanged, event_id_for
 from service.domain.model import Actor, Note
-from service.queries.ports import ReadViews
+from service.domain.read_views import ReadViews
 from service.worker.ports import UnitOfWork
 from tests.helpers.unit_of_work_contract import CONFIRMED, FREE, MANAGER, MISSING, NOW, ON_HOLD, ORDERS, PAID
 

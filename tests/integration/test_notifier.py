@@ -6,6 +6,7 @@ import uuid
 
 from service.adapters.postgres import outbox
 from service.adapters.postgres.connection import connect, create_pool
+from service.adapters.postgres.notifications import PostgresNotificationStore
 from service.adapters.smtp import Mailer, OutcomeUnknown, SmtpUnavailable
 from service.contract.events import (
     OrderStatusChanged, OrderStatusChangeRejected, OrderStatusOverrideCompleted, OverrideResult, WireMessage,
@@ -254,24 +255,25 @@ async def test_maybe_sent_email_is_never_resent_automatically(settings, mailbox)
         return await write()
 
     pool = await create_pool(url_of(settings), size=2)
+    store = PostgresNotificationStore(pool)
     try:
         temporary = BrokenData(SmtpUnavailable("451 4.3.0 try later"))
         try:
-            await deliver(pool, temporary, persist, event_id, ANN, message)
+            await deliver(store, temporary, persist, event_id, ANN, message)
             raise AssertionError("a 4xx at DATA must propagate for a retry")
         except SmtpUnavailable:
             pass
         assert await records(settings) == []  # claim released: nothing was accepted
 
         lost = BrokenData(OutcomeUnknown("connection lost during DATA"))
-        result = await deliver(pool, lost, persist, event_id, ANN, message)
+        result = await deliver(store, lost, persist, event_id, ANN, message)
         assert result.outcome == "in_doubt"
         [(_, recipient, attempt, status, reason)] = await records(settings)
         assert (recipient, attempt, status) == (ANN, 1, "sending") and reason.startswith("outcome unknown")
 
         real = Mailer(settings)
         try:
-            again = await deliver(pool, real, persist, event_id, ANN, message)
+            again = await deliver(store, real, persist, event_id, ANN, message)
         finally:
             await real.close()
         assert again.outcome == "duplicate"

@@ -15,6 +15,7 @@ import aiohttp
 
 from service.adapters.postgres import views
 from service.adapters.postgres.connection import connect, create_pool
+from service.adapters.postgres.views import PostgresReadViews
 from service.domain.model import Actor
 from service.runtime.health import Progress, bound_port, start_http
 from service.runtime.metrics import Metrics
@@ -376,7 +377,7 @@ async def test_transitions_http_route_lists_overrides_by_role(settings):
     """GET /orders/{id}/status/transitions answers like the view: overrides for managers, none for staff, 404/400."""
     await seed(settings)
     pool = await create_pool(url_of(settings))
-    runner = await start_http("127.0.0.1", 0, Progress(60), Metrics("t"), routes(pool))
+    runner = await start_http("127.0.0.1", 0, Progress(60), Metrics("t"), routes(PostgresReadViews(pool)))
     try:
         base = f"http://127.0.0.1:{bound_port(runner)}"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:

@@ -17,6 +17,12 @@ class FakeBackend:
     async def records(self) -> Records:
         return {key: (record.status, record.reason) for key, record in self.store.records.items()}
 
+    async def import_order(self, order_id: int, contacts: list[dict]) -> None:
+        self.store.add_contacts(order_id, contacts)
+
+    async def publish(self, event_id, payload: bytes) -> None:
+        self.store.events[event_id] = payload
+
 
 class TestFakeNotificationStore(NotificationStoreContract):
     """FakeNotificationStore keeps the notification-store contract."""

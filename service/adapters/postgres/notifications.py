@@ -13,9 +13,9 @@ from uuid import UUID
 import asyncpg
 
 from service.adapters.postgres.orders import fetch_contacts
+from service.adapters.postgres.outbox_events import stored_event
 from service.domain.model import Recipient
-
-SENDING, SENT, FAILED = "sending", "sent", "failed"
+from service.domain.notifications import FAILED, SENDING, SENT  # noqa: F401 (callers of the functions name them here)
 
 
 async def recipients(pool: asyncpg.Pool, order_id: int) -> list[Recipient]:
@@ -106,6 +106,13 @@ class PostgresNotificationStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    async def recipients(self, order_id: int) -> list[Recipient]:
+        return await recipients(self.pool, order_id)
+
+    async def stored_event(self, event_id: UUID) -> bytes | None:
+        payload = await stored_event(self.pool, event_id)
+        return None if payload is None else bytes(payload)
 
     async def recorded_recipients(self, event_id: UUID) -> dict[str, str]:
         return await recorded_recipients(self.pool, event_id)

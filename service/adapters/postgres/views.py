@@ -104,12 +104,13 @@ async def command_outcome(conn, command_id: str, max_events: int) -> dict | None
 
 
 class PostgresReadViews:
-    """The views above over a pool (a connection per call) and one rules cache, as the read API's `ReadViews`
-    port (`service/queries/ports.py`); it passes `tests/helpers/read_views_contract.py`."""
+    """The views above over a pool (a connection per call) and one rules cache, as the read side's `ReadViews`
+    port (`service/domain/read_views.py`); it passes `tests/helpers/read_views_contract.py`. The entrypoint
+    builds one per face (its own cache unless given one), so every read of that face shares the cached rules."""
 
     def __init__(self, pool, rules_cache: RulesCache | None = None) -> None:
         self.pool = pool
-        self.rules_cache = rules_cache
+        self.rules_cache = rules_cache if rules_cache is not None else RulesCache()
 
     async def statuses(self, order_type: str | None = None) -> list[dict]:
         async with self.pool.acquire() as conn:

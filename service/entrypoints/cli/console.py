@@ -27,7 +27,9 @@ from service.adapters.postgres import dead_letter_index as index
 from service.adapters.postgres import heartbeats
 from service.adapters.postgres.activity import last_hour
 from service.adapters.postgres.connection import create_pool
+from service.adapters.postgres.notifications import PostgresNotificationStore
 from service.adapters.postgres.outbox_ops import unpark
+from service.adapters.postgres.views import PostgresReadViews
 from service.adapters.smtp import Mailer
 from service.console import store as console_store
 from service.console.app import Console, ConsolePorts
@@ -37,7 +39,7 @@ from service.notifier.resend import ResendError, parse_event_id, resend as resen
 from service.ops import dlq as ops_dlq
 from service.ops.errors import OpsError
 from service.entrypoints.configs import consumer_lags as group_lags
-from service.queries.graph.svg import render_svg
+from service.queries.graph.optional import svg_renderer
 from service.runtime.auth import AuthConfigError, NotAuthenticated, TokenVerifier, bearer
 from service.runtime.health import Progress, bound_port, serve, watch_health
 from service.runtime.heartbeat import heartbeating, progress_report
@@ -152,7 +154,8 @@ def _resender(settings: Settings, pool):
     async def resend(event_id: str) -> list[dict]:
         mailer = Mailer(settings)
         try:
-            found = await resend_event(pool, mailer, settings.mail_from, parse_event_id(event_id))
+            found = await resend_event(PostgresNotificationStore(pool), mailer, settings.mail_from,
+                                       parse_event_id(event_id))
         except ResendError as exc:
             raise ValueError(str(exc)) from None
         finally:
@@ -221,8 +224,9 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
                                 settings.dlq_topic, retry, progress, metrics,
                                 first_offsets=partial(first_stored_offsets, settings, settings.dlq_topic))
     ports = ConsolePorts(
-        pool=pool, verify_token=token_check(verifier), diagram=render_svg, retry_outbox=unpark,
-        resend=_resender(settings, pool), dead_letters=DeadLetters(settings, pool, producer),
+        pool=pool, verify_token=token_check(verifier), diagram=svg_renderer(), retry_outbox=unpark,
+        resend=_resender(settings, pool), read_views=PostgresReadViews(pool),
+        dead_letters=DeadLetters(settings, pool, producer),
         health=_health(settings, pool), read_only=settings.console_read_only, ready=progress.ready,
         max_events=settings.max_batch_items + 2, metrics=metrics,
         secure_cookie=settings.console_secure_cookie == "true")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from service.adapters.postgres.connection import create_pool
+from service.adapters.postgres.notifications import PostgresNotificationStore
 from service.adapters.smtp import Mailer
 from service.entrypoints.cli.common import UserError, run
 from service.notifier.resend import ResendError, parse_event_id, resend as resend_event
@@ -31,7 +32,7 @@ def resend(settings: Settings, event_id: str) -> None:
         pool = await create_pool(settings.database_url.get_secret_value(), size=2)
         mailer = Mailer(settings)
         try:
-            return await resend_event(pool, mailer, settings.mail_from, eid, report)
+            return await resend_event(PostgresNotificationStore(pool), mailer, settings.mail_from, eid, report)
         finally:
             await mailer.close()
             await pool.close()

@@ -1,7 +1,9 @@
-"""The port the read API (`queries/http.py`) reads through: Postgres in production
+"""The port every face that shows orders reads through — the read API (`queries/http.py`), the operator console's
+order page (`console/app.py`) and the gateway's transitions route (`gateway/app.py`): Postgres in production
 (`adapters/postgres/views.PostgresReadViews`), an in-memory fake over the fake database in the tests
 (`tests/helpers/fake_read_views.py`); both pass one contract suite (`tests/helpers/read_views_contract.py`),
-eventsourcing's per-backend test case."""
+eventsourcing's per-backend test case. It sits in the domain, below the apps, because three apps that may not
+import each other share it (DESIGN §10); it is a Protocol over domain types, stdlib only."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from service.domain.model import Actor
 
 
 class ReadViews(Protocol):
-    """The read API's three views, as JSON-ready dicts (DESIGN §6.3). Who sees what is `service.domain.access`'s."""
+    """The read side's three views, as JSON-ready dicts (DESIGN §6.3). Who sees what is `service.domain.access`'s."""
 
     async def statuses(self, order_type: str | None = None) -> list[dict]:
         """The statuses of the rules in force (of one order type when given); [] before any rules are loaded."""
