@@ -21,6 +21,7 @@ from service.domain.outbox import OutboxStats, Parking, StoredMessage, held_back
 from service.worker.relay_store import OutboxStore
 
 BIG = 8 * 1_048_576
+HOUR = 3600.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Backend(Protocol):
 
     async def rows(self) -> list[Row]:
         """Every row, in id order, read past the port."""
+
+    async def age(self, value: str, seconds: float) -> None:
+        """Make the row written with this value as old as that, by the store's own clock (its created time)."""
 
 
 def msg(value: str, shard: int = 0, key: bytes | None = b"1", topic: str = "events") -> WireMessage:
@@ -168,15 +172,20 @@ class OutboxStoreContract:
 
     # --- what the relay watches
     async def test_stats_count_the_rows_to_publish_and_the_parked_rows(self, backend):
-        """Backlog: rows after the cursors not published or parked; parked: rows refused themselves."""
+        """Backlog: rows after the cursors not published or parked; parked: rows refused themselves; the age is the
+        oldest row still to publish's (older parked and published rows do not count)."""
         assert await backend.store.stats() == OutboxStats(0, None, 0)
         await backend.write([msg("a"), msg("b"), msg("c", key=b"2"), msg("d", 1)])
         row = await ids(backend)
         async with backend.store.lock_round(1000, [0], BIG) as batch:
             await batch.settle({0: row["b"]}, [], [Parking(row["a"], "refused"), Parking(row["b"], "held", row["a"])])
+        await backend.age("a", 3 * HOUR)  # parked
+        await backend.age("b", 2 * HOUR)  # published (the cursor passed it)
+        await backend.age("c", HOUR)  # the oldest row still to publish
+        await backend.age("d", HOUR / 2)
         stats = await backend.store.stats()
         assert (stats.backlog, stats.parked) == (2, 1)
-        assert stats.oldest_age_s is not None and stats.oldest_age_s >= 0
+        assert HOUR <= stats.oldest_age_s < HOUR + 60
 
     async def test_shards_waiting_are_those_whose_first_row_to_publish_is_older_than_asked(self, backend):
         """A shard with a row waiting counts once that row is older than asked; a settled shard does not."""

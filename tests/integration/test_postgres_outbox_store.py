@@ -38,6 +38,11 @@ class PostgresBackend:
         return [Row(r["id"], r["shard"], r["topic"], r["message_key"], bytes(r["payload"]), r["state"],
                     r["held_behind"]) for r in rows]
 
+    async def age(self, value: str, seconds: float) -> None:
+        done = await self.pool.execute("UPDATE outbox SET created_at = now() - make_interval(secs => $2) "
+                                       "WHERE payload = $1", value.encode(), seconds)
+        assert done == "UPDATE 1"
+
 
 class TestPostgresOutboxStore(OutboxStoreContract):
     """PostgresOutboxStore keeps the relay's outbox contract."""

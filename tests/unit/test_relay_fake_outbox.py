@@ -25,6 +25,10 @@ class FakeBackend:
         return [Row(i, r.message.shard, r.message.topic, r.message.key, r.message.value, self.store.state_of(i),
                     r.held_behind) for i, r in sorted(self.store.rows.items())]
 
+    async def age(self, value: str, seconds: float) -> None:
+        [row] = [r for r in self.store.rows.values() if r.message.value == value.encode()]
+        row.created_at = self.store.clock() - seconds
+
 
 class TestFakeOutbox(OutboxStoreContract):
     """FakeOutbox keeps the relay's outbox contract."""
