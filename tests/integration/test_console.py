@@ -5,6 +5,7 @@ by running commands through the worker and the notifier."""
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from datetime import timedelta
 
@@ -283,6 +284,25 @@ class TestPages:
             status, page = await staff.get("/health")
             assert status == 200 and "<td>console</td>" in page
             assert page.count('class="chart"') == 5
+
+    async def test_rules_and_order_pages_without_the_diagrams_extra(self, settings, tmp_path, monkeypatch):
+        """With grandalf unimportable (an image built without the diagrams extra) the rules and order pages answer
+        200 with their tables, and a line naming the extra where the diagram was."""
+        monkeypatch.setitem(sys.modules, "grandalf", None)
+        for name in [m for m in sys.modules if m.startswith(("grandalf.", "service.queries.graph."))]:
+            monkeypatch.delitem(sys.modules, name)  # imported anew (and refused) when the console looks for it
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_console(s) as base, ConsoleClient(base) as staff:
+            await staff.sign_in(token("staff"))
+            status, page = await staff.get("/rules")
+            assert status == 200 and "<td>staff, manager, system</td>" in page and "<h3>Statuses</h3>" in page
+            sections = page.count('<h2 id="type-')
+            assert sections >= 3 and page.count('<p class="no-diagram">') == sections and "<svg" not in page
+            assert "pip install 'orderstatus[diagrams]'" in page
+            status, page = await staff.get("/orders/1029")
+            assert status == 200 and "State diagram of" in page
+            assert page.count('<p class="no-diagram">') == 1 and "<svg" not in page
 
 
 class TestHeaders:
