@@ -5,8 +5,9 @@
   each rule is its own test, parametrised by workload and container, so a regression names both.
 * `docker-compose.yml` validates against the Compose Specification schema vendored in `tests/data/`
   (see `compose-spec.NOTICE`), publishes ports on loopback only and pins every image.
-* `deploy/Dockerfile` runs as a numeric user, pins its base image and installs from the lock file.
-* `requirements.lock` pins every runtime dependency of `pyproject.toml`, exactly and with hashes.
+* `deploy/Dockerfile` runs as a numeric user, pins its base image and installs from the lock files.
+* `requirements.lock` pins every runtime dependency of `pyproject.toml`, exactly and with hashes (the other two
+  locks, and what the production one must not hold: `tests/unit/test_locks.py`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 COMPOSE_SCHEMA_NOTICE = ROOT / "tests" / "data" / "compose-spec.NOTICE"
 LOCK = ROOT / "requirements.lock"
+DIAGRAMS_LOCK = ROOT / "requirements-diagrams.lock"  # the optional `diagrams` extra (DIAGRAMS=true builds)
+DIAGRAMS_PACKAGE = "service/queries/graph/"  # the only place that may import what that extra brings
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 # The oldest Kubernetes we still deploy to and the newest schema the package bundles.
@@ -724,13 +727,15 @@ class TestDockerfile:
             stages.add(alias)
 
     def test_installs_from_the_lock_file_with_hashes(self):
-        """The lock is copied in and installed with --require-hashes; nothing else is installed from an index."""
+        """The lock is copied in and installed with --require-hashes (the diagrams lock too, when asked for);
+        nothing else is installed from an index."""
         runs = " && ".join(args for instruction, args in DOCKER if instruction == "RUN")
         assert any(i == "COPY" and "requirements.lock" in a for i, a in DOCKER)
         installs = re.findall(r"pip install ([^&;]*)", runs)
         assert any("--require-hashes" in cmd and "-r requirements.lock" in cmd for cmd in installs)
         for cmd in installs:
-            assert "-r requirements.lock" in cmd or ("--no-index" in cmd and "--no-deps" in cmd), cmd
+            locked = re.search(r"-r requirements(-diagrams)?\.lock", cmd) and "--require-hashes" in cmd
+            assert locked or ("--no-index" in cmd and "--no-deps" in cmd), cmd
 
     def test_final_stage_installs_nothing_and_drops_the_installers(self):
         """The runtime stage installs no package (no compiler, no pip install) and removes pip itself."""
@@ -745,10 +750,10 @@ class TestDockerfile:
 
 # ---------------------------------------------------------------- requirements.lock
 
-def _lock_pins() -> dict[str, tuple[str, int]]:
-    """Package name -> (pinned specifier, number of hashes), from requirements.lock."""
+def _lock_pins(lock: Path = LOCK) -> dict[str, tuple[str, int]]:
+    """Package name -> (pinned specifier, number of hashes), from requirements.lock (or another lock)."""
     pins: dict[str, tuple[str, int]] = {}
-    text = re.sub(r"\\\n", " ", LOCK.read_text())
+    text = re.sub(r"\\\n", " ", lock.read_text())
     for line in text.splitlines():
         line = line.split(" #")[0].strip()
         if not line or line.startswith("#"):
@@ -794,13 +799,19 @@ class TestLockFile:
             f"{name}{specifier} is outside {requirement.specifier}: {REGENERATE}"
 
     def test_locks_every_package_the_service_imports(self):
-        """Each third-party module that service/ imports (devkit aside) comes from a locked distribution."""
-        pins = set(_lock_pins())
+        """Each third-party module that service/ imports (devkit aside) comes from a locked distribution; only
+        the graph package may import one of the diagrams lock instead (grandalf: looked up when asked for)."""
+        pins, optional = set(_lock_pins()), set(_lock_pins(DIAGRAMS_LOCK))
         provided = packages_distributions()
         imports = _third_party_imports()
-        assert "aiokafka" in imports, "the import scan found nothing"
-        missing = {module: sorted(files) for module, files in imports.items()
-                   if not {canonicalize_name(d) for d in provided.get(module, [])} & pins}
+        assert "aiokafka" in imports and "grandalf" in imports, "the import scan found nothing"
+
+        def locked(module: str, files: set[str]) -> bool:
+            distributions = {canonicalize_name(d) for d in provided.get(module, [])}
+            return bool(distributions & pins) or (bool(distributions & optional)
+                                                   and all(f.startswith(DIAGRAMS_PACKAGE) for f in files))
+
+        missing = {module: sorted(files) for module, files in imports.items() if not locked(module, files)}
         assert not missing, f"imported but not locked (declare it in pyproject, then {REGENERATE}): {missing}"
 
     def test_every_pin_is_exact_and_hashed(self):
