@@ -16,6 +16,7 @@ from service.adapters.kafka.consumer import KafkaConsumer
 from service.adapters.kafka.published import KafkaPublishedEvents
 from service.adapters.kafka.renewing import RenewingProducer
 from service.adapters.kafka.replies import EventsTail
+from service.adapters.postgres.command_records import PostgresCommandRecords
 from service.adapters.postgres.connection import create_pool, writable_server
 from service.adapters.postgres.notifications import PostgresNotificationStore
 from service.adapters.postgres.views import PostgresReadViews
@@ -222,11 +223,12 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
         await producer.stop()
         await pool.close()
         return 0
-    gateway = Gateway(pool=pool, read_views=PostgresReadViews(pool), producer=producer, tail=tail,
+    gateway = Gateway(records=PostgresCommandRecords(pool, max_events=settings.max_batch_items + 2),
+                      read_views=PostgresReadViews(pool), producer=producer, tail=tail,
                       authenticate=partial(bearer, verifier=verifier),
                       commands_topic=settings.commands_topic, wait_s=settings.gateway_wait_s,
                       limits=InputLimits(settings.max_message_bytes, settings.max_wire_items),
-                      max_events=settings.max_batch_items + 2, issuer=settings.auth_issuer, sign_command=signer)
+                      issuer=settings.auth_issuer, sign_command=signer)
     gateway.in_flight = InFlight(settings.gateway_max_in_flight, settings.gateway_max_in_flight_per_principal)
     gateway.body_timeout_s = settings.gateway_body_timeout_s
     app = web.Application(client_max_size=settings.max_message_bytes)

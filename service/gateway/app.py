@@ -32,7 +32,6 @@ from defusedxml import ElementTree as SafeXml
 from pydantic import BaseModel, ValidationError
 
 from service.adapters.errors import AccessRefused
-from service.adapters.postgres import idempotency, views
 from service.contract.commands import BIGINT_MAX, InputLimits, order_id_in_range, parse_command
 from service.contract.http import (
     BrightpearlStatusChange,
@@ -52,6 +51,7 @@ from service.gateway import translate
 from service.gateway import docs as api_docs
 from service.gateway.docs import openapi_document, render_docs
 from service.gateway.limits import CHANGE_BODY_MAX, InFlight, Limited, override_body_max, read_body
+from service.gateway.ports import CommandRecords
 from service.runtime.auth import TOKEN_HEADER, NotAuthenticated
 from service.runtime.health import note_auth_failure, note_principal
 
@@ -80,10 +80,11 @@ class Gateway:
     in_flight: InFlight | None = None
     body_timeout_s: float = 30.0
 
-    def __init__(self, *, pool, read_views: ReadViews, producer, tail, authenticate: Callable[[str | None], Principal],
-                 commands_topic: str, wait_s: float, limits: InputLimits, max_events: int, issuer: str | None = None,
+    def __init__(self, *, records: CommandRecords, read_views: ReadViews, producer, tail,
+                 authenticate: Callable[[str | None], Principal], commands_topic: str, wait_s: float,
+                 limits: InputLimits, issuer: str | None = None,
                  sign_command: Callable[[Principal, str, bytes], str] | None = None) -> None:
-        self.pool = pool
+        self.records = records  # idempotency keys bound, outcomes the worker recorded (`gateway/ports.py`)
         self.read_views = read_views  # the Wordbee transitions, as the read API reads them (its own rules cache)
         # the command's own bound token (issue 23): the caller's never leaves here; run_gateway always gives one
         self.sign_command = sign_command
@@ -93,7 +94,6 @@ class Gateway:
         self.commands_topic = commands_topic
         self.wait_s = wait_s
         self.limits = limits
-        self.max_events = max_events
         self.issuer = issuer or ""  # the verifier enforces it when set: every token here is of this issuer
 
     def routes(self) -> list:
@@ -145,8 +145,7 @@ class Gateway:
         async def run():
             principal, _ = self._principal(request)
             command_id = request.match_info["command_id"]
-            async with self.pool.acquire() as conn:
-                found = await views.command_outcome(conn, command_id, self.max_events)
+            found = await self.records.outcome(command_id)
             # a client sees only the commands it issued; one it may not see looks unknown, like an order (R4)
             viewer = viewer_of(principal)
             if found is None or not may_see_command(viewer, found["events"]):
@@ -192,14 +191,13 @@ class Gateway:
         if isinstance(parsed, InvalidCommand):
             raise Refusal(422, "invalid_command", parsed.message)
         command_id = parsed.command_id
-        async with self.pool.acquire() as conn:
-            if keyed:  # the key stays bound to its first request: another request under it is refused, unpublished
-                fingerprint = request_fingerprint(request.method, request.path, command)
-                if await idempotency.bind(conn, command_id, fingerprint) != fingerprint:
-                    raise Refusal(422, "idempotency_key_reused",
-                                  "This Idempotency-Key was already used for a different request; use a new key for a "
-                                  "new request, or repeat the first request exactly to get its outcome.")
-            known = await views.command_outcome(conn, command_id, self.max_events)
+        if keyed:  # the key stays bound to its first request: another request under it is refused, unpublished
+            fingerprint = request_fingerprint(request.method, request.path, command)
+            if await self.records.bind_key(command_id, fingerprint) != fingerprint:
+                raise Refusal(422, "idempotency_key_reused",
+                              "This Idempotency-Key was already used for a different request; use a new key for a "
+                              "new request, or repeat the first request exactly to get its outcome.")
+        known = await self.records.outcome(command_id)
         if known is not None and known["events"]:  # a retried request: the first one's answer, nothing new
             if not may_see_command(viewer_of(principal), known["events"]):  # GET /commands/{id}'s check, every replay
                 raise Refusal(422, "idempotency_key_reused", "This Idempotency-Key was already used for a different "

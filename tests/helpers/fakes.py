@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from aiokafka.structs import RecordMetadata, TopicPartition
 
@@ -43,6 +44,8 @@ class ProcessedRecord:
     command_type: str
     source: str
     outcome: str = "pending"
+    # when it was claimed, as the column's default is
+    processed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 @dataclass

@@ -33,8 +33,8 @@ def _authenticate(header: str | None) -> Principal:
 async def gateway():
     """A gateway with no database or broker (nothing here reaches them), its limits small, on a free port."""
     options = {"sign_command": None} if "sign_command" in inspect.signature(Gateway).parameters else {}
-    gw = Gateway(pool=None, read_views=None, producer=None, tail=None, authenticate=_authenticate,
-                 commands_topic="commands", wait_s=1, limits=InputLimits(1_048_576, 1000), max_events=3, **options)
+    gw = Gateway(records=None, read_views=None, producer=None, tail=None, authenticate=_authenticate,
+                 commands_topic="commands", wait_s=1, limits=InputLimits(1_048_576, 1000), **options)
     gw.in_flight = InFlight(per_replica=3, per_principal=2)
     gw.body_timeout_s = 0.5
     runner = await serve(web.Application(), "127.0.0.1", 0, gw.routes())

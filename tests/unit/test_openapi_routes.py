@@ -35,9 +35,8 @@ def documented(tag: str) -> set[tuple[str, str]]:
 
 def gateway() -> Gateway:
     """A gateway with no database, broker or keys: its route table needs none."""
-    return Gateway(pool=None, read_views=None, producer=None, tail=None, authenticate=lambda header: None,
-                   commands_topic="commands", wait_s=1, limits=InputLimits(1_048_576, 1000), max_events=3,
-                   sign_command=None)
+    return Gateway(records=None, read_views=None, producer=None, tail=None, authenticate=lambda header: None,
+                   commands_topic="commands", wait_s=1, limits=InputLimits(1_048_576, 1000), sign_command=None)
 
 
 DOCS_PATHS = {"/openapi.json", "/docs", "/docs/openapi-3.0.json", "/docs/init.js", "/docs/assets/{}"}
