@@ -20,6 +20,10 @@ The rules (stable names; the console imports them):
   order (ANONYMOUS only in its redacted form, see `shown`).
 * `may_see_internal(viewer)` — private notes, actors beyond their role, reservation refs and coupon
   codes: staff and above, and OPERATOR. Never a client, never ANONYMOUS.
+* `may_see_actor_name(viewer)` — an actor's verified display name (a history entry's `actor.name`, kept only
+  from a verified token) beside its role: every signed-in viewer who may see the entry, a client too, as the
+  emails name the actor to every recipient (`notifier/rendering.actor_phrase`: "Sam (staff)"); never ANONYMOUS,
+  who reads any order without being one of its recipients.
 * `shown(viewer, record)` — a history entry or an outcome event as the viewer may see it (a copy; the
   record is untouched).
 * `may_see_command(viewer, events)` — a command's outcome (GET /commands/{id}, the answer to a retried
@@ -96,9 +100,16 @@ def may_see_internal(viewer: Viewer) -> bool:
     return viewer.trusted or _staff(viewer)
 
 
+def may_see_actor_name(viewer: Viewer) -> bool:
+    """An actor's verified name: any signed-in viewer of the entry (the emails name the actor to the order's
+    client too) and OPERATOR; not ANONYMOUS (a tokenless reader of any order is none of its recipients)."""
+    return viewer.trusted or viewer.role is not None
+
+
 def shown(viewer: Viewer, record: Mapping) -> dict:
     """A history entry or an outcome event as `viewer` may see it. For a viewer without `may_see_internal`:
-    the actor (when an object) reduced to its role, a note that is not public replaced by None, and the
+    the actor (when an object) reduced to its role (and its verified name, when it has one and
+    `may_see_actor_name`), a note that is not public replaced by None, and the
     internal refs that are present emptied. Always a new dict."""
     seen = dict(record)
     if may_see_internal(viewer):
@@ -106,6 +117,8 @@ def shown(viewer: Viewer, record: Mapping) -> dict:
     actor = seen.get("actor")
     if isinstance(actor, Mapping):
         seen["actor"] = {"role": actor.get("role")}
+        if actor.get("name") and may_see_actor_name(viewer):
+            seen["actor"]["name"] = actor["name"]
     note = seen.get("note")
     if isinstance(note, Mapping) and not note.get("is_public"):
         seen["note"] = None

@@ -136,6 +136,11 @@ class Actor:
         # client_id always present (null for internal roles): every event carries one actor shape
         return {"id": self.id, "role": self.role, "client_id": self.client_id}
 
+    def as_recorded_dict(self) -> dict:
+        """The actor as an order's history records it: `as_dict`, and its verified `name` when it has one (absent
+        when not, as in the rows written before names were kept, so every nameless entry has one shape)."""
+        return {**self.as_dict(), "name": self.name} if self.name else self.as_dict()
+
 
 @dataclass(frozen=True)
 class Principal:

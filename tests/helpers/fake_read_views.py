@@ -21,7 +21,7 @@ def entry(change: StatusChanged) -> dict:
         "from_status": change.from_status.as_dict(),
         "to_status": change.to_status.as_dict(),
         "override": change.override,
-        "actor": change.actor.as_dict(),
+        "actor": change.actor.as_recorded_dict(),
         "note": change.note.as_dict(),
         "removed_reservations": list(change.removed_reservations),
         "removed_coupons": list(change.removed_coupons),

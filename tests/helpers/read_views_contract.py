@@ -37,11 +37,12 @@ class Backend(Protocol):
     def unit_of_work(self) -> UnitOfWork: ...
 
 
-def change(command_id: str, version: int, before, after, note: Note, removed: tuple[str, ...] = ()) -> StatusChanged:
-    """One change of FREE by the manager."""
+def change(command_id: str, version: int, before, after, note: Note, removed: tuple[str, ...] = (),
+           actor: Actor = MANAGER) -> StatusChanged:
+    """One change of FREE (by the manager unless told)."""
     return StatusChanged(
         event_id=event_id_for(command_id, 0), command_id=command_id, order_id=FREE, order_type="SO", version=version,
-        from_status=before.label(), to_status=after.label(), override=False, notify=False, actor=MANAGER, note=note,
+        from_status=before.label(), to_status=after.label(), override=False, notify=False, actor=actor, note=note,
         removed_reservations=removed, removed_coupons=(), occurred_at=NOW,
     )
 
@@ -58,6 +59,9 @@ async def commit(backend: Backend, *changes: StatusChanged) -> None:
 
 HOLD = change("hold", 1, CONFIRMED, ON_HOLD, Note("waiting for the client", is_public=True), removed=("R-1",))
 RELEASE = change("release", 2, ON_HOLD, CONFIRMED, Note("checked stock privately"))
+# the manager's verified display name (only a verified token gives an actor one, DESIGN §11)
+NAMED_HOLD = change("named-hold", 1, CONFIRMED, ON_HOLD, Note("held", is_public=True),
+                    actor=Actor(MANAGER.id, MANAGER.role, MANAGER.client_id, name="Mia"))
 
 
 def expected_entry(applied: StatusChanged) -> dict:
@@ -156,6 +160,18 @@ class ReadViewsContract:
         assert [e["actor"] for e in found["history"]] == [{"role": "manager"}, {"role": "manager"}]
         assert [e["note"] for e in found["history"]] == [HOLD.note.as_dict(), None]
         assert [e["removed_reservations"] for e in found["history"]] == [[], []]
+
+    async def test_history_names_an_actor_with_a_verified_name(self, seeded):
+        """A change by an actor with a verified name keeps it in `actor.name` (the operator sees the whole actor,
+        the order's client its role and name, an anonymous reader its role); a change without one has no name."""
+        await commit(seeded, NAMED_HOLD, RELEASE)
+        whole = (await seeded.views.history(FREE, OPERATOR))["history"]
+        assert [e["actor"] for e in whole] == [{"id": "m-1", "role": "manager", "client_id": None, "name": "Mia"},
+                                               {"id": "m-1", "role": "manager", "client_id": None}]
+        mine = await seeded.views.history(FREE, Viewer(role="client", id="c-1", client_id="c-1"))
+        assert [e["actor"] for e in mine["history"]] == [{"role": "manager", "name": "Mia"}, {"role": "manager"}]
+        anonymous = await seeded.views.history(FREE, ANONYMOUS)
+        assert [e["actor"] for e in anonymous["history"]] == [{"role": "manager"}, {"role": "manager"}]
 
     async def test_history_is_none_for_who_may_not_see_the_order(self, seeded):
         """Another client's order, and an order that does not exist, have no history (R4)."""

@@ -10,6 +10,7 @@ from service.domain.access import (
     OPERATOR,
     Viewer,
     may_act_in_console,
+    may_see_actor_name,
     may_see_command,
     may_see_internal,
     may_see_order,
@@ -70,6 +71,18 @@ class TestNotesAndInternals:
         assert seen == {"version": 3, "actor": {"role": "staff"}, "note": None,
                         "removed_reservations": [], "removed_coupons": []}
         assert ENTRY["removed_coupons"] == ["SPRING10"]
+
+    @pytest.mark.parametrize(("viewer", "expected"), [
+        (client(), {"role": "staff", "name": "Sam"}), (ANONYMOUS, {"role": "staff"}),
+        (viewer_of(Principal("s-1", "staff")), {"id": "u-7", "role": "staff", "client_id": None, "name": "Sam"})])
+    def test_a_verified_actor_name_is_shown_to_signed_in_viewers_only(self, viewer, expected):
+        """The actor's verified name: to a client beside the role (as its email names the actor), to staff with
+        the whole actor, never to an anonymous reader; an entry without a name gains none."""
+        named = {**ENTRY, "actor": {**ENTRY["actor"], "name": "Sam"}}
+        assert shown(viewer, named)["actor"] == expected
+        assert "name" not in shown(client(), ENTRY)["actor"]
+        assert (may_see_actor_name(client()), may_see_actor_name(OPERATOR), may_see_actor_name(ANONYMOUS)) == (
+            True, True, False)
 
     def test_a_public_note_stays(self):
         """A public note is shown to anyone."""

@@ -109,7 +109,7 @@ async def apply_changes(conn, applied: Sequence[StatusChanged]) -> None:
         [i.from_status.as_dict() for i in applied],
         [i.to_status.as_dict() for i in applied],
         [i.override for i in applied],
-        [i.actor.as_dict() for i in applied],
+        [i.actor.as_recorded_dict() for i in applied],
         [i.note.text for i in applied],
         [i.note.is_public for i in applied],
         [i.note.file_id for i in applied],
