@@ -132,8 +132,9 @@ def openapi_document() -> dict:
             "/orders/{orderId}/history": _read(
                 "The order's changes and notes",
                 "A client sees its own orders and public notes only (so does a request without a token, unless "
-                "ORDERSTATUS_READ_API_OPEN). Paged: the body's `next_cursor` (null on the last page) is the next "
-                "page's `cursor`.",
+                "ORDERSTATUS_READ_API_OPEN). Each change's `actor` has its `role` (staff and above also see `id` and "
+                "`client_id`) and, when a verified token named it, `name` (absent otherwise, and without a token). "
+                "Paged: the body's `next_cursor` (null on the last page) is the next page's `cursor`.",
                 [ORDER_ID,
                  {"name": "limit", "in": "query", "required": False,
                   "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}},
