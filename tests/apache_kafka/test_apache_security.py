@@ -36,7 +36,7 @@ from service.runtime.settings import Settings
 from tests.helpers.browser import ConsoleClient, console_settings, running_console
 from tests.helpers.browser import token as console_token
 from tests.helpers.cli import ok, run_cli_async, settings_env, user_error
-from tests.helpers.database import fetch, seed_database, url_of
+from tests.helpers.database import fetch, fetchval, seed_database, url_of
 from tests.helpers.kafka_acls import script_grants
 from tests.helpers.pki import certificate, pem
 from tests.helpers.processes import ServiceProcess
@@ -588,3 +588,74 @@ class TestTheConsoleUnderItsDeployedAcls:
             await consumer.stop()
         cause = _authorization_failure(refused, GroupAuthorizationFailedError)
         assert name in str(cause)
+
+
+# -- the gateway while its Write ACL is revoked ----------------------------------------------------------------
+
+class _GatewayCaller:
+    """A staff caller of a gateway subprocess: Wordbee's status change and transitions, JSON answers."""
+
+    def __init__(self, gateway: ServiceProcess, port: int) -> None:
+        self.gateway, self.base = gateway, f"http://127.0.0.1:{port}"
+        self.headers = {"Authorization": "Bearer " + issue_token(PRIVATE, sub="staff-1", role="staff",
+                                                                issuer=ISSUER, audience=AUDIENCE)}
+
+    async def _call(self, method: str, path: str, **options) -> tuple[int, dict] | None:
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.request(method, self.base + path, headers=self.headers, **options) as response:
+                    text = await response.text()
+                    try:
+                        return response.status, json.loads(text)
+                    except ValueError:  # aiohttp's own plain-text 500
+                        return response.status, {"text": text}
+        except aiohttp.ClientConnectionError:  # not listening yet: a gateway that died says why
+            assert self.gateway.proc.poll() is None, self.gateway.tail()
+            return None
+
+    async def change(self, status: int) -> tuple[int, dict] | None:
+        return await self._call("PUT", "/api/orders/1033/status", json={"status": status})
+
+    async def transitions(self) -> tuple[int, dict] | None:
+        return await self._call("GET", "/api/orders/1033/status/transitions")
+
+
+class TestARevokedWriteAcl:
+    async def test_apache_the_gateway_answers_503_without_its_write_acl_and_recovers(self, settings, secure_kafka,
+                                                                                   tmp_path):
+        """The gateway's Write ACL on the commands topic deleted while it runs: a change is answered 503
+        `service_unavailable` in the error shape, one error line names the authorization failure, reads are still
+        served; with the ACL granted again the same change is applied (200: no OutOfOrderSequenceNumber from the
+        refused batch's sequence gap), and the gateway never stopped."""
+        await topics_created(settings, secure_kafka)
+        await grant(secure_kafka, settings, worker="worker", gateway="gateway")
+        gateway_settings = as_gateway(settings, secure_kafka, tmp_path)
+        worker = ServiceProcess("worker", settings_env(as_user(settings, secure_kafka, "worker")), "acl-worker")
+        gateway = ServiceProcess("gateway", settings_env(gateway_settings), "acl-gateway")
+        with service_processes(worker, gateway):
+            await worker.wait_assigned()
+            caller = _GatewayCaller(gateway, gateway_settings.gateway_port)
+            assert await wait_until(lambda: caller.change(2), 60, "the gateway's answer", interval=0.2) == (200, {})
+
+            await revoke(secure_kafka, "gateway", ResourceType.TOPIC, settings.commands_topic)
+            status, body = await caller.change(3)
+            assert status == 503 and body["reason"] == "service_unavailable", (status, body, gateway.tail())
+            assert set(body) == {"reason", "message"} and "gateway" not in body["message"], body  # no internals
+            refused = [line for line in gateway.log_lines() if "not authorised" in json.dumps(line)]
+            assert len(refused) == 1 and refused[0]["level"] == "error", gateway.tail()
+            for fragment in (settings.commands_topic, "'gateway'", "Kafka refused"):
+                assert fragment in json.dumps(refused[0]), refused[0]
+            assert "Traceback" not in gateway.text(), gateway.tail()
+            status, body = await caller.change(3)  # its new producer is refused too while the ACL is missing
+            assert status == 503 and body["reason"] == "service_unavailable", (status, body, gateway.tail())
+            refused = [line for line in gateway.log_lines() if "not authorised" in json.dumps(line)]
+            assert len(refused) == 2 and refused[1]["level"] == "error", gateway.tail()
+            status, body = await caller.transitions()
+            assert status == 200 and body["current"]["id"] == 2, body
+            assert await fetchval(settings, "SELECT status_id FROM orders WHERE order_id = 1033") == 2
+
+            await grant(secure_kafka, settings, gateway="gateway")
+            assert await caller.change(3) == (200, {}), gateway.tail()
+            assert await fetchval(settings, "SELECT status_id FROM orders WHERE order_id = 1033") == 3
+            for process in (gateway, worker):
+                assert await process.terminate() == 0, process.tail()
