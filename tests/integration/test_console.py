@@ -9,6 +9,8 @@ import sys
 import uuid
 from datetime import timedelta
 
+import aiohttp
+
 from tests.helpers.browser import ConsoleClient, console_settings, running_console, token
 from tests.helpers.cli import ok, run_cli_async, settings_env
 from tests.helpers.commands import change, override
@@ -202,6 +204,45 @@ class TestPages:
                 assert "no change allowed" in as_client
                 status, listing = await client.get("/orders?q=c-1")
                 assert status == 200 and "/orders/1029" in listing and "/orders/1030" in listing
+
+    async def test_the_timeline_and_the_read_api_name_an_actor_by_its_verified_name(self, settings, tmp_path):
+        """A change signed by a token named Sam and an override signed by one named Mia keep those names in the
+        history; a change between them whose command merely asserts a name has none. The console's timeline shows
+        "Sam (staff, staff-1)", the read API shows staff the whole actor and the order's client the role and name."""
+        from service.devkit.embedded import free_port
+
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        worker = s.model_copy(update={"actor_auth": "optional", "http_port": free_port()})
+        signed = change(1029, "ReadyToShip")
+        unsigned = change(1029, "Dispatched", actor={"id": "staff-1", "role": "staff", "name": "Eve"})
+        named_override = override([(1029, "OnHold")])
+        async with running_worker(worker), TopicReader(s, s.events_topic) as events:
+            for command, signer in ((signed, token("staff", name="Sam")), (unsigned, None),
+                                    (named_override, token("manager", name="Mia"))):
+                headers = [("actor-token", signer.encode())] if signer else []
+                await produce(s, [command], headers=headers)
+                [outcome, *_] = await events_for(events, {command["command_id"]}, timeout=30)
+                assert outcome["type"] != "OrderStatusChangeRejected", outcome
+            read_api = f"http://127.0.0.1:{worker.http_port}/orders/1029/history"
+            actors = {}
+            async with aiohttp.ClientSession() as http:
+                for who, bearer in (("staff", token("staff", sub="staff-9")), ("client", token("client"))):
+                    async with http.get(read_api, headers={"Authorization": f"Bearer {bearer}"}) as response:
+                        assert response.status == 200, who
+                        actors[who] = [e["actor"] for e in (await response.json())["history"]]
+        assert actors["staff"] == [{"id": "staff-1", "role": "staff", "client_id": None, "name": "Sam"},
+                                   {"id": "staff-1", "role": "staff", "client_id": None},
+                                   {"id": "manager-1", "role": "manager", "client_id": None, "name": "Mia"}]
+        assert actors["client"] == [{"role": "staff", "name": "Sam"}, {"role": "staff"},
+                                    {"role": "manager", "name": "Mia"}]
+        async with running_console(s) as base, ConsoleClient(base) as staff:
+            await staff.sign_in(token("staff"))
+            status, page = await staff.get("/orders/1029")
+        assert status == 200
+        assert '<span class="actor-name">Sam</span> (staff, staff-1)' in page
+        assert '<span class="actor-name">Mia</span> (manager, manager-1)' in page
+        assert "by staff (staff-1)" in page and "Eve" not in page
 
     async def test_a_dead_letter_redriven_from_the_console_after_the_fix_changes_the_order(self, settings, tmp_path):
         """An override refused on the wire (limit of 1 item) is dead-lettered and listed by the console's index
