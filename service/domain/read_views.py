@@ -10,11 +10,16 @@ from __future__ import annotations
 from typing import Protocol
 
 from service.domain.access import Viewer
-from service.domain.model import Actor
+from service.domain.model import Actor, RuleSet
 
 
 class ReadViews(Protocol):
-    """The read side's three views, as JSON-ready dicts (DESIGN §6.3). Who sees what is `service.domain.access`'s."""
+    """The read side's three views, as JSON-ready dicts (DESIGN §6.3), and the rule set they are read with. Who
+    sees what is `service.domain.access`'s."""
+
+    async def rules(self) -> RuleSet | None:
+        """The rules in force (None before any are loaded), through the face's one rules cache: the console's
+        rules page and order diagram read what the views read, and a `rules load` shows at the next read."""
 
     async def statuses(self, order_type: str | None = None) -> list[dict]:
         """The statuses of the rules in force (of one order type when given); [] before any rules are loaded."""

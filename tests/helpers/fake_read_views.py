@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from service.domain.access import Viewer, may_see_order, shown
 from service.domain.events import StatusChanged
-from service.domain.model import Actor
+from service.domain.model import Actor, RuleSet
 from service.domain.rules import availability
 from tests.helpers.fakes import FakeDatabase
 
@@ -34,6 +34,9 @@ class FakeReadViews:
 
     def __init__(self, db: FakeDatabase) -> None:
         self.db = db
+
+    async def rules(self) -> RuleSet | None:
+        return self.db.rules
 
     async def statuses(self, order_type: str | None = None) -> list[dict]:
         if self.db.rules is None:

@@ -92,7 +92,9 @@ class ReadViewsContract:
         return backend
 
     async def test_no_statuses_before_rules_are_loaded(self, backend):
-        """Before any rules are loaded the statuses are an empty list, and no order has transitions."""
+        """Before any rules are loaded there is no rule set, the statuses are an empty list, and no order has
+        transitions."""
+        assert await backend.views.rules() is None
         assert await backend.views.statuses() == []
         assert await backend.views.transitions(FREE, MANAGER) is None
 
@@ -106,6 +108,14 @@ class ReadViewsContract:
                             "initial": True, "cancelled": False, "invoiced": False, "hidden": False,
                             "can_override_to": False}
         assert len(await seeded.views.statuses()) == 23
+
+    async def test_the_rules_are_those_the_views_read(self, seeded):
+        """The rule set in force: the statuses the views list (ids, codes, in order), its transitions and its
+        override roles as loaded."""
+        rules = await seeded.views.rules()
+        assert [(s.id, s.code) for s in rules.statuses] == [(s["id"], s["code"]) for s in await seeded.views.statuses()]
+        assert rules.override_roles == {"manager", "system"}
+        assert any(t.order_type == "SO" and "staff" in t.roles for t in rules.transitions)
 
     async def test_transitions_of_an_order_for_a_manager(self, seeded):
         """R13 for the manager on a confirmed order: its current status, the moves and the overrides."""

@@ -11,7 +11,7 @@ from service.adapters.postgres import orders as orders_store
 from service.adapters.postgres.rules import RulesCache
 from service.domain.access import OPERATOR, Viewer, may_see_order, shown
 from service.domain.events import event_id_for
-from service.domain.model import Actor, Status
+from service.domain.model import Actor, RuleSet, Status
 from service.domain.rules import availability
 
 
@@ -111,6 +111,10 @@ class PostgresReadViews:
     def __init__(self, pool, rules_cache: RulesCache | None = None) -> None:
         self.pool = pool
         self.rules_cache = rules_cache if rules_cache is not None else RulesCache()
+
+    async def rules(self) -> RuleSet | None:
+        async with self.pool.acquire() as conn:
+            return await self.rules_cache.read(conn)
 
     async def statuses(self, order_type: str | None = None) -> list[dict]:
         async with self.pool.acquire() as conn:
