@@ -85,7 +85,7 @@ def write_chart(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     results = summary["scenarios"]
-    fast = [r for r in results if not r["scenario"].startswith("latency")]
+    fast = [r for r in results if not r["scenario"].startswith("latency") and "commands_per_s" in r]
     steady = [r for r in results if r["scenario"].startswith("latency") and r["latency_ms"]]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     m = summary["machine"]

@@ -7,6 +7,8 @@ the worker(s) as real `orderstatus worker` subprocesses.
   latency     a steady 1,000 and 5,000 commands/s for 15 s each: p50, p95, p99, max of event
               timestamp − command timestamp
   scale-out   the throughput scenario with 1, 2 and 3 worker processes in one group
+  console     `orderstatus console` over 1,000,000 orders, ~5,000,000 history rows and 100,000 dead letters
+              (indexed by the console itself): p50/p95/max server time of every page, p95 <= 200 ms each
 
 Prints a table, writes bench/results/latest.json and bench/results/latest.png."""
 
@@ -24,7 +26,7 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import report, scenarios
+from bench import console, report, scenarios
 from bench.infra import PREFIX
 from bench.measure import machine, machine_cpu
 from bench.scenarios import SCENARIOS, Options
@@ -54,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--broker", choices=["embedded", "apache"], default="embedded",
                         help="embedded: the tansu stand-in (default); apache: one Apache Kafka node (Java 17+, Maven)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a scenario may take (default 900)")
+    parser.add_argument("--console-orders", type=int,
+                        help="orders of the console scenario (default 1,000,000; --quick 20,000)")
+    parser.add_argument("--console-letters", type=int,
+                        help="dead letters of the console scenario (default 100,000; --quick 5,000)")
+    parser.add_argument("--console-rounds", type=int,
+                        help="measured requests of each console page (default 60; --quick 15), after 5 warm-up rounds")
     parser.add_argument("--output", type=Path, default=None,
                         help="the JSON file; the chart goes beside it as .png (default bench/results/latest.json, "
                              "latest-apache.json with --broker apache)")
@@ -80,6 +88,9 @@ def options(args: argparse.Namespace) -> Options:
         worker_env=worker_env,
         timeout_s=args.timeout,
         broker=args.broker,
+        console_orders=args.console_orders or (20_000 if quick else 1_000_000),
+        console_letters=args.console_letters or (5_000 if quick else 100_000),
+        console_rounds=args.console_rounds or (15 if quick else 60),
     )
 
 
@@ -151,6 +162,15 @@ async def suite(opts: Options, selected: list[str], repeat: int = 1,
         elif name == "scale-out":
             for n in opts.scale:
                 await attempt(f"scale-out×{n}", lambda n=n: scenarios.throughput(opts, n, f"scale-out×{n}"))
+        elif name == "console":  # one run: its verdict is per page, not a figure to take the median of
+            try:
+                if idle_budget:
+                    await wait_idle(idle_budget)
+                results.append(await console.console(opts.console_orders, opts.console_letters, opts.partitions,
+                                                     opts.console_rounds, 5, opts.timeout_s))
+            except Exception as exc:
+                traceback.print_exc()
+                errors.append(f"{name}: {exc!r}")
     return results, errors
 
 
@@ -160,8 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # platformdirs, finding the broker binary
     opts = options(args)
-    if args.output is None:
-        args.output = report.RESULTS / ("latest-apache.json" if opts.broker == "apache" else "latest.json")
+    selected = [s for s in SCENARIOS if not args.only or s in args.only]
+    if args.output is None:  # the console scenario alone keeps its own file (latest.json holds the others')
+        args.output = report.RESULTS / ("console.json" if selected == ["console"] else
+                                        "latest-apache.json" if opts.broker == "apache" else "latest.json")
     ignored = sorted(k for k in os.environ if k.startswith(PREFIX))
     for key in ignored:  # the suite configures its own infrastructure; --env passes settings on
         del os.environ[key]
@@ -169,7 +191,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ignoring {', '.join(ignored)} (use --env to give the workers settings)")
     if not report.chart_available():  # fail now, not after minutes of measuring
         raise SystemExit("matplotlib is missing: pip install -e '.[bench]' (or 'matplotlib>=3.8,<4')")
-    selected = [s for s in SCENARIOS if not args.only or s in args.only]
     started = datetime.now(timezone.utc)
     print(f"orderstatus bench: {', '.join(selected)} — {opts.orders:,} orders, {opts.commands:,} commands, "
           f"{opts.partitions} partitions, {opts.broker} broker", flush=True)
@@ -194,7 +215,12 @@ def main(argv: list[str] | None = None) -> None:
         "errors": errors,
     }
     print()
-    print(report.table(results))
+    commands = [r for r in results if r["scenario"] != "console"]
+    if commands:
+        print(report.table(commands))
+    for r in results:
+        if r["scenario"] == "console":
+            print(console.table(r))
     print(report.notes(summary))
     report.write_json(summary, args.output)
     chart = args.output.with_suffix(".png")

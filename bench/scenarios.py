@@ -55,6 +55,9 @@ class Options:
     timeout_s: float = 900.0  # per scenario, from the first command to the last event
     broker: str = "embedded"  # or "apache": one Apache Kafka node
     progress: bool = True
+    console_orders: int = 1_000_000  # the console scenario (bench/console.py)
+    console_letters: int = 100_000
+    console_rounds: int = 60
 
 
 def _say(opts: Options, text: str) -> None:
@@ -190,4 +193,4 @@ async def latency(opts: Options, rate: int) -> dict:
     return result
 
 
-SCENARIOS = ("throughput", "naive", "latency", "scale-out")
+SCENARIOS = ("throughput", "naive", "latency", "scale-out", "console")

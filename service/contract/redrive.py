@@ -76,3 +76,16 @@ def read_count(headers: Headers) -> int:
         if name == COUNT:
             return _number(value) or 0
     return 0
+
+
+def why_unredrivable(original_topic: str | None, truncated: bool, reason: str | None) -> str | None:
+    """Why a dead letter cannot be redriven, from what its headers say; None when it can. One rule for
+    `dlq redrive` (which reads the record) and the console's preview (which reads the dead-letter index)."""
+    if original_topic is None:
+        return "no original.topic header: not a dead letter of the worker"
+    if truncated:
+        return "cut to fit the DLQ (error.truncated): the original bytes are lost"
+    if reason == "unreadable":
+        return ("its record batch could not be decompressed (error.reason unreadable): the DLQ holds none of its "
+                "bytes; they are still on the original topic until its retention removes them")
+    return None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from service.adapters.kafka.records import Record, TopicRecords
-from service.contract.redrive import read_count, redrive_headers
+from service.contract.redrive import read_count, redrive_headers, why_unredrivable
 from service.ops.errors import OpsError
 from service.ops.printing import printable
 from service.runtime.auth import TOKEN_HEADER
@@ -61,14 +61,7 @@ class DeadLetter:
 
     def unredrivable(self) -> str | None:
         """Why this record cannot be redriven; None when it can."""
-        if self.original_topic is None:
-            return "no original.topic header: not a dead letter of the worker"
-        if self.truncated:
-            return "cut to fit the DLQ (error.truncated): the original bytes are lost"
-        if self.reason == "unreadable":
-            return ("its record batch could not be decompressed (error.reason unreadable): the DLQ holds none of its "
-                    "bytes; they are still on the original topic until its retention removes them")
-        return None
+        return why_unredrivable(self.original_topic, self.truncated, self.reason)
 
 
 def _text(value: bytes | None) -> str | None:

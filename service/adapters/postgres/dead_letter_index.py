@@ -165,6 +165,16 @@ async def get(db, topic: str, partition: int, offset: int) -> IndexedLetter | No
     return None if row is None else _letter(row)
 
 
+async def get_many(db, topic: str, positions: Sequence[tuple[int, int]]) -> dict[tuple[int, int], IndexedLetter]:
+    """The indexed letters at these positions, by (partition, offset); positions not indexed are absent."""
+    rows = await db.fetch(
+        f'SELECT {_SELECT} FROM dead_letter_index WHERE topic = $1 AND (partition, "offset") IN '
+        '(SELECT * FROM unnest($2::int[], $3::bigint[]))',
+        topic, [p for p, _ in positions], [o for _, o in positions],
+    )
+    return {(r["partition"], r["offset"]): _letter(r) for r in rows}
+
+
 async def count(db, topic: str, where: Filter = Filter()) -> int:
     """How many letters match."""
     args: list = []

@@ -20,9 +20,11 @@ from functools import partial
 import click
 import structlog
 
+from service.adapters.errors import AccessRefused
 from service.adapters.kafka.clients import make_consumer, make_producer
 from service.adapters.kafka.consumer import KafkaConsumer
 from service.adapters.kafka.records import topic_records
+from service.adapters.kafka.renewing import RenewingProducer
 from service.adapters.postgres import dead_letter_index as index
 from service.adapters.postgres import heartbeats
 from service.adapters.postgres.activity import last_hour
@@ -31,6 +33,7 @@ from service.adapters.postgres.notifications import PostgresNotificationStore
 from service.adapters.postgres.outbox_ops import unpark
 from service.adapters.postgres.views import PostgresReadViews
 from service.adapters.smtp import Mailer
+from service.contract.redrive import why_unredrivable
 from service.console import store as console_store
 from service.console.app import Console, ConsolePorts
 from service.console.dead_letter_indexer import DeadLetterIndexer, first_stored_offsets
@@ -120,7 +123,11 @@ class DeadLetters:
                 "unredrivable": letter.unredrivable(), "order_id": indexed.order_id if indexed else None}
 
     async def redrive(self, positions: list[tuple[int, int]], dry_run: bool) -> list[dict]:
-        """Each position's result, in DLQ order: redriven (where to, its redrive.count) or skipped (why)."""
+        """Each position's result, in DLQ order: redriven (where to, its redrive.count) or skipped (why). The
+        preview (`dry_run`) answers from the index, by the rule `dlq redrive` applies to the record
+        (`why_unredrivable`): reading thousands of letters from the DLQ took minutes; the confirmation reads each."""
+        if dry_run:
+            return await self.preview(positions)
         results = []
         async with topic_records(self.settings, self.topic) as reader:
             known = set(reader.partitions())
@@ -144,9 +151,23 @@ class DeadLetters:
                                       else f"{result.topic}:{result.partition}:{result.offset}")
                             results.append({"position": position, "outcome": "redriven", "why": None,
                                             "target": target, "count": result.count})
-                except OpsError as exc:
+                except (OpsError, AccessRefused) as exc:  # e.g. the console's Write ACL revoked: shown, no 500
+                    if isinstance(exc, AccessRefused):
+                        log.error("dead letters not redriven: access refused", error=str(exc))
                     results.append({"position": "-", "outcome": "failed", "why": str(exc), "target": None,
                                     "count": 0})
+        return results
+
+    async def preview(self, positions: list[tuple[int, int]]) -> list[dict]:
+        found = await index.get_many(self.pool, self.topic, positions)
+        results = []
+        for partition, offset in sorted(positions):
+            letter = found.get((partition, offset))
+            why = ("no such dead letter (deleted by retention?)" if letter is None
+                   else why_unredrivable(letter.original_topic, letter.truncated, letter.reason))
+            results.append({"position": f"{partition}:{offset}", "outcome": "skipped" if why else "redriven",
+                            "why": why, "target": None if why else letter.original_topic,
+                            "count": 0 if why else letter.redrive_count + 1})
         return results
 
 
@@ -213,7 +234,7 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
     pool = await create_pool(settings.database_url.get_secret_value(), size=settings.database_pool_size,
                              statement_timeout_s=settings.db_statement_timeout_s,
                              lock_timeout_s=settings.db_lock_timeout_s)
-    producer = make_producer(settings)
+    producer = RenewingProducer(partial(make_producer, settings))  # a redrive after a revoked Write ACL is back works
     try:
         await producer.start()
     except BaseException:
@@ -245,7 +266,7 @@ async def run_console(settings: Settings, stop: asyncio.Event | None = None,
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
 
-    probing = asyncio.create_task(watch_health(database_probe, producer.client.fetch_all_metadata, progress, stop),
+    probing = asyncio.create_task(watch_health(database_probe, producer.fetch_all_metadata, progress, stop),
                                   name="health")
     try:
         async with heartbeating(pool, "console", progress_report(progress, indexer.owned)):
