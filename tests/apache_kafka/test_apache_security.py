@@ -659,3 +659,34 @@ class TestARevokedWriteAcl:
             assert await fetchval(settings, "SELECT status_id FROM orders WHERE order_id = 1033") == 3
             for process in (gateway, worker):
                 assert await process.terminate() == 0, process.tail()
+
+    async def test_apache_a_console_redrive_without_its_write_acl_fails_clearly_and_recovers(self, settings,
+                                                                                             secure_kafka, tmp_path):
+        """The console's Write ACL on the commands topic deleted while it runs (after a first redrive): a redrive
+        shows the letter failed with the broker's refusal (the page answers 200, nothing reaches the commands topic);
+        with the ACL granted again the letter is redriven (no OutOfOrderSequenceNumber from the refused batch's
+        sequence gap)."""
+        await topics_created(settings, secure_kafka)
+        await grant_as_deployed(secure_kafka, settings, "console")
+        first, second = ({**CHANGE, "command_id": str(uuid.uuid4())} for _ in range(2))
+        async with Producer(watching(settings, secure_kafka)) as producer:
+            sent = await producer.send(settings.dlq_topic, [first, second], headers=_dead_letter_headers(settings))
+        console = console_settings(as_user(settings, secure_kafka, "console"), tmp_path)
+        async with running_console(console) as base, ConsoleClient(base) as manager:
+            await manager.sign_in(console_token("manager"))
+            csrf = await manager.csrf()
+            first_form, second_form = ({"csrf": csrf, "mode": "selected", "position": f"{r.partition}:{r.offset}",
+                                        "step": "confirm"} for r in sent)
+            status, page = await manager.post("/dead-letters/redrive", first_form)
+            assert status == 200 and "<strong>1</strong> redriven" in page, (status, page[:3000])
+            await revoke(secure_kafka, "console", ResourceType.TOPIC, settings.commands_topic)
+            status, page = await manager.post("/dead-letters/redrive", second_form)
+            assert status == 200 and "<strong>0</strong> redriven" in page, (status, page[:3000])
+            assert "not authorised" in page and settings.commands_topic in page, page[:3000]
+            await grant_as_deployed(secure_kafka, settings, "console")
+            status, page = await manager.post("/dead-letters/redrive", second_form)
+            assert status == 200 and "<strong>1</strong> redriven" in page, (status, page[:3000])
+        async with TopicReader(watching(settings, secure_kafka), settings.commands_topic) as commands:
+            expected = [first["command_id"], second["command_id"]]
+            await commands.wait_for(lambda values: [v.get("command_id") for v in values] == expected, 30,
+                                    "each letter redriven once")

@@ -4,6 +4,8 @@ The real refusal and sequence gap are shown on Apache Kafka (tests/apache_kafka/
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from service.adapters.errors import KafkaRefused
@@ -26,11 +28,16 @@ class FakeProducer:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def send_and_wait(self, topic: str, value=None, key=None, **options):
+    async def send(self, topic: str, value=None, key=None, **options) -> asyncio.Future:
+        """The acknowledgement's future, settled later (as the broker answers): the refusal comes through it."""
+        ack = asyncio.get_running_loop().create_future()
         if self.refuse_sends:
-            raise KafkaRefused(f"{self.name}: topic {topic} not authorised")
-        self.sent.append(value)
-        return (topic, len(self.sent) - 1)
+            asyncio.get_running_loop().call_soon(ack.set_exception,
+                                                 KafkaRefused(f"{self.name}: topic {topic} not authorised"))
+        else:
+            self.sent.append(value)
+            asyncio.get_running_loop().call_soon(ack.set_result, (topic, len(self.sent) - 1))
+        return ack
 
 
 def renewing(*producers: FakeProducer) -> tuple[RenewingProducer, list[FakeProducer]]:
@@ -76,3 +83,14 @@ class TestRenewingProducer:
         assert producer.current is made[0] and not made[0].stopped and made[1].stopped
         assert await producer.send_and_wait("commands", b"c") == ("commands", 0)
         assert producer.current is made[2] and made[0].stopped and made[2].sent == [b"c"]
+
+    async def test_a_refusal_by_the_acknowledgement_renews_for_the_next_send(self):
+        """`send` (the DLQ redrive's call): the refusal arrives by the acknowledgement's future, and the very next
+        send already goes through a new producer."""
+        producer, made = renewing(FakeProducer("first", refuse_sends=True), FakeProducer("second"))
+        await producer.start()
+        refused = await producer.send("commands", b"a")
+        with pytest.raises(KafkaRefused, match="first"):
+            await refused
+        assert await (await producer.send("commands", b"b")) == ("commands", 0)
+        assert producer.current is made[1] and made[0].stopped and made[1].sent == [b"b"]

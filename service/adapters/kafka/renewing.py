@@ -1,4 +1,5 @@
-"""A producer that is replaced by a new one after the broker refused one of its sends (the gateway's).
+"""A producer that is replaced by a new one after the broker refused one of its sends (the gateway's and the
+console's).
 
 An idempotent aiokafka producer whose batch the broker refused for authorization (a Write ACL revoked while
 it runs) cannot write that partition again: the refused batch took sequence numbers the broker never saw,
@@ -20,8 +21,8 @@ from service.adapters.errors import KafkaRefused
 
 
 class RenewingProducer:
-    """`send_and_wait`, `start`, `stop` and `fetch_all_metadata` of the producer `make()` returns, renewed after
-    a refused send."""
+    """`send`, `send_and_wait`, `start`, `stop` and `fetch_all_metadata` of the producer `make()` returns, renewed
+    after a refused send."""
 
     def __init__(self, make: Callable[[], AIOKafkaProducer]) -> None:
         self._make = make
@@ -38,16 +39,43 @@ class RenewingProducer:
     async def fetch_all_metadata(self):
         return await self.current.client.fetch_all_metadata()
 
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None, **options):
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   **options) -> asyncio.Future:
+        """As aiokafka's: the future of the broker's acknowledgement. A refusal, at once or by the acknowledgement,
+        makes the next send start a new producer."""
         if self._refused:
             await self._renew()
         producer = self.current
         try:
-            return await producer.send_and_wait(topic, value=value, key=key, **options)
+            acknowledged = await producer.send(topic, value=value, key=key, **options)
         except KafkaRefused:
-            if producer is self.current:  # not already replaced by a concurrent send
-                self._refused = True
+            self._was_refused(producer)
             raise
+
+        # the caller's future settles only after a refusal is noted: a send right after it starts a new producer
+        answer = asyncio.get_running_loop().create_future()
+
+        def settled(ack: asyncio.Future) -> None:
+            if answer.done():  # the caller cancelled its wait
+                return
+            if ack.cancelled():
+                answer.cancel()
+            elif ack.exception() is None:
+                answer.set_result(ack.result())
+            else:
+                if isinstance(ack.exception(), KafkaRefused):
+                    self._was_refused(producer)
+                answer.set_exception(ack.exception())
+
+        acknowledged.add_done_callback(settled)
+        return answer
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None, **options):
+        return await (await self.send(topic, value=value, key=key, **options))
+
+    def _was_refused(self, producer) -> None:
+        if producer is self.current:  # not already replaced after another send's refusal
+            self._refused = True
 
     async def _renew(self) -> None:
         async with self._renewing:
