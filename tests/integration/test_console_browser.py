@@ -151,5 +151,47 @@ async def test_staff_and_a_read_only_console_show_no_action(settings, tmp_path):
             await expect(page.locator("form[method=post]:not([action='/sign-out'])")).to_have_count(0)
 
 
+KEY_CELLS = """() => {
+    const column = [...document.querySelectorAll('thead th')].findIndex(th => th.textContent.trim() === 'Key');
+    return [...document.querySelectorAll('tbody tr')].map(row => {
+        const cell = row.children[column], code = cell.querySelector('code'), box = code.getBoundingClientRect();
+        return {text: code.textContent, title: code.title, height: box.height, width: cell.getBoundingClientRect().width,
+                font: parseFloat(getComputedStyle(code).fontSize), cut: code.scrollWidth > code.clientWidth};
+    });
+}"""
+
+
+async def test_the_outbox_key_column_keeps_a_short_key_on_one_line(settings, tmp_path):
+    """At 1366 px, beside long broker errors: a short key ("1033") on one line; a 120-character key cut short (an
+    ellipsis, its whole text in the title) rather than widening its column; staff sees the rows with no POST form."""
+    s = console_settings(settings, tmp_path)
+    await seed(s)
+    error = "KafkaTimeoutError: " + "the broker did not answer the produce request within the timeout " * 3
+    long_key = "k" * 120
+
+    async def park(key: str) -> None:
+        await fetchval(s, "INSERT INTO outbox (event_id, event_type, topic, message_key, payload, order_id, parked_at, "
+                          "park_reason) VALUES (gen_random_uuid(), 'OrderStatusChanged', $1, $2, '{}', 1033, now(), $3) "
+                          "RETURNING id", s.events_topic, key.encode(), error)
+
+    await park("1033")
+    async with running_console(s) as base, chromium() as browser:
+        page = await browser.new_page(viewport=VIEWPORT)
+        await sign_in_by_link(page, s, token("manager"))
+        await page.goto(f"{base}/outbox")
+        [short] = await page.evaluate(KEY_CELLS)  # alone in its column: nothing else holds the column open
+        assert short["text"] == "1033" and short["height"] < 1.8 * short["font"], short
+        await park(long_key)
+        await page.goto(f"{base}/outbox")
+        short, long = await page.evaluate(KEY_CELLS)
+        assert long["cut"] and long["title"] == long_key and long["width"] < VIEWPORT["width"] / 3, long
+        await shot(page, "outbox-keys")
+        staff = await browser.new_page(viewport=VIEWPORT)
+        await sign_in_by_link(staff, s, token("staff"))
+        await staff.goto(f"{base}/outbox")
+        await expect(staff.locator("table")).to_contain_text("1033")
+        await expect(staff.locator("form[method=post]:not([action='/sign-out'])")).to_have_count(0)
+
+
 async def _status_of(settings, order_id: int, status_id: int) -> bool:
     return await fetchval(settings, "SELECT status_id FROM orders WHERE order_id = $1", order_id) == status_id
