@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 import structlog
@@ -28,7 +28,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.adapters.postgres import orders as orders_store
 from service.adapters.postgres.outbox_ops import parked as parked_rows, stats as outbox_stats
-from service.adapters.postgres.rules import fetch_rules
 from service.console import policy, store
 from service.domain.access import viewer_of
 from service.domain.model import ROLES, Actor, Principal
@@ -112,10 +111,12 @@ def _age(seconds) -> str:
 
 
 SECURITY_HEADERS = {
-    # every asset is the console's own; no inline script, no frames; a referrer (a sign-in code in a URL) never
-    # leaves the console, while its own forms keep an Origin to check (no-referrer would send `Origin: null`)
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    # every asset is the console's own; scripts are its files alone (the vendored htmx): no inline script, no
+    # eval; no frames; a referrer (a sign-in code in a URL) never leaves the console, while its own forms keep an
+    # Origin to check (no-referrer would send `Origin: null`)
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; img-src 'self' data:; "
+                               "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; "
+                               "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -159,7 +160,7 @@ class Console:
             ("GET", "/readyz", self.readyz),
             ("GET", "/status", self.status),
             ("GET", "/metrics", self.metrics),
-            ("GET", "/static/{name}", self.static),
+            ("GET", "/static/{name:.+}", self.static),
             ("GET", "/sign-in", self.sign_in_page),
             ("POST", "/sign-in", self.sign_in),
             ("GET", "/sign-in/link", self.link_page),
@@ -174,6 +175,7 @@ class Console:
             ("GET", "/dead-letters/{partition}/{offset}", self.dead_letter),
             ("POST", "/dead-letters/redrive", self.redrive),
             ("GET", "/health", self.health),
+            ("GET", "/health/panels", self.health_panels),
             ("POST", "/emails/resend", self.resend),
             ("GET", "/audit", self.audit),
         ]
@@ -195,6 +197,8 @@ class Console:
             session_id = request.cookies.get(policy.COOKIE)
             found = await store.session(self.pool, session_id) if session_id else None
             if found is None or not policy.may_enter(found.principal.role):
+                if request.headers.get("HX-Request") == "true":
+                    return _signed_out_refresh(request)
                 if request.method == "GET":
                     raise web.HTTPSeeOther("/sign-in?" + urlencode({"next": request.path_qs}))
                 return self._refusal(request, 401, "sign in first")
@@ -256,11 +260,14 @@ class Console:
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        path = STATIC / name
-        if "/" in name or name.startswith(".") or not path.is_file():
+        path = (STATIC / name).resolve()
+        if any(part.startswith(".") for part in name.split("/")) or not path.is_relative_to(STATIC) \
+                or not path.is_file():
             raise web.HTTPNotFound()
         response = web.FileResponse(path)
-        response.headers["Cache-Control"] = "max-age=3600"
+        # a vendored file's name carries its version (static/vendor/VENDORED): a browser may keep it for good
+        response.headers["Cache-Control"] = ("max-age=31536000, immutable" if name.startswith("vendor/")
+                                             else "max-age=3600")
         return response
 
     async def home(self, request: web.Request) -> web.Response:
@@ -333,7 +340,7 @@ class Console:
         role = request.query.get("role") if request.query.get("role") in ROLES else "staff"
         async with self.pool.acquire() as conn:  # given back before the views take a connection of their own
             order = await orders_store.read_order(conn, order_id) if order_id else None
-            rules = await fetch_rules(conn) if order else None
+        rules = await self.ports.read_views.rules() if order else None  # the console's one rules cache
         found = (await self.ports.read_views.history(order_id, viewer_of(principal), limit=TIMELINE_MAX,
                                                      after_version=max(order.version - TIMELINE_MAX, 0))
                  if order else None)
@@ -366,8 +373,9 @@ class Console:
         return None if self.ports.diagram is None else self.ports.diagram(rules, order_type)
 
     async def rules(self, request: web.Request) -> web.Response:
-        async with self.pool.acquire() as conn:
-            rules = await fetch_rules(conn)
+        # the cache reads the version first and reloads when it moved, so after a `rules load` both the rules and
+        # the version line below are the new ones
+        rules = await self.ports.read_views.rules()
         meta = await store.rules_meta(self.pool)
         types = []
         if rules is not None:
@@ -471,10 +479,17 @@ class Console:
     # ---- health ----
 
     async def health(self, request: web.Request) -> web.Response:
+        return self.page(request, "health.html", await self._health_panels())
+
+    async def health_panels(self, request: web.Request) -> web.Response:
+        """The Health page's panels alone, fresh: what the page swaps in every 10 s (htmx) without a reload."""
+        return self.page(request, "health_panels.html", await self._health_panels())
+
+    async def _health_panels(self) -> dict:
         data = await self.ports.health() if self.ports.health is not None else None
         stats = await outbox_stats(self.pool)
         charts = {name: chart_svg(name, points) for name, points in ((data or {}).get("series") or {}).items()}
-        return self.page(request, "health.html", {"data": data or {}, "stats": stats, "charts": charts})
+        return {"data": data or {}, "stats": stats, "charts": charts, "updated_at": datetime.now(timezone.utc)}
 
     # ---- emails ----
 
@@ -510,6 +525,15 @@ def _headers(response: web.StreamResponse, started: float) -> None:
         response.headers.setdefault(name, value)
     # the server time of the request, for the browser's network panel and the timings in the README
     response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+
+
+def _signed_out_refresh(request: web.Request) -> web.Response:
+    """A partial update (htmx) after the session ended: not a sign-in page swapped into a panel (XHR follows a
+    redirect unseen) but a 401 whose HX-Redirect sends the whole page to sign in, and back to it afterwards."""
+    page = urlsplit(request.headers.get("HX-Current-URL", ""))
+    next_path = _safe_next(page.path + (f"?{page.query}" if page.query else "") or None)
+    return web.Response(status=401, text="sign in first",
+                        headers={"HX-Redirect": "/sign-in?" + urlencode({"next": next_path})})
 
 
 def _dumps(data) -> str:
