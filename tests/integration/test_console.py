@@ -137,6 +137,32 @@ class TestActions:
             assert status == 403
         assert await audit_rows(s) == []
 
+    async def test_staff_gets_the_dead_letters_without_a_post_form(self, settings, tmp_path):
+        """With a dead letter listed, staff's Dead letters page has the table but no POST form in its main part (no
+        empty form with a lone CSRF token); a manager's has the redrive form."""
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        async with running_worker(s), TopicReader(s, s.dlq_topic) as dlq:
+            await produce(s, [b"not json"], key="1030")
+            await dlq.wait_for(lambda _: dlq.records, timeout=30, what="the dead letter")
+        [letter] = dlq.records
+        listed = f'href="/dead-letters/{letter.partition}/{letter.offset}"'
+        async with running_console(s) as base, ConsoleClient(base) as staff, ConsoleClient(base) as manager:
+            await staff.sign_in(token("staff"))
+            await manager.sign_in(token("manager"))
+
+            async def main_part(client: ConsoleClient) -> str:
+                page = (await client.get("/dead-letters"))[1]
+                return page.split("<main", 1)[1].split("</main>", 1)[0]
+
+            async def indexed() -> bool:
+                return listed in await main_part(staff)
+
+            await wait_until(indexed, 30, "the console's indexer to list the dead letter")
+            staff_main, manager_main = await main_part(staff), await main_part(manager)
+        assert listed in staff_main and 'method="post"' not in staff_main and 'name="csrf"' not in staff_main
+        assert '<form method="post" action="/dead-letters/redrive">' in manager_main
+
     async def test_an_action_without_its_csrf_token_is_refused(self, settings, tmp_path):
         """A manager's POST without the CSRF token, or with another session's, is 403 and audits nothing."""
         s = console_settings(settings, tmp_path)
@@ -325,6 +351,29 @@ class TestPages:
             status, page = await staff.get("/health")
             assert status == 200 and "<td>console</td>" in page
             assert page.count('class="chart"') == 5
+
+    async def test_the_rules_page_follows_a_rules_load(self, settings, tmp_path):
+        """The console reads the rules through its cache: after `orderstatus rules load` of a file with one more
+        status, the next rules page names version 2 and lists the new status (the cache noticed the version)."""
+        import yaml
+
+        from tests.helpers.database import SAMPLE_RULES
+
+        s = console_settings(settings, tmp_path)
+        await seed(s)
+        rules = yaml.safe_load(SAMPLE_RULES.read_text(encoding="utf-8"))
+        rules["statuses"].append({"id": 99, "code": "Quarantined", "name": "Quarantined", "order_types": ["SO"]})
+        changed_rules = tmp_path / "rules-v2.yaml"
+        changed_rules.write_text(yaml.safe_dump(rules), encoding="utf-8")
+        async with running_console(s) as base, ConsoleClient(base) as staff:
+            await staff.sign_in(token("staff"))
+            status, page = await staff.get("/rules")
+            assert status == 200 and "Rules version <strong>1</strong>" in page and "Quarantined" not in page
+            assert (await staff.get("/orders/1029"))[0] == 200
+            ok(await run_cli_async(settings_env(s), "rules", "load", str(changed_rules)))
+            status, page = await staff.get("/rules")
+        assert status == 200 and "Rules version <strong>2</strong>" in page
+        assert "<td><code>Quarantined</code></td>" in page
 
     async def test_rules_and_order_pages_without_the_diagrams_extra(self, settings, tmp_path, monkeypatch):
         """With grandalf unimportable (an image built without the diagrams extra) the rules and order pages answer
