@@ -113,8 +113,9 @@ class TestFragmentRoute:
 class TestInTheBrowser:
     async def test_the_health_panels_follow_a_worker_that_starts_and_stops_without_a_reload(self, settings, tmp_path):
         """A worker started after the Health page loaded appears in its processes panel and disappears when it
-        stops, the "updated at" line moves, the page is never reloaded, its CSP allows scripts from the console
-        alone, no script error is logged and axe-core finds no serious violation."""
+        stops, the "updated at" line moves, the page is never reloaded, the keyboard focus in a panel survives its
+        refresh, its CSP allows scripts from the console alone, no script error is logged and axe-core finds no
+        serious violation."""
         s = console_settings(settings, tmp_path)
         await seed(s)
         async with running_console(s) as base, chromium() as browser:
@@ -131,10 +132,14 @@ class TestInTheBrowser:
             await expect(worker).to_have_count(0)
             first = await page.locator("#panels p.updated time").get_attribute("datetime")
             await page.evaluate("window.stillThisPage = true")  # gone if anything reloads the page
+            await page.locator("#panels a#parked-rows").focus()
+            await page.evaluate("document.activeElement.beforeTheRefresh = true")
 
             async with running_worker(s):
                 await expect(worker).to_have_count(1, timeout=(REFRESH_S * 3) * 1000)
                 await expect(page.locator("#panels p.updated time")).not_to_have_attribute("datetime", first)
+                await expect(page.locator("#panels a#parked-rows")).to_be_focused()
+                assert await page.evaluate("!document.activeElement.beforeTheRefresh")  # a new link, swapped in
                 await shot(page, "health-live", full_page=True)
             await expect(worker).to_have_count(0, timeout=(REFRESH_S * 3) * 1000)
 
