@@ -88,7 +88,7 @@ class TestFragmentRoute:
             assert re.fullmatch(r"app;dur=[0-9.]+", headers["Server-Timing"])
             status, page = await staff.get("/health")
             assert status == 200 and page.count('<h2 id="processes">') == 1 and f'src="{HTMX}"' in page
-            assert 'hx-get="/health/panels"' in page and 'hx-trigger="every 10s"' in page
+            assert 'hx-get="/health/panels"' in page and 'hx-trigger="every 10s, tab-shown"' in page
 
     async def test_the_vendored_script_is_served_by_the_console_and_kept_by_browsers(self, settings, tmp_path):
         """The file the package ships, byte for byte, cached for good (its name carries the version); no path out
@@ -114,8 +114,9 @@ class TestInTheBrowser:
     async def test_the_health_panels_follow_a_worker_that_starts_and_stops_without_a_reload(self, settings, tmp_path):
         """A worker started after the Health page loaded appears in its processes panel and disappears when it
         stops, the "updated at" line moves, the page is never reloaded, the keyboard focus in a panel survives its
-        refresh, its CSP allows scripts from the console alone, no script error is logged and axe-core finds no
-        serious violation."""
+        refresh; while the tab is hidden the timer's refreshes are cancelled, and showing it refreshes at once;
+        its CSP allows scripts from the console alone, no script error is logged and axe-core finds no serious
+        violation."""
         s = console_settings(settings, tmp_path)
         await seed(s)
         async with running_console(s) as base, chromium() as browser:
@@ -142,6 +143,27 @@ class TestInTheBrowser:
                 assert await page.evaluate("!document.activeElement.beforeTheRefresh")  # a new link, swapped in
                 await shot(page, "health-live", full_page=True)
             await expect(worker).to_have_count(0, timeout=(REFRESH_S * 3) * 1000)
+
+            sent = len(refreshes)
+            await page.evaluate("""() => {
+                window.refreshesWhileHidden = [];  // after console.js's listener: sees whether it cancelled
+                document.addEventListener("htmx:confirm", e => window.refreshesWhileHidden.push(e.defaultPrevented));
+                Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
+                document.dispatchEvent(new Event("visibilitychange"));
+            }""")
+            await wait_until(lambda: page.evaluate("window.refreshesWhileHidden.length > 0"), REFRESH_S * 2,
+                             "the timer's next refresh while hidden", interval=0.2)
+            assert await page.evaluate("window.refreshesWhileHidden.every(cancelled => cancelled)")
+            assert len(refreshes) == sent
+            asked_when_shown = await page.evaluate("""() => {
+                let asked = 0;
+                document.addEventListener("htmx:beforeRequest", () => asked++);
+                delete document.hidden;  // the document's own getter again: visible
+                document.dispatchEvent(new Event("visibilitychange"));
+                return asked;
+            }""")
+            assert asked_when_shown == 1  # at once, not at the timer's next tick
+            await wait_until(lambda: len(refreshes) > sent, 10, "the refresh of a tab shown again", interval=0.1)
 
             assert await page.evaluate("window.stillThisPage === true")
             assert page.url == f"{base}/health"
