@@ -15,10 +15,9 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-import pytest
-
 from service.gateway.ports import CommandRecords
 from service.worker.ports import UnitOfWork
+from tests.helpers.contract_suite import SeededContractSuite
 from tests.helpers.unit_of_work_contract import CONFIRMED, FREE, ON_HOLD, ORDERS, PAID, Prepared, applied, key, rejected
 
 MAX_EVENTS = 3
@@ -50,17 +49,10 @@ def published(command: Prepared) -> list[dict]:
     return [json.loads(m.value) for m in command.messages]
 
 
-class CommandRecordsContract:
+class CommandRecordsContract(SeededContractSuite):
     """The behaviour every implementation of the gateway's command records keeps."""
 
-    @pytest.fixture
-    def backend(self) -> Backend:
-        raise NotImplementedError("a concrete suite provides the backend fixture")
-
-    @pytest.fixture
-    async def seeded(self, backend) -> Backend:
-        await backend.seed(ORDERS)
-        return backend
+    orders = ORDERS
 
     async def test_a_key_stays_bound_to_its_first_fingerprint(self, backend):
         """The first binding wins: a later request with another fingerprint gets the first one back."""

@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import pytest
-
 from service.domain.commands import SourceMessage
 from service.runtime.consumer import Consumer, Partition
+from tests.helpers.contract_suite import ContractSuite
 
 
 class ConsumerBackend(Protocol):
@@ -74,12 +73,8 @@ def both(topic: str) -> set[Partition]:
     return {Partition(topic, 0), Partition(topic, 1)}
 
 
-class ConsumerContract:
+class ConsumerContract(ContractSuite):
     """What the consume loop and the commit policy rely on. Subclasses provide `backend`."""
-
-    @pytest.fixture
-    def backend(self) -> ConsumerBackend:
-        raise NotImplementedError("a concrete suite provides the backend fixture")
 
     async def test_polls_bring_every_message_once_in_partition_order_as_source_messages(self, backend):
         """Three messages on one partition and two on the other come once each, in order per partition, with

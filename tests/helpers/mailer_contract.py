@@ -19,6 +19,7 @@ import pytest
 
 from service.adapters.smtp import RecipientDeferred, Refused, SmtpUnavailable
 from service.notifier.ports import MailTransport
+from tests.helpers.contract_suite import ContractSuite
 
 ANA, BEN = "ana@example.com", "ben@example.com"
 
@@ -49,12 +50,8 @@ def seen(accepted: list[EmailMessage]) -> list[tuple[str, str]]:
     return [(str(m["To"]), str(m["Subject"])) for m in accepted]
 
 
-class MailerContract:
+class MailerContract(ContractSuite):
     """The behaviour every mail transport keeps."""
-
-    @pytest.fixture
-    def backend(self) -> Backend:
-        raise NotImplementedError("a concrete suite provides the backend fixture")
 
     async def test_a_message_sent_in_an_open_envelope_arrives_once(self, backend):
         """send_data returns a 250 reply and the server holds the message with its content."""

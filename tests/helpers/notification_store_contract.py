@@ -16,10 +16,9 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
-import pytest
-
 from service.domain.model import Recipient
 from service.notifier.ports import NotificationStore
+from tests.helpers.contract_suite import ContractSuite
 
 EVENT, OTHER_EVENT = uuid.UUID(int=1), uuid.UUID(int=2)
 ANA, BEN = "ana@example.com", "ben@example.com"
@@ -42,12 +41,8 @@ class Backend(Protocol):
         """Store an event's JSON as the worker does (the outbox row a resend reads)."""
 
 
-class NotificationStoreContract:
+class NotificationStoreContract(ContractSuite):
     """The behaviour every notification store keeps."""
-
-    @pytest.fixture
-    def backend(self) -> Backend:
-        raise NotImplementedError("a concrete suite provides the backend fixture")
 
     async def test_a_first_claim_takes_attempt_one_as_sending(self, backend):
         """claim_first returns 1 and records the pair as `sending` without a reason."""

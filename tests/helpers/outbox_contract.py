@@ -19,6 +19,7 @@ import pytest
 from service.contract.events import WireMessage
 from service.domain.outbox import OutboxStats, Parking, StoredMessage, held_back
 from service.worker.relay_store import OutboxStore
+from tests.helpers.contract_suite import ContractSuite
 
 BIG = 8 * 1_048_576
 HOUR = 3600.0
@@ -62,11 +63,7 @@ async def ids(backend) -> dict[str, int]:
     return {r.value.decode(): r.id for r in await backend.rows()}
 
 
-class OutboxStoreContract:
-    @pytest.fixture
-    def backend(self) -> Backend:
-        raise NotImplementedError("a concrete suite provides the backend fixture")
-
+class OutboxStoreContract(ContractSuite):
     # --- a round of rows
     async def test_a_round_has_each_shards_rows_after_its_cursor_in_shard_then_id_order(self, backend):
         """Rows of several shards written interleaved come shard by shard, each shard's in id order."""

@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import NamedTuple, Protocol
 
-import pytest
-
 from service.worker.ports import Producer
+from tests.helpers.contract_suite import ContractSuite
 
 
 class Record(NamedTuple):
@@ -38,12 +37,8 @@ class Backend(Protocol):
         """The topic's records, in offset order, once it holds at least `count`."""
 
 
-class ProducerContract:
+class ProducerContract(ContractSuite):
     """The behaviour every producer keeps."""
-
-    @pytest.fixture
-    def backend(self) -> Backend:
-        raise NotImplementedError("a concrete suite provides the backend fixture")
 
     async def test_an_acknowledged_message_is_on_its_topic(self, backend):
         """The acknowledgement names the topic, partition 0 and offset 0; the reader finds key, value and headers."""

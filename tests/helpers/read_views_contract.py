@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import pytest
-
 from service.domain.access import ANONYMOUS, OPERATOR, Viewer
 from service.domain.events import StatusChanged, event_id_for
 from service.domain.model import Actor, Note
 from service.domain.read_views import ReadViews
 from service.worker.ports import UnitOfWork
+from tests.helpers.contract_suite import SeededContractSuite
 from tests.helpers.unit_of_work_contract import CONFIRMED, FREE, MANAGER, MISSING, NOW, ON_HOLD, ORDERS, PAID
 
 CLIENT = Actor("c-1", "client", "c-1")  # FREE's client
@@ -79,17 +78,10 @@ def codes(statuses: list[dict]) -> list[str]:
     return [s["code"] for s in statuses]
 
 
-class ReadViewsContract:
+class ReadViewsContract(SeededContractSuite):
     """The behaviour every implementation of the read views keeps."""
 
-    @pytest.fixture
-    def backend(self) -> Backend:
-        raise NotImplementedError("a concrete suite provides the backend fixture")
-
-    @pytest.fixture
-    async def seeded(self, backend) -> Backend:
-        await backend.seed(ORDERS)
-        return backend
+    orders = ORDERS
 
     async def test_no_statuses_before_rules_are_loaded(self, backend):
         """Before any rules are loaded there is no rule set, the statuses are an empty list, and no order has

@@ -25,6 +25,7 @@ from service.contract.rules_file import load_rules_file
 from service.domain.events import ChangeRejected, StatusChanged, event_id_for
 from service.domain.model import Actor, Note, OrderFacts, RuleSet
 from service.worker.ports import UnitOfWork
+from tests.helpers.contract_suite import SeededContractSuite
 from tests.helpers.database import SAMPLE_RULES
 
 RULES = load_rules_file(SAMPLE_RULES)
@@ -111,17 +112,10 @@ class Boom(Exception):
     """Raised inside a unit of work to leave it with an error."""
 
 
-class UnitOfWorkContract:
+class UnitOfWorkContract(SeededContractSuite):
     """The unit-of-work behaviour the batch processing relies on. Subclasses provide `backend`."""
 
-    @pytest.fixture
-    def backend(self) -> Backend:
-        raise NotImplementedError("a concrete suite provides the backend fixture")
-
-    @pytest.fixture
-    async def seeded(self, backend) -> Backend:
-        await backend.seed(ORDERS)
-        return backend
+    orders = ORDERS
 
     # ------------------------------------------------------------------ claims (DESIGN §7.2)
 
