@@ -226,6 +226,34 @@ class TestActivity:
         assert sum(seen.commands["invalid"]) == 0 and seen.dead_letters == {}
 
 
+    async def test_recent_activity_agrees_with_the_hour_and_reads_only_the_minutes_since_it_settled(self, settings):
+        """RecentActivity's hour equals last_hour's on the same rows, new commands of the current minute count at
+        once, and a row written afterwards into a settled minute (30 minutes ago) is not read again."""
+        await seed(settings)
+        commands = "INSERT INTO processed_commands (command_id, command_type, outcome, processed_at) " \
+                   "SELECT $1 || g, 'ChangeOrderStatus', $2, now() - $3::interval FROM generate_series(1, $4) g"
+        async with pool_of(settings) as pool:
+            for minutes_ago, outcome, count in [(0, "applied", 3), (5, "rejected:invalid_transition", 2),
+                                                (30, "applied", 4), (59, "invalid", 1), (90, "applied", 7)]:
+                await pool.execute(commands, f"c{minutes_ago}-", outcome, timedelta(minutes=minutes_ago), count)
+            recent = activity.RecentActivity(settings.dlq_topic)
+
+            async def both():  # the same minute on both sides (a minute may turn between the calls)
+                while True:
+                    mine, whole = await recent.last_hour(pool), await activity.last_hour(pool, settings.dlq_topic)
+                    if mine.minutes == whole.minutes:
+                        return mine, whole
+
+            mine, whole = await both()
+            assert mine == whole and sum(mine.commands["applied"]) == 7 and sum(mine.commands["invalid"]) == 1
+            await pool.execute(commands, "now-", "applied", timedelta(0), 5)
+            await pool.execute(commands, "late-", "applied", timedelta(minutes=30), 100)
+            mine, whole = await both()
+            assert sum(whole.commands["applied"]) == 112
+            assert sum(mine.commands["applied"]) == 12  # the current minute's 5 counted, the settled minute kept
+            assert mine.rejections == whole.rejections == {"invalid_transition": mine.rejections["invalid_transition"]}
+
+
 # ------------------------------------------------------------------------------------------ dead-letter index
 
 

@@ -11,7 +11,15 @@
 
 Because every count comes from rows, the charts survive a console restart and agree between replicas.
 Minutes are the database's, truncated; the current minute is the last bucket (still filling). Every
-series has a value for every minute (zero-filled)."""
+series has a value for every minute (zero-filled).
+
+At volume the hour's rows are many (a busy hour: 250,000 commands, 200,000 changes, 100,000 emails, and
+counting them took the Health page most of a second), while a minute that is over no longer changes.
+`RecentActivity` keeps the counts of the settled minutes — those ending more than `SETTLE_MINUTES` ago,
+beyond any transaction still open (the service's statements are short: a statement timeout bounds them)
+— and asks the database only for the minutes since: the first call reads the hour, every later one a
+few minutes. It is the console process's own memory, filled from rows, so the charts still survive a
+restart and agree between replicas."""
 
 from __future__ import annotations
 
@@ -78,20 +86,60 @@ _EMAILS = """
 """
 
 
+SETTLE_MINUTES = 2  # a minute that ended longer ago than this no longer changes (no transaction is that long)
+
+Rows = dict[str, list[tuple[datetime, str, int]]]  # series -> (minute, label, count)
+
+
+async def _rows(db, since: datetime, until: datetime, dlq_topic: str) -> Rows:
+    """The (minute, label, count) rows of every series in [since, until)."""
+    return {
+        "commands": [(r["minute"], r["outcome"], r["n"]) for r in await db.fetch(_COMMANDS, since, until)],
+        "changes": [(r["minute"], "changes", r["n"]) for r in await db.fetch(_CHANGES, since, until)],
+        "dead_letters": [(r["minute"], r["reason"], r["n"])
+                         for r in await db.fetch(_DEAD_LETTERS, since, until, dlq_topic)],
+        "emails": [(r["minute"], r["status"], r["n"]) for r in await db.fetch(_EMAILS, since, until)],
+    }
+
+
+def _activity(starts: list[datetime], rows: Rows) -> Activity:
+    outcomes = rows["commands"]
+    commands = buckets(starts, ((m, outcome.partition(":")[0], n) for m, outcome, n in outcomes), COMMAND_KINDS)
+    rejections = buckets(starts, ((m, outcome.partition(":")[2], n) for m, outcome, n in outcomes
+                                  if outcome.startswith("rejected:")))
+    return Activity(minutes=starts, commands=commands, rejections=rejections,
+                    changes=buckets(starts, rows["changes"], ("changes",))["changes"],
+                    dead_letters=buckets(starts, rows["dead_letters"]),
+                    emails=buckets(starts, rows["emails"], EMAIL_STATUSES))
+
+
 async def last_hour(db, dlq_topic: str, minutes: int = WINDOW_MINUTES) -> Activity:
     """The activity of the last `minutes` minutes (the current one included). `db`: a pool or a connection."""
     last = await db.fetchval("SELECT date_trunc('minute', now())")
     starts = minute_starts(last, minutes)
-    since, until = starts[0], last + timedelta(minutes=1)
-    outcomes = [(r["minute"], r["outcome"], r["n"]) for r in await db.fetch(_COMMANDS, since, until)]
-    commands = buckets(starts, ((m, outcome.partition(":")[0], n) for m, outcome, n in outcomes), COMMAND_KINDS)
-    rejections = buckets(starts, ((m, outcome.partition(":")[2], n) for m, outcome, n in outcomes
-                                  if outcome.startswith("rejected:")))
-    changes = buckets(starts, ((r["minute"], "changes", r["n"]) for r in await db.fetch(_CHANGES, since, until)),
-                      ("changes",))["changes"]
-    dead_letters = buckets(starts, ((r["minute"], r["reason"], r["n"])
-                                    for r in await db.fetch(_DEAD_LETTERS, since, until, dlq_topic)))
-    emails = buckets(starts, ((r["minute"], r["status"], r["n"]) for r in await db.fetch(_EMAILS, since, until)),
-                     EMAIL_STATUSES)
-    return Activity(minutes=starts, commands=commands, rejections=rejections, changes=changes,
-                    dead_letters=dead_letters, emails=emails)
+    return _activity(starts, await _rows(db, starts[0], last + timedelta(minutes=1), dlq_topic))
+
+
+class RecentActivity:
+    """`last_hour` of one DLQ topic that remembers the settled minutes' counts and reads only the minutes since."""
+
+    def __init__(self, dlq_topic: str, minutes: int = WINDOW_MINUTES, settle_minutes: int = SETTLE_MINUTES) -> None:
+        self.dlq_topic = dlq_topic
+        self.minutes = minutes
+        self.settle = timedelta(minutes=settle_minutes)
+        self._settled: Rows = {}
+        self._settled_until: datetime | None = None  # every minute before this one is in `_settled`
+
+    async def last_hour(self, db) -> Activity:
+        last = await db.fetchval("SELECT date_trunc('minute', now())")
+        starts = minute_starts(last, self.minutes)
+        known = self._settled_until
+        since = starts[0] if known is None or known <= starts[0] or known > last else known
+        fresh = await _rows(db, since, last + timedelta(minutes=1), self.dlq_topic)
+        settled_until = last - self.settle
+        kept = {name: [row for row in self._settled.get(name, []) if starts[0] <= row[0] < since]
+                for name in fresh}
+        self._settled = {name: kept[name] + [row for row in fresh[name] if row[0] < settled_until]
+                         for name in fresh}
+        self._settled_until = max(settled_until, since)
+        return _activity(starts, {name: kept[name] + fresh[name] for name in fresh})

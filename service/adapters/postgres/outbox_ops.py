@@ -14,14 +14,19 @@ from service.domain.outbox import OutboxStats
 
 async def stats(pool_or_conn) -> OutboxStats:
     """Backlog, age of the oldest row still to publish, and parked rows (`orderstatus outbox status`, /status)."""
+    # per shard, the rows after its cursor through the (shard, id) index: rows at or below a cursor keep
+    # published_at NULL too (the cursor settles them), so a join the planner may turn into a scan of the
+    # whole outbox read every row there is (114 ms at 240,000 rows) where only the backlog is wanted
     row = await pool_or_conn.fetchrow(
         """
-        SELECT count(o.id) AS backlog, extract(epoch FROM now() - min(o.created_at)) AS oldest,
+        SELECT coalesce(sum(b.n), 0)::bigint AS backlog, extract(epoch FROM now() - min(b.oldest)) AS oldest,
                (SELECT count(*) FROM outbox
                  WHERE parked_at IS NOT NULL AND published_at IS NULL AND held_behind IS NULL) AS parked
           FROM outbox_cursor c
-          JOIN outbox o ON o.shard = c.shard AND o.id > c.published_through
-         WHERE o.published_at IS NULL AND o.parked_at IS NULL
+          CROSS JOIN LATERAL (
+              SELECT count(*) AS n, min(o.created_at) AS oldest FROM outbox o
+               WHERE o.shard = c.shard AND o.id > c.published_through
+                 AND o.published_at IS NULL AND o.parked_at IS NULL) b
         """
     )
     return OutboxStats(row["backlog"], None if row["oldest"] is None else float(row["oldest"]), row["parked"])

@@ -27,7 +27,7 @@ from service.adapters.kafka.records import topic_records
 from service.adapters.kafka.renewing import RenewingProducer
 from service.adapters.postgres import dead_letter_index as index
 from service.adapters.postgres import heartbeats
-from service.adapters.postgres.activity import last_hour
+from service.adapters.postgres.activity import RecentActivity
 from service.adapters.postgres.connection import create_pool
 from service.adapters.postgres.notifications import PostgresNotificationStore
 from service.adapters.postgres.outbox_ops import unpark
@@ -188,6 +188,8 @@ def _resender(settings: Settings, pool):
 
 
 def _health(settings: Settings, pool):
+    recent = RecentActivity(settings.dlq_topic)  # the settled minutes' counts, kept between requests
+
     async def health() -> dict:
         rows = await heartbeats.processes(pool)
         processes = [{**asdict(p), "stale": p.status == "stale", "status": p.status,
@@ -198,7 +200,7 @@ def _health(settings: Settings, pool):
             lag_error = None
         except Exception as exc:  # the broker away: the page still shows what Postgres knows
             lags, lag_error = [], f"lag unavailable: {type(exc).__name__}: {exc}"
-        activity = await last_hour(pool, settings.dlq_topic)
+        activity = await recent.last_hour(pool)
         series = {"commands processed": _sum(activity.commands), "status changes": activity.changes,
                   "rejections": _sum(activity.rejections), "dead letters": _sum(activity.dead_letters),
                   "emails": _sum(activity.emails)}
