@@ -25,9 +25,13 @@ def _json(schema: dict) -> dict:
 
 ERROR = _json(_ref(http.ErrorBody))
 UNAUTHORIZED = {"description": "No or bad bearer token (reason actor_not_authenticated).", "content": ERROR}
-UNAVAILABLE = {"description": "The command could not be published now (e.g. the broker refuses the gateway's writes): "
-                              "nothing was published; try again later, with the same Idempotency-Key "
-                              "(reason service_unavailable).", "content": ERROR}
+UNAVAILABLE = {"description": "The command could not be published now (the broker refuses the gateway's writes: "
+                              "nothing was published; or the broker did not take it within "
+                              "ORDERSTATUS_GATEWAY_WAIT_S: it may still be applied); try again later, with the same "
+                              "Idempotency-Key, under which it is applied once (reason service_unavailable).",
+               "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                           "description": "seconds to wait before a retry (a broker outage)"}},
+               "content": ERROR}
 ACCEPTED = {
     "description": "No outcome within ORDERSTATUS_GATEWAY_WAIT_S: poll the Location (GET /commands/{command_id}).",
     "headers": {"Location": {"schema": {"type": "string"}, "description": "/commands/{command_id}"}},

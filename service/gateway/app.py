@@ -13,10 +13,14 @@ the same key with another request is answered 422 `idempotency_key_reused` and n
 (DESIGN §12). A retried request (same key, same request) never applies twice: a command already
 processed is answered from Postgres, after the access check of `GET /commands/{id}`, without
 publishing again. A command the broker refuses to take (the gateway's Write ACL revoked) is answered 503
-`service_unavailable`, logged as the refusal, while reads go on being served."""
+`service_unavailable`, logged as the refusal, while reads go on being served. So is a command the broker does not
+take within ORDERSTATUS_GATEWAY_WAIT_S (an outage: stopped, unreachable, frozen), with a Retry-After; its send is
+kept, so a retry with the same key does not publish it twice (`gateway/publishing.py`). The wait bounds the whole
+answer: the publish and then the outcome share it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -52,6 +56,7 @@ from service.gateway import docs as api_docs
 from service.gateway.docs import openapi_document, render_docs
 from service.gateway.limits import CHANGE_BODY_MAX, InFlight, Limited, override_body_max, read_body
 from service.gateway.ports import CommandRecords
+from service.gateway.publishing import CommandPublisher, NotPublished
 from service.runtime.auth import TOKEN_HEADER, NotAuthenticated
 from service.runtime.health import note_auth_failure, note_principal
 
@@ -64,14 +69,17 @@ _HELD = web.RequestKey("orderstatus.gateway.principal_slot", str)  # whose per-p
 # the answer (503) when a dependency refuses the gateway's own access, e.g. the broker its Write on the commands
 # topic: the caller may retry; what was refused, and to whom, goes to the log, not to the caller
 UNAVAILABLE = "service_unavailable"
+# Retry-After (seconds) of a 503 for a broker outage: a retry sooner would most likely meet the outage again
+OUTAGE_RETRY_AFTER_S = 5
 
 
 class Refusal(Exception):
-    """An answer before anything is published: a status and the error body."""
+    """An answer instead of the outcome (nothing published, or not known to be): a status and the error body."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
+        self.headers = headers or {}
 
 
 class Gateway:
@@ -89,6 +97,7 @@ class Gateway:
         # the command's own bound token (issue 23): the caller's never leaves here; run_gateway always gives one
         self.sign_command = sign_command
         self.producer = producer
+        self.publisher = CommandPublisher(producer, commands_topic)  # bounded, and once per command id (outages)
         self.tail = tail
         self.authenticate = authenticate
         self.commands_topic = commands_topic
@@ -204,13 +213,21 @@ class Gateway:
                                                              "request; use a new key for a new request.")
             return answer(Outcome(command_id, parsed.type, known["events"], final=True))
         key = command_key(command)  # DESIGN §5.3
+        deadline = asyncio.get_running_loop().time() + self.wait_s  # publish and outcome share the wait
         self.tail.expect(command_id, parsed.type)  # before publishing: the outcome cannot slip past
         try:
             if self.sign_command is None:
                 raise RuntimeError("the gateway has no command signing key (ORDERSTATUS_GATEWAY_SIGNING_KEY_FILE)")
             bound = self.sign_command(principal, command_id, value)  # only good for this command id and value
-            await self.producer.send_and_wait(self.commands_topic, value=value, key=key,
-                                              headers=[(TOKEN_HEADER, bound.encode())])
+            await self.publisher.publish(command_id, value, key, [(TOKEN_HEADER, bound.encode())], self.wait_s)
+        except NotPublished as outage:  # the broker away: no fault of the caller's, who may retry later
+            self.tail.forget(command_id)
+            log.warning("command not published: Kafka unavailable", command_id=command_id, dependency="kafka",
+                        error=str(outage))
+            raise Refusal(503, UNAVAILABLE, "The service could not take the command in time; it may still be "
+                                            "applied. Try again later with the same Idempotency-Key: under one key "
+                                            "a command is applied once.",
+                          {"Retry-After": str(OUTAGE_RETRY_AFTER_S)}) from None
         except AccessRefused as refused:  # e.g. its Write ACL revoked while it runs: no fault of the caller's
             self.tail.forget(command_id)
             log.error("command not published: access refused", command_id=command_id, dependency=refused.dependency,
@@ -220,7 +237,7 @@ class Gateway:
         except BaseException:
             self.tail.forget(command_id)  # the waiting table is cleaned on every path
             raise
-        outcome = await self.tail.wait(command_id, self.wait_s)
+        outcome = await self.tail.wait(command_id, max(0.0, deadline - asyncio.get_running_loop().time()))
         if outcome.final:
             return answer(outcome)
         return 202, {"command_id": command_id, "status": "accepted"}, {"Location": command_location(command_id)}
@@ -236,7 +253,8 @@ class Gateway:
             try:
                 status, body, *extra = await work
             except Refusal as refusal:
-                status, body, extra = refusal.status, translate.error(refusal.reason, refusal.message), []
+                status, body = refusal.status, translate.error(refusal.reason, refusal.message)
+                extra = [refusal.headers]
             except Limited as limited:
                 status, body = limited.status, translate.error(limited.reason, limited.message)
                 extra = [limited.headers]

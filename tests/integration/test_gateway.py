@@ -3,19 +3,24 @@ over Kafka, answer from the outcome event in the seed's own shape and status cod
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 import uuid
 
 import aiohttp
 import jwt
 import pytest
+import structlog
 from cryptography.hazmat.primitives import serialization
 from openapi_spec_validator import validate
 
 from service.devkit.embedded import free_port
 from service.entrypoints.services import run_gateway
+from service.gateway.app import idempotency_command_id
 from service.runtime.auth import issue_token, new_key_pair
+from tests.helpers.brokers import new_broker
 from tests.helpers.database import fetch, seed
 from tests.helpers.producing import produce
 from tests.helpers.topics import TopicReader, events_for
@@ -315,3 +320,54 @@ async def test_commands_carry_a_bound_gateway_token_never_the_callers(secured):
         assert status == 401 and body["reason"] == "actor_not_authenticated"
     versions = await fetch(secured, "SELECT order_id, version FROM orders WHERE order_id IN (1033, 1034) ORDER BY 1")
     assert [tuple(r) for r in versions] == [(1033, 1), (1034, 0)]  # only the gateway's own command applied
+
+
+async def test_a_broker_outage_is_503_at_once_and_the_retry_with_its_key_is_applied_once(secured):
+    """The broker stopped (SIGSTOP, its data kept) under a change: 503 service_unavailable with Retry-After within
+    the gateway's wait, one warning, reads served; after it is resumed the same request with the same key is
+    applied once and the command is on the commands topic once (the first send landed late, the retry sent none)."""
+    broker = new_broker("gateway-outage")
+    await asyncio.to_thread(broker.start)
+    try:
+        private = secured.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers,
+                                             "gateway_wait_s": 3.0})
+        await seed(private)
+        api = Client(private.gateway_port)
+        key = f"outage-{uuid.uuid4()}"
+        change = dict(body={"status": 5}, headers={"Idempotency-Key": key})  # Confirmed -> ReadyToShip
+        async with running_worker(private), running(run_gateway, private, "gateway"):
+            warm = dict(body={"status": 2}, headers={"Idempotency-Key": f"warm-{key}"})  # the worker joins first
+            for _ in range(20):
+                if (await api.call("PUT", "/api/orders/1033/status", **warm))[0] == 200:
+                    break
+            broker.pause()
+            try:
+                with structlog.testing.capture_logs() as logs:
+                    started = time.monotonic()
+                    status, body, headers = await api.call("PUT", "/api/orders/1033/status", **change)
+                    took = time.monotonic() - started
+                    assert status == 503 and body["reason"] == "service_unavailable", (status, body)
+                    assert took < private.gateway_wait_s + 1.5, f"answered after {took:.1f} s"
+                    assert int(headers["Retry-After"]) > 0
+                    read = await api.call("GET", "/api/orders/1033/status/transitions")
+                    assert read[0] == 200 and read[1]["current"]["code"] == "Confirmed"
+                warned = [e for e in logs if e["event"] == "command not published: Kafka unavailable"]
+                assert len(warned) == 1 and warned[0]["log_level"] == "warning", logs
+            finally:
+                broker.resume()
+            answers = []
+            for _ in range(40):  # until the broker and the worker are back: 503 or 202 meanwhile, then 200
+                answers.append((await api.call("PUT", "/api/orders/1033/status", **change))[0])
+                if answers[-1] == 200:
+                    break
+                await asyncio.sleep(0.2)
+            assert answers[-1] == 200, answers
+        command_id = idempotency_command_id(ISSUER, "staff-1", key)
+        async with TopicReader(private, private.commands_topic) as commands:
+            await commands.wait_for(lambda values: len(values) >= 2, 30, "both commands")
+            await commands.poll()
+            assert [v.get("command_id") for v in commands.values()].count(command_id) == 1, commands.values()
+        [row] = await fetch(private, "SELECT version FROM orders WHERE order_id = 1033")
+        assert row["version"] == 2  # Draft -> Confirmed, then ReadyToShip once
+    finally:
+        await asyncio.to_thread(broker.stop)
