@@ -461,8 +461,8 @@ class Console:
                                                        "mode": mode, "filters": filters, "counts": {}})
         confirm = form.get("step") == "confirm"
         results = await self.ports.dead_letters.redrive(positions, dry_run=not confirm)
-        counts = {"sent": sum(1 for r in results if r["outcome"] == "redriven"),
-                  "skipped": sum(1 for r in results if r["outcome"] == "skipped")}
+        counts = {key: sum(1 for r in results if r["outcome"] == outcome)
+                  for key, outcome in (("sent", "redriven"), ("skipped", "skipped"), ("failed", "failed"))}
         reasons: dict[str, int] = {}
         for r in results:
             if r["outcome"] == "skipped":
@@ -470,8 +470,8 @@ class Console:
         if confirm:
             target = "filter " + urlencode(filters) if mode == "filter" else ",".join(f"{p}:{o}" for p, o in positions)
             await store.audit(self.pool, principal, "dlq.redrive", target[:2000], counts["sent"],
-                              "ok" if not counts["skipped"] else f"{counts['skipped']} skipped",
-                              {"positions": [f"{p}:{o}" for p, o in positions][:1000], **counts})
+                              redrive_result(results), {"positions": [f"{p}:{o}" for p, o in positions][:1000],
+                                                        **counts})
         return self.page(request, "redrive.html", {
             "step": "done" if confirm else "preview", "results": results, "counts": counts, "reasons": reasons,
             "positions": [f"{p}:{o}" for p, o in positions], "mode": mode, "filters": filters})
@@ -540,6 +540,19 @@ def _dumps(data) -> str:
     import json
 
     return json.dumps(data, default=str)
+
+
+def redrive_result(results: list[dict]) -> str:
+    """The audit's result of a confirmed redrive: "ok", "N skipped", or — when it stopped on a failure (the broker
+    refused or was away) — "failed: <why>" or "partial: N sent, then failed: <why>", on one line."""
+    sent = sum(1 for r in results if r["outcome"] == "redriven")
+    skipped = sum(1 for r in results if r["outcome"] == "skipped")
+    failures = [r["why"] for r in results if r["outcome"] == "failed"]
+    if not failures:
+        return "ok" if not skipped else f"{skipped} skipped"
+    why = " ".join(str(failures[0]).split())[:300]
+    result = f"partial: {sent} sent, then failed: {why}" if sent else f"failed: {why}"
+    return result if not skipped else f"{result} ({skipped} skipped)"
 
 
 def _position(text) -> tuple[int, int] | None:

@@ -4,6 +4,7 @@ by running commands through the worker and the notifier."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import uuid
@@ -11,6 +12,7 @@ from datetime import timedelta
 
 import aiohttp
 
+from tests.helpers.brokers import new_broker
 from tests.helpers.browser import ConsoleClient, console_settings, running_console, token
 from tests.helpers.cli import ok, run_cli_async, settings_env
 from tests.helpers.commands import change, override
@@ -464,6 +466,43 @@ class TestMoreActions:
         assert status == 200 and "error.reason: not_json" in page
         assert "not json \\x01\\xff &lt;b&gt;" in page and "<b>" not in page.split("<pre", 1)[1].split("</pre>")[0]
         assert "secret-token" not in page and "actor-token: (redacted, 12 bytes)" in page
+
+
+class TestFailedRedrive:
+    async def test_a_redrive_the_broker_cannot_take_is_audited_as_failed_and_shown_so(self, settings, tmp_path):
+        """The broker stopped between the preview and the confirmation: the page says the redrive stopped and why
+        (200, no 500), and the audit row — on the Audit page too — says failed with the reason and 0 sent."""
+        broker = new_broker("console-redrive")
+        await asyncio.to_thread(broker.start)
+        try:
+            s = console_settings(settings, tmp_path, kafka_bootstrap_servers=broker.bootstrap_servers)
+            await seed(s)
+            async with TopicReader(s, s.dlq_topic) as dlq:
+                async with running_worker(s.model_copy(update={"max_wire_items": 1})):
+                    await produce(s, [override([(1033, "OnHold"), (1031, "OnHold")])])
+                    await dlq.wait_for(lambda _: dlq.records, timeout=30, what="the dead letter")
+                [letter] = dlq.records
+            async with running_console(s) as base, ConsoleClient(base) as manager:
+                await manager.sign_in(token("manager"))
+                listed = f'href="/dead-letters/{letter.partition}/{letter.offset}"'
+
+                async def indexed() -> bool:
+                    return listed in (await manager.get("/dead-letters"))[1]
+
+                await wait_until(indexed, 30, "the console's indexer to list the dead letter")
+                form = {"csrf": await manager.csrf(), "mode": "selected", "position": position(letter)}
+                status, page = await manager.post("/dead-letters/redrive", {**form, "step": "preview"})
+                assert status == 200 and "<strong>1</strong> of 1 would be sent" in page
+                await asyncio.to_thread(broker.stop)
+                status, page = await manager.post("/dead-letters/redrive", {**form, "step": "confirm"})
+                assert status == 200 and "The redrive stopped: Kafka unavailable (" in page, page
+                status, page = await manager.get("/audit")
+                assert status == 200 and "<td>failed: Kafka unavailable (" in page
+            [row] = await audit_rows(s)
+            assert tuple(row)[:5] == ("manager-1", "manager", "dlq.redrive", position(letter), 0)
+            assert row["result"].startswith("failed: Kafka unavailable (") and "\n" not in row["result"], row["result"]
+        finally:
+            await asyncio.to_thread(broker.stop)
 
 
 def _requests_counted(metrics_text: str, route: str, status: str) -> float:

@@ -44,6 +44,7 @@ from service.ops.errors import OpsError
 from service.entrypoints.configs import consumer_lags as group_lags
 from service.queries.graph.optional import svg_renderer
 from service.runtime.auth import AuthConfigError, NotAuthenticated, TokenVerifier, bearer
+from service.runtime.faults import dependency_of
 from service.runtime.health import Progress, bound_port, serve, watch_health
 from service.runtime.heartbeat import heartbeating, progress_report
 from service.runtime.metrics import Metrics
@@ -128,7 +129,23 @@ class DeadLetters:
         (`why_unredrivable`): reading thousands of letters from the DLQ took minutes; the confirmation reads each."""
         if dry_run:
             return await self.preview(positions)
-        results = []
+        results: list[dict] = []
+        try:
+            await self._redrive(positions, results)
+        except Exception as exc:  # shown as a failed redrive and audited so (no 500), after what was sent before it
+            why = str(exc)
+            if isinstance(exc, AccessRefused):  # e.g. the console's Write ACL revoked
+                log.error("dead letters not redriven: access refused", error=why)
+            elif dependency_of(exc) is not None:  # the broker stopped or unreachable: reading the DLQ or sending
+                why = f"Kafka unavailable ({type(exc).__name__}: {exc})"
+                log.warning("dead letters not redriven: Kafka unavailable", error=why, sent_before=len(results))
+            elif not isinstance(exc, OpsError):
+                raise
+            results.append({"position": "-", "outcome": "failed", "why": why, "target": None, "count": 0})
+        return results
+
+    async def _redrive(self, positions: list[tuple[int, int]], results: list[dict]) -> None:
+        """The confirmation's work: each result appended as the DLQ is read and the broker acknowledges."""
         async with topic_records(self.settings, self.topic) as reader:
             known = set(reader.partitions())
             present = []
@@ -140,23 +157,16 @@ class DeadLetters:
                     present.append((partition, offset))
             if present:
                 selection = ops_dlq.Selection(positions=tuple(present))
-                try:
-                    async for result in ops_dlq.redrive(reader, self.producer, selection, dry_run=dry_run):
-                        position = result.letter.position
-                        if isinstance(result, ops_dlq.Skipped):
-                            results.append({"position": position, "outcome": "skipped", "why": result.why,
-                                            "target": None, "count": 0})
-                        else:
-                            target = (result.topic if result.offset is None
-                                      else f"{result.topic}:{result.partition}:{result.offset}")
-                            results.append({"position": position, "outcome": "redriven", "why": None,
-                                            "target": target, "count": result.count})
-                except (OpsError, AccessRefused) as exc:  # e.g. the console's Write ACL revoked: shown, no 500
-                    if isinstance(exc, AccessRefused):
-                        log.error("dead letters not redriven: access refused", error=str(exc))
-                    results.append({"position": "-", "outcome": "failed", "why": str(exc), "target": None,
-                                    "count": 0})
-        return results
+                async for result in ops_dlq.redrive(reader, self.producer, selection):
+                    position = result.letter.position
+                    if isinstance(result, ops_dlq.Skipped):
+                        results.append({"position": position, "outcome": "skipped", "why": result.why,
+                                        "target": None, "count": 0})
+                    else:
+                        target = (result.topic if result.offset is None
+                                  else f"{result.topic}:{result.partition}:{result.offset}")
+                        results.append({"position": position, "outcome": "redriven", "why": None,
+                                        "target": target, "count": result.count})
 
     async def preview(self, positions: list[tuple[int, int]]) -> list[dict]:
         found = await index.get_many(self.pool, self.topic, positions)
