@@ -298,7 +298,8 @@ def table(result: dict) -> str:
         ok = "yes" if s["p95"] <= result["p95_limit_ms"] else "NO"
         lines.append(f"{name:<28}{page['requests']:>5}{s['p50']:>9}{s['p95']:>9}{s['max']:>9}{c['p50']:>9}"
                      f"{c['p95']:>9}  {ok}")
-    lines.append(f"seeded in {result['seed_s']}s ({result['rows']}); {result['dead_letters']:,} dead letters produced in "
+    lines.append(f"seeded in {result['seed_s']}s ({result['rows']}); "
+                 f"{result['dead_letters']:,} dead letters produced in "
                  f"{result['letters_produce_s']}s and indexed by the console in {result['index_s']}s "
                  f"({result['index_letters_per_s']:,}/s); ms, server = Server-Timing, client = around the request")
     return "\n".join(lines)

@@ -82,7 +82,8 @@ _HISTORY = """
      WHERE o.order_id >= $1
 """
 
-_LAST_HOUR = "CREATE TEMP TABLE bench_last_hour AS SELECT * FROM order_history WHERE occurred_at > now() - interval '1 hour'"
+_LAST_HOUR = ("CREATE TEMP TABLE bench_last_hour AS "
+              "SELECT * FROM order_history WHERE occurred_at > now() - interval '1 hour'")
 
 _PROCESSED = f"""
     INSERT INTO processed_commands (command_id, command_type, outcome, source, processed_at)
@@ -109,7 +110,8 @@ _EVENTS = """
                                          'from_status', h.from_status, 'to_status', h.to_status,
                                          'actor', h.actor, 'occurred_at', h.occurred_at)::text, 'UTF8'),
            jsonb_build_array(jsonb_build_array('traceparent', encode(convert_to(
-               '00-' || md5('trace' || h.event_id) || '-' || left(md5('span' || h.event_id), 16) || '-01', 'UTF8'), 'hex'))),
+               '00-' || md5('trace' || h.event_id) || '-' || left(md5('span' || h.event_id), 16) || '-01',
+               'UTF8'), 'hex'))),
            h.order_id, h.occurred_at, (h.order_id % $2::int)::int
       FROM bench_last_hour h ORDER BY h.occurred_at
 """
@@ -126,7 +128,10 @@ _REJECTIONS = f"""
                'occurred_at', now() - interval '59 minutes' * ((hashint4(g) & 65535) / 65536.0))::text, 'UTF8'),
            o.order_id, now() - interval '59 minutes' * ((hashint4(g) & 65535) / 65536.0), (o.order_id % $4::int)::int
       FROM generate_series(1, $2::int) g
-      JOIN orders o ON o.order_id = CASE WHEN g % 10 = 0 THEN $3::bigint + (g % greatest($5::int / {LONG_EVERY}, 1)) * {LONG_EVERY} + {LONG_EVERY} - 1
+      -- one rejection in ten goes to a long-history order (their Order pages list many)
+      JOIN orders o ON o.order_id = CASE WHEN g % 10 = 0
+                                         THEN $3::bigint + (g % greatest($5::int / {LONG_EVERY}, 1)) * {LONG_EVERY}
+                                              + {LONG_EVERY} - 1
                                          ELSE $3::bigint + (hashint4(g) & 2147483647) % $5::int END
 """
 
@@ -233,7 +238,8 @@ async def seed(conn, orders: int, events_topic: str, shards: int, say=print) -> 
                   "console_audit"):
         counts[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")
     counts["history_last_hour"] = await conn.fetchval("SELECT count(*) FROM bench_last_hour")
-    counts["parked"] = await conn.fetchval("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL AND held_behind IS NULL")
+    counts["parked"] = await conn.fetchval(
+        "SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL AND held_behind IS NULL")
     return counts
 
 

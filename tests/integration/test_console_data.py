@@ -355,5 +355,54 @@ class TestDeadLetterIndex:
                             if x.partition != partition or x.offset >= cut}
 
 
+    async def test_the_redrive_preview_from_the_index_says_what_dlq_redrive_says_of_the_records(self, settings):
+        """The console's preview, answered from the index, gives each letter the outcome, reason, target and
+        redrive.count that `dlq redrive --dry-run` gives it from the record: a worker's dead letter (redriven
+        twice before), one cut to fit (error.truncated) and a record without the worker's headers; a position
+        never indexed is skipped as gone."""
+        from service.adapters.kafka.records import topic_records
+        from service.contract.events import dead_letter
+        from service.domain.commands import SourceMessage
+        from service.domain.events import DeadLetter
+        from service.entrypoints.cli.console import DeadLetters
+        from service.ops import dlq as ops_dlq
+
+        await seed(settings)
+        topic = settings.dlq_topic
+
+        def letter(value: bytes, max_bytes: int):
+            source = SourceMessage(settings.commands_topic, 0, 7, b"1029", value, headers=(("redrive.count", b"2"),))
+            return dead_letter(DeadLetter(source, "validation_failed", "status: field required"), topic, max_bytes)
+
+        sent = []
+        for wire in (letter(b'{"type": "ChangeOrderStatus"}', 1_048_576), letter(b"x" * 2000, 600)):
+            sent += await produce(settings, [wire.value], topic, key=wire.key, headers=wire.headers)
+        sent += await produce(settings, [b"written by hand"], topic)
+        positions = [(m.partition, m.offset) for m in sent]
+        async with pool_of(settings) as pool:
+            async with running_indexer(settings, pool, f"console-{uuid.uuid4().hex[:6]}"):
+                await wait_until(lambda: _indexed(pool, topic, 3), 60, "three dead letters indexed")
+            never = (positions[0][0], 10_000)
+            preview = await DeadLetters(settings, pool, None).preview([*positions, never])
+        selection = ops_dlq.Selection(positions=tuple(sorted(positions)))
+        async with topic_records(settings, topic) as reader:
+            by_record = [r async for r in ops_dlq.redrive(reader, None, selection, dry_run=True)]
+
+        def shown(r) -> dict:  # as the console's port shows a result of `dlq redrive`
+            skipped = isinstance(r, ops_dlq.Skipped)
+            return {"position": r.letter.position, "outcome": "skipped" if skipped else "redriven",
+                    "why": r.why if skipped else None, "target": None if skipped else r.topic,
+                    "count": 0 if skipped else r.count}
+
+        expected = [shown(r) for r in by_record]
+        gone = {"position": f"{never[0]}:{never[1]}", "outcome": "skipped",
+                "why": "no such dead letter (deleted by retention?)", "target": None, "count": 0}
+        assert preview == sorted([*expected, gone], key=lambda r: tuple(map(int, r["position"].split(":"))))
+        assert [r["outcome"] for r in expected].count("redriven") == 1
+        assert {r["count"] for r in expected if r["outcome"] == "redriven"} == {3}
+        assert sum(1 for r in expected if r["why"] and "error.truncated" in r["why"]) == 1
+        assert sum(1 for r in expected if r["why"] and "original.topic" in r["why"]) == 1
+
+
 async def _indexed(pool, topic: str, count: int) -> bool:
     return await dead_letter_index.count(pool, topic) >= count
