@@ -13,8 +13,9 @@ Because every count comes from rows, the charts survive a console restart and ag
 Minutes are the database's, truncated; the current minute is the last bucket (still filling). Every
 series has a value for every minute (zero-filled).
 
-At volume the hour's rows are many (a busy hour: 250,000 commands, 200,000 changes, 100,000 emails, and
-counting them took the Health page most of a second), while a minute that is over no longer changes.
+At volume the hour's rows are many (hundreds of thousands in a busy hour: counting them on every request
+made the Health page the slowest of the bench's console scenario), while a minute that is over no longer
+changes.
 `RecentActivity` keeps the counts of the settled minutes — those ending more than `SETTLE_MINUTES` ago,
 beyond any transaction still open (the service's statements are short: a statement timeout bounds them)
 — and asks the database only for the minutes since: the first call reads the hour, every later one a
