@@ -371,3 +371,30 @@ async def test_a_broker_outage_is_503_at_once_and_the_retry_with_its_key_is_appl
         assert row["version"] == 2  # Draft -> Confirmed, then ReadyToShip once
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def test_a_broker_process_ended_is_503_at_once_with_reads_served(secured):
+    """The broker process ended (connections refused, not frozen) before a change: 503 with Retry-After within the
+    gateway's wait, each time it is asked, and reads served. (The freeze above shows the retry after the outage: the
+    embedded broker starts empty after a real restart, so that half is shown on a broker that keeps its data.)"""
+    broker = new_broker("gateway-stopped")
+    await asyncio.to_thread(broker.start)
+    try:
+        # a batch the producer cannot deliver expires after the request timeout: the gateway's stop waits for it
+        private = secured.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers,
+                                             "gateway_wait_s": 3.0, "kafka_request_timeout_ms": 5000})
+        await seed(private)
+        api = Client(private.gateway_port)
+        change = dict(body={"status": 2}, headers={"Idempotency-Key": f"stopped-{uuid.uuid4()}"})
+        async with running(run_gateway, private, "gateway"):
+            await asyncio.to_thread(broker.stop)
+            for _ in range(2):  # the second waits on the first one's send, never publishes another
+                started = time.monotonic()
+                status, body, headers = await api.call("PUT", "/api/orders/1033/status", **change)
+                took = time.monotonic() - started
+                assert status == 503 and body["reason"] == "service_unavailable", (status, body)
+                assert took < private.gateway_wait_s + 1.5, f"answered after {took:.1f} s"
+                assert int(headers["Retry-After"]) > 0
+            assert (await api.call("GET", "/api/orders/1033/status/transitions"))[0] == 200
+    finally:
+        await asyncio.to_thread(broker.stop)

@@ -52,18 +52,9 @@ class KafkaConsumer:
         await self.client.start()
 
     async def stop(self) -> None:
-        """`stop()`, but a broker outage must not turn a clean shutdown into a crash: aiokafka's fetcher
-        re-raises the CancelledError of a fetch task sleeping in its retry backoff when the broker is
-        unreachable. Offsets are already committed (or redelivered and deduped), so log and go on."""
-        try:
-            await self.client.stop()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # we ourselves are being cancelled
-            log.warning("consumer did not close cleanly (broker unreachable?)")
-        except Exception as exc:
-            log.warning("consumer did not close cleanly (broker unreachable?)", error=repr(exc))
+        """`stop()`, but a broker outage must not turn a clean shutdown into a crash (`stop_despite_outage`).
+        Offsets are already committed (or redelivered and deduped), so log and go on."""
+        await stop_despite_outage(self.client)
 
     async def poll(self, timeout_s: float, max_records: int) -> list[SourceMessage]:
         batch = await self.client.getmany(timeout_ms=round(timeout_s * 1000), max_records=max_records)
@@ -108,3 +99,17 @@ class KafkaConsumer:
 
     def paused(self) -> set:
         return _partitions(self.client.paused())
+
+
+async def stop_despite_outage(client: AIOKafkaConsumer) -> None:
+    """`client.stop()`, logged instead of raised when the broker is away: aiokafka's fetcher re-raises the
+    CancelledError of a fetch task sleeping in its retry backoff when the broker is unreachable."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # we ourselves are being cancelled
+        log.warning("consumer did not close cleanly (broker unreachable?)")
+    except Exception as exc:
+        log.warning("consumer did not close cleanly (broker unreachable?)", error=repr(exc))

@@ -15,6 +15,7 @@ from aiokafka import TopicPartition
 
 from service.adapters.errors import TopicMissing
 from service.adapters.kafka.clients import consumer_of, learn_topic
+from service.adapters.kafka.consumer import stop_despite_outage
 from service.contract.json_text import parse_json
 from service.contract.outcome import Outcome
 from service.adapters.kafka.config import KafkaSettings
@@ -56,7 +57,7 @@ class EventsTail:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        await stop_despite_outage(self._consumer)  # the gateway stopped during a broker outage still exits 0
 
     async def records(self, poll_ms: int = 200) -> AsyncIterator[tuple[object, dict | None]]:
         """Every record from the position on, with its JSON object (None when the value is not one)."""
