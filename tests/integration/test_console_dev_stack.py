@@ -134,7 +134,7 @@ async def test_a_manager_redrives_a_dead_letter_after_new_rules_and_staff_and_a_
             latest = manager.locator("ol.timeline li.change").first
             await expect(latest.locator("h3")).to_have_text("Confirmed → Ready to ship")
             await expect(latest).to_contain_text("stock counted by hand")
-            await expect(latest).to_contain_text("by manager")
+            await expect(latest).to_contain_text("by Mia (ops) (manager, m-1)")  # the dev token's verified name
             await expect(manager.locator("#rejections + table")).to_contain_text("transition_not_allowed")
             await shot(manager, "dev-order", full_page=True)
 

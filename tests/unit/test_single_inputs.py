@@ -122,14 +122,15 @@ class TestLocation:
 
 class TestClientsSeeWhatTheHistoryShows:
     def test_a_command_outcome_hides_from_clients_what_the_history_hides(self):
-        """GET /commands/{id} for a client: no reservation refs or coupon codes, no private note, the actor's role only."""
+        """GET /commands/{id} for a client: no reservation refs or coupon codes, no private note, the actor's role and
+        verified name only (as the history and the emails show them)."""
         event = as_read(changed(1029, note="internal", public=False).model_copy(update={
             "command_id": "c-1", "actor": EventActor(id="u-7", role="client", client_id="c-1", name="Ann"),
             "removed_reservations": ["R-1"], "removed_coupons": ["SPRING"]}))
         client = viewer_of(Principal(sub="u-7", role="client", client_id="c-1"))
         seen = shown(client, event)
         assert seen["removed_reservations"] == [] and seen["removed_coupons"] == []
-        assert seen["note"] is None and seen["actor"] == {"role": "client"}
+        assert seen["note"] is None and seen["actor"] == {"role": "client", "name": "Ann"}
         assert event["removed_coupons"] == ["SPRING"]  # the stored event is untouched
         public = shown(client, {**event, "note": {"text": "on its way", "is_public": True}})
         assert public["note"] == {"text": "on its way", "is_public": True}
