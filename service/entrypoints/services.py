@@ -262,7 +262,12 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None,
         if ops is not None:
             await ops.cleanup()
         await tail.stop()
-        await producer.stop()
+        try:  # a send the broker has not taken was answered 503 already: an outage (an idempotent producer retries
+            # for ever) must not hold the stop until the broker is back
+            await asyncio.wait_for(producer.stop(), settings.gateway_wait_s)
+        except asyncio.TimeoutError:
+            log.warning("producer stopped without its unsent commands (their callers were answered 503)",
+                        waited_s=settings.gateway_wait_s)
         await pool.close()
         log.info("gateway stopped")
     return 0
