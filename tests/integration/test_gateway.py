@@ -322,6 +322,16 @@ async def test_commands_carry_a_bound_gateway_token_never_the_callers(secured):
     assert [tuple(r) for r in versions] == [(1033, 1), (1034, 0)]  # only the gateway's own command applied
 
 
+async def unavailable_within_the_wait(api, change: dict, wait_s: float) -> None:
+    """The change is answered 503 service_unavailable with a Retry-After, within the gateway's wait."""
+    started = time.monotonic()
+    status, body, headers = await api.call("PUT", "/api/orders/1033/status", **change)
+    took = time.monotonic() - started
+    assert status == 503 and body["reason"] == "service_unavailable", (status, body)
+    assert took < wait_s + 1.5, f"answered after {took:.1f} s"
+    assert int(headers["Retry-After"]) > 0
+
+
 async def test_a_broker_outage_is_503_at_once_and_the_retry_with_its_key_is_applied_once(secured):
     """The broker stopped (SIGSTOP, its data kept) under a change: 503 service_unavailable with Retry-After within
     the gateway's wait, one warning, reads served; after it is resumed the same request with the same key is
@@ -343,12 +353,7 @@ async def test_a_broker_outage_is_503_at_once_and_the_retry_with_its_key_is_appl
             broker.pause()
             try:
                 with structlog.testing.capture_logs() as logs:
-                    started = time.monotonic()
-                    status, body, headers = await api.call("PUT", "/api/orders/1033/status", **change)
-                    took = time.monotonic() - started
-                    assert status == 503 and body["reason"] == "service_unavailable", (status, body)
-                    assert took < private.gateway_wait_s + 1.5, f"answered after {took:.1f} s"
-                    assert int(headers["Retry-After"]) > 0
+                    await unavailable_within_the_wait(api, change, private.gateway_wait_s)
                     read = await api.call("GET", "/api/orders/1033/status/transitions")
                     assert read[0] == 200 and read[1]["current"]["code"] == "Confirmed"
                 warned = [e for e in logs if e["event"] == "command not published: Kafka unavailable"]
@@ -389,12 +394,7 @@ async def test_a_broker_process_ended_is_503_at_once_with_reads_served(secured):
         async with running(run_gateway, private, "gateway"):
             await asyncio.to_thread(broker.stop)
             for _ in range(2):  # the second waits on the first one's send, never publishes another
-                started = time.monotonic()
-                status, body, headers = await api.call("PUT", "/api/orders/1033/status", **change)
-                took = time.monotonic() - started
-                assert status == 503 and body["reason"] == "service_unavailable", (status, body)
-                assert took < private.gateway_wait_s + 1.5, f"answered after {took:.1f} s"
-                assert int(headers["Retry-After"]) > 0
+                await unavailable_within_the_wait(api, change, private.gateway_wait_s)
             assert (await api.call("GET", "/api/orders/1033/status/transitions"))[0] == 200
     finally:
         await asyncio.to_thread(broker.stop)
