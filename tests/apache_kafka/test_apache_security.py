@@ -513,12 +513,7 @@ class TestTheConsoleUnderItsDeployedAcls:
         console = console_settings(as_user(settings, secure_kafka, "console"), tmp_path)
         async with running_console(console) as base, ConsoleClient(base) as manager:
             await manager.sign_in(console_token("manager"))
-            listed = f'href="/dead-letters/{sent.partition}/{sent.offset}"'
-
-            async def indexed() -> bool:
-                return listed in (await manager.get("/dead-letters?reason=validation_failed"))[1]
-
-            await wait_until(indexed, 60, "the console's indexer to list the dead letter")
+            await manager.wait_until_listed(sent.partition, sent.offset, "/dead-letters?reason=validation_failed", 60)
             status, page = await manager.get(f"/dead-letters/{sent.partition}/{sent.offset}")
             assert status == 200 and letter["command_id"] in page, page[:2000]
             form = {"csrf": await manager.csrf(), "mode": "selected", "position": position, "step": "confirm"}

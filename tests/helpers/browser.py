@@ -16,6 +16,7 @@ import aiohttp
 from service.devkit.embedded import free_port
 from service.runtime.auth import issue_token, new_key_pair
 from service.runtime.settings import Settings
+from tests.helpers.waiting import wait_until
 
 ISSUER, AUDIENCE = "https://id.example.com", "orderstatus"
 PRIVATE, PUBLIC = new_key_pair()
@@ -96,6 +97,18 @@ class ConsoleClient:
     async def post(self, path: str, data, follow: bool = False) -> tuple[int, str]:
         async with self.http.post(f"{self.base}{path}", data=data, allow_redirects=follow) as response:
             return response.status, await response.text()
+
+    async def wait_until_listed(self, partition: int, offset: int, path: str = "/dead-letters",
+                                timeout: float = 30) -> str:
+        """Wait until the page at `path` lists the dead letter at (partition, offset) (the console's indexer has
+        read it); returns the listing's link text, `href="/dead-letters/P/O"`."""
+        listed = f'href="/dead-letters/{partition}/{offset}"'
+
+        async def indexed() -> bool:
+            return listed in (await self.get(path))[1]
+
+        await wait_until(indexed, timeout, "the console's indexer to list the dead letter")
+        return listed
 
 
 @contextlib.asynccontextmanager

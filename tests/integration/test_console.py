@@ -289,12 +289,8 @@ class TestPages:
                 await manager.sign_in(token("manager", name="Mia"))
                 status, page = await manager.get(f"/dead-letters/{letter.partition}/{letter.offset}")
                 assert status == 200 and "error.reason: validation_failed" in page
-                listed = f'href="/dead-letters/{letter.partition}/{letter.offset}"'
-
-                async def indexed() -> bool:
-                    return listed in (await manager.get("/dead-letters?reason=validation_failed"))[1]
-
-                await wait_until(indexed, 30, "the console's indexer to list the dead letter")
+                listed = await manager.wait_until_listed(letter.partition, letter.offset,
+                                                         "/dead-letters?reason=validation_failed")
                 _, other_reason = await manager.get("/dead-letters?reason=not_json")
                 assert listed not in other_reason and "0 dead letter(s) match" in other_reason
                 csrf = await manager.csrf()
@@ -484,12 +480,7 @@ class TestFailedRedrive:
                 [letter] = dlq.records
             async with running_console(s) as base, ConsoleClient(base) as manager:
                 await manager.sign_in(token("manager"))
-                listed = f'href="/dead-letters/{letter.partition}/{letter.offset}"'
-
-                async def indexed() -> bool:
-                    return listed in (await manager.get("/dead-letters"))[1]
-
-                await wait_until(indexed, 30, "the console's indexer to list the dead letter")
+                await manager.wait_until_listed(letter.partition, letter.offset)
                 form = {"csrf": await manager.csrf(), "mode": "selected", "position": position(letter)}
                 status, page = await manager.post("/dead-letters/redrive", {**form, "step": "preview"})
                 assert status == 200 and "<strong>1</strong> of 1 would be sent" in page
